@@ -1,0 +1,97 @@
+// Command jailkeeper is the GitOps agent for FreeBSD jails: its subcommands
+// run the daemon, plan and inspect passes, and set up a host. Flags become an
+// agent.Config; everything else lives in the packages.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes: 0 ok, 1 failure, 2 bad usage or invalid input.
+const (
+	exitFailure = 1
+	exitInvalid = 2
+)
+
+// exitError carries the exit code a command wants.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// invalid marks err as bad input (exit 2).
+func invalid(err error) error { return &exitError{code: exitInvalid, err: err} }
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	root := newRootCmd()
+	root.SetArgs(args)
+	err := root.Execute()
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil && ee.err.Error() != "" {
+			fmt.Fprintln(os.Stderr, "jailkeeper:", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(os.Stderr, "jailkeeper:", err)
+	if isUsage(err) {
+		return exitInvalid
+	}
+	return exitFailure
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "jailkeeper",
+		Short:         "GitOps agent for FreeBSD jails behind Caddy",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(
+		newVersionCmd(),
+		newValidateCmd(),
+	)
+	return root
+}
+
+// usageError marks a flag or argument error (exit 2).
+type usageError struct{ error }
+
+func (u usageError) Unwrap() error { return u.error }
+
+func isUsage(err error) bool {
+	var u usageError
+	return errors.As(err, &u) || errors.Is(err, errUsage)
+}
+
+var errUsage = errors.New("usage")
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintln(cmd.OutOrStdout(), "jailkeeper", version)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,88 @@
+package jails
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"time"
+)
+
+// State is where a release is in its life. It is stored on the system (a ZFS
+// user property or release.json), never only in memory.
+type State string
+
+// The states of a release, in the order a healthy one passes through them.
+const (
+	StateCreating State = "creating" // being cloned and installed
+	StateReady    State = "ready"    // installed; may be running, not routed
+	StateLive     State = "live"     // Caddy routes the service to it
+	StateRetired  State = "retired"  // stopped; kept for rollback
+	StateFailed   State = "failed"   // did not pass its health gate
+)
+
+// Valid reports whether s is one of the known states.
+func (s State) Valid() bool {
+	switch s {
+	case StateCreating, StateReady, StateLive, StateRetired, StateFailed:
+		return true
+	}
+	return false
+}
+
+// Release is one build of a service on this host as the runtime observed it.
+type Release struct {
+	Name     string     `json:"name"`
+	Service  string     `json:"service"`
+	SHA      string     `json:"sha"`
+	Spec     string     `json:"spec"` // full hex hash of the canonical spec
+	IP       netip.Addr `json:"ip"`
+	Port     int        `json:"port"`
+	State    State      `json:"state"`
+	Created  time.Time  `json:"created"`
+	Reason   string     `json:"reason,omitempty"`
+	Failures int        `json:"failures,omitempty"` // consecutive failed gates of this spec
+	FailedAt time.Time  `json:"failed_at,omitzero"`
+	// Running is observed (jls, or the pidfile's process), never stored.
+	Running bool `json:"-"`
+}
+
+// Addr is the host:port Caddy proxies to.
+func (r Release) Addr() string {
+	return netip.AddrPortFrom(r.IP, uint16(r.Port)).String()
+}
+
+// Status is the stored part of a release that changes after creation.
+type Status struct {
+	State    State
+	Reason   string
+	Failures int
+	FailedAt time.Time
+}
+
+// Spec is what a runtime needs to create a release.
+type Spec struct {
+	Name     string            // release name, see ValidName
+	Service  string            // service name
+	SHA      string            // app commit
+	Spec     string            // full hex hash of the canonical spec
+	Port     int               // where the app listens
+	Command  []string          // command[0] is relative to the release root
+	Env      map[string]string // the manifest's env; the runtime adds PORT, HOST, ADDR
+	EnvFile  string            // host path of the secrets file, "" for none
+	User     string            // run as
+	Template string            // template name (jail runtime)
+	Allow    []string          // jail allow.* parameters, without the "allow." prefix
+	Artifact string            // local path of the verified artifact
+	Created  time.Time
+}
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}_[0-9a-f]{12}_[0-9a-f]{6}$`)
+
+// ValidName reports whether name has the form <service>_<sha12>_<spec6>.
+// Names reach argv and file paths, so everything checks them first.
+func ValidName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("invalid release name %q", name)
+	}
+	return nil
+}

@@ -1,0 +1,61 @@
+package reconcile
+
+import (
+	"context"
+	"time"
+
+	"github.com/jailkeeper/jailkeeper/caddy"
+	"github.com/jailkeeper/jailkeeper/jails"
+)
+
+// Runtime creates and runs releases. jails.Process and jails.FreeBSD
+// implement it. Implementations must be safe for concurrent use by different
+// services; calls for one release are serialised by the Executor.
+type Runtime interface {
+	// List returns every release jailkeeper manages on this host, with
+	// Running observed from the system.
+	List(ctx context.Context) ([]jails.Release, error)
+	// Create clones the template, installs the artifact and picks an address.
+	// The release is left in state ready and not running. On error nothing
+	// of the release is left behind.
+	Create(ctx context.Context, spec jails.Spec) (jails.Release, error)
+	// Start starts a ready, retired or failed release. Starting a running
+	// release is a no-op.
+	Start(ctx context.Context, name string) error
+	// Stop stops the release; stopping a stopped release is a no-op.
+	Stop(ctx context.Context, name string) error
+	// Running reports whether the release's process or jail is up.
+	Running(ctx context.Context, name string) (bool, error)
+	// SetStatus records the release's state durably.
+	SetStatus(ctx context.Context, name string, st jails.Status) error
+	// Destroy stops the release and removes everything of it.
+	Destroy(ctx context.Context, name string) error
+}
+
+// Proxy routes each service's hostnames to one upstream. caddy.Client
+// implements it. Safe for concurrent use; writes from concurrent callers may
+// be batched into one.
+type Proxy interface {
+	// Routes returns jailkeeper's routes by service.
+	Routes(ctx context.Context) (map[string]caddy.Route, error)
+	// Set creates or updates the routes.
+	Set(ctx context.Context, routes ...caddy.Route) error
+	// Remove deletes the services' routes; missing ones are not an error.
+	Remove(ctx context.Context, services ...string) error
+	// Drain waits until Caddy has no request in flight to upstream, or max
+	// has passed, or ctx is done.
+	Drain(ctx context.Context, upstream string, max time.Duration) error
+}
+
+// Prober asks a release whether it is healthy.
+type Prober interface {
+	// Probe returns nil when GET url answered 2xx within timeout.
+	Probe(ctx context.Context, url string, timeout time.Duration) error
+}
+
+// Fetcher provides verified artifacts. artifact.Store implements it.
+type Fetcher interface {
+	// Fetch returns the local path of the artifact at url whose sha256 is sum,
+	// downloading it unless cached. Nothing unverified is ever returned.
+	Fetch(ctx context.Context, url, sum string) (string, error)
+}
