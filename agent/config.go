@@ -1,0 +1,224 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"gopkg.in/yaml.v3"
+)
+
+// DefaultConfigPath is where `run` looks without --config.
+const DefaultConfigPath = "/usr/local/etc/jailkeeper/jailkeeper.yaml"
+
+// ErrConfig marks an invalid agent config; the message names file and field.
+var ErrConfig = errors.New("invalid config")
+
+// Config is the agent's configuration (DESIGN.md "Agent config").
+type Config struct {
+	Repo     RepoConfig    `yaml:"repo"`
+	Host     string        `yaml:"host"`
+	Runtime  string        `yaml:"runtime"`
+	StateDir string        `yaml:"state_dir"`
+	Jails    JailsConfig   `yaml:"jails"`
+	Process  ProcessConfig `yaml:"process"`
+	Caddy    CaddyConfig   `yaml:"caddy"`
+	Listen   string        `yaml:"listen"`
+	// WebhookSecretFile holds the shared secret of POST /hooks/git.
+	WebhookSecretFile string       `yaml:"webhook_secret_file"`
+	Parallel          int          `yaml:"parallel"`
+	Notify            NotifyConfig `yaml:"notify"`
+
+	// Dir is the directory of the config file; secrets live in Dir/secrets.
+	Dir string `yaml:"-"`
+	// File is the config file's path, for messages.
+	File string `yaml:"-"`
+}
+
+// RepoConfig says where the deploy repo is and how to reach it.
+type RepoConfig struct {
+	URL           string `yaml:"url"`
+	Branch        string `yaml:"branch"`
+	Path          string `yaml:"path"`
+	Poll          string `yaml:"poll"`
+	SSHKey        string `yaml:"ssh_key"`
+	KnownHosts    string `yaml:"known_hosts"`
+	TokenFile     string `yaml:"token_file"`
+	VerifyKeyring string `yaml:"verify_keyring"`
+}
+
+// JailsConfig configures the FreeBSD jail runtime.
+type JailsConfig struct {
+	Dataset   string `yaml:"dataset"`
+	Root      string `yaml:"root"`
+	Template  string `yaml:"template"`
+	Interface string `yaml:"interface"`
+	Pool      string `yaml:"pool"`
+	ConfDir   string `yaml:"conf_dir"`
+}
+
+// ProcessConfig configures the process runtime.
+type ProcessConfig struct {
+	Root     string `yaml:"root"`
+	Pool     string `yaml:"pool"`
+	Template string `yaml:"template"`
+}
+
+// CaddyConfig says how to reach Caddy's admin API and what jailkeeper owns.
+type CaddyConfig struct {
+	Admin  string   `yaml:"admin"`
+	Server string   `yaml:"server"`
+	Listen []string `yaml:"listen"`
+}
+
+// NotifyConfig is the optional outgoing webhook for deploy events.
+type NotifyConfig struct {
+	URL     string        `yaml:"url"`
+	Timeout time.Duration `yaml:"timeout"`
+	Retries int           `yaml:"retries"`
+}
+
+// LoadConfig reads, decodes strictly, defaults and validates the config file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig decodes data as the config file path. Unknown fields are
+// errors; every error names the file and the field.
+func ParseConfig(path string, data []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("%w: %s: %s", ErrConfig, path, yamlMessage(err))
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	c.File = path
+	c.Dir = filepath.Dir(abs)
+	c.setDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func yamlMessage(err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return strings.Join(te.Errors, "; ")
+	}
+	return strings.TrimPrefix(err.Error(), "yaml: ")
+}
+
+func (c *Config) setDefaults() {
+	if c.Repo.Branch == "" {
+		c.Repo.Branch = "main"
+	}
+	if c.Repo.Path == "" {
+		c.Repo.Path = "services"
+	}
+	if c.Repo.Poll == "" {
+		c.Repo.Poll = "@every 30s"
+	}
+	if c.Host == "" {
+		c.Host, _ = os.Hostname()
+	}
+	if c.Runtime == "" {
+		c.Runtime = "process"
+		if runtime.GOOS == "freebsd" {
+			c.Runtime = "jail"
+		}
+	}
+	if c.StateDir == "" {
+		c.StateDir = "/var/db/jailkeeper"
+	}
+	j := &c.Jails
+	def(&j.Dataset, "zroot/jails")
+	def(&j.Root, "/usr/local/jails")
+	def(&j.Template, "14.3-RELEASE")
+	def(&j.Interface, "lo1")
+	def(&j.Pool, "172.16.0.0/12")
+	def(&j.ConfDir, "/etc/jail.conf.d")
+	def(&c.Process.Root, filepath.Join(c.StateDir, "releases"))
+	def(&c.Process.Pool, "127.77.0.0/16")
+	def(&c.Caddy.Admin, "unix//var/run/caddy/admin.sock")
+	def(&c.Caddy.Server, "jailkeeper")
+	if len(c.Caddy.Listen) == 0 {
+		c.Caddy.Listen = []string{":8080"}
+	}
+	def(&c.Listen, "127.0.0.1:9180")
+	if c.Parallel == 0 {
+		c.Parallel = 4
+	}
+	if c.Notify.Timeout == 0 {
+		c.Notify.Timeout = 5 * time.Second
+	}
+	if c.Notify.Retries == 0 {
+		c.Notify.Retries = 3
+	}
+}
+
+func def(s *string, v string) {
+	if *s == "" {
+		*s = v
+	}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: %s: %s", ErrConfig, c.File, field, fmt.Sprintf(format, args...)))
+	}
+	if c.Repo.URL == "" {
+		bad("repo.url", "is required")
+	}
+	if _, err := cron.ParseStandard(c.Repo.Poll); err != nil {
+		bad("repo.poll", "%v", err)
+	}
+	switch c.Runtime {
+	case "jail", "process":
+	default:
+		bad("runtime", "%q is not jail or process", c.Runtime)
+	}
+	if !filepath.IsAbs(c.StateDir) {
+		bad("state_dir", "%q is not an absolute path", c.StateDir)
+	}
+	if _, err := netip.ParsePrefix(c.Jails.Pool); err != nil {
+		bad("jails.pool", "%v", err)
+	}
+	if p, err := netip.ParsePrefix(c.Process.Pool); err != nil {
+		bad("process.pool", "%v", err)
+	} else if !p.Addr().IsLoopback() {
+		bad("process.pool", "%s is not a loopback prefix", p)
+	}
+	if _, err := netip.ParseAddrPort(c.Listen); err != nil {
+		bad("listen", "%v", err)
+	}
+	if c.Parallel < 1 || c.Parallel > 64 {
+		bad("parallel", "%d is not between 1 and 64", c.Parallel)
+	}
+	if c.Notify.Retries < 0 {
+		bad("notify.retries", "must not be negative")
+	}
+	if u := c.Notify.URL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		bad("notify.url", "%q is not an http(s) URL", u)
+	}
+	return errors.Join(errs...)
+}
+
+// SecretsDir is where env_file secrets are read from.
+func (c *Config) SecretsDir() string { return filepath.Join(c.Dir, "secrets") }
