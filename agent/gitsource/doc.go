@@ -1,0 +1,30 @@
+// Package gitsource polls the deploy repo with go-git and hands out the
+// manifest directory of its head commit.
+//
+// A Source keeps a persistent bare clone in Config.Dir (the agent uses
+// <state_dir>/repo). Every Poll lists the remote branch (the equivalent of
+// `git ls-remote`) and fetches only when the branch moved, with a forced
+// refspec, so a force-pushed branch is followed; a `git revert` is just a new
+// commit. The manifest directory (Config.Path) of the commit is read from the
+// git objects, never from a worktree, into an immutable in-memory fs.FS.
+//
+// Transports: ssh:// and scp-like URLs (user@host:path) with a private key
+// and a pinned known_hosts file (an unknown or changed host key is refused,
+// there is no trust on first use); https:// and http:// with an optional token
+// read from a file and sent as HTTP basic auth (plain http only to loopback
+// when a token is set); file:// URLs and local paths.
+//
+// With Config.VerifyKeyring set, the head commit must carry a valid OpenPGP
+// signature by a key of that keyring. A head that is unsigned or badly signed
+// is refused with an error wrapping ErrSignature, and the last verified
+// commit stays in effect.
+//
+// Poll never gives up the last good state: on any error (unreachable remote,
+// authentication, host key, signature, missing manifest directory) it returns
+// the last good Snapshot together with the error, so the agent keeps running
+// the commit it had. The last good commit is also kept as a ref in the clone
+// (refs/jailkeeper/good/<branch>), so it survives an agent restart.
+//
+// Like every leaf package of jailkeeper, gitsource returns errors and never
+// logs.
+package gitsource
