@@ -1,0 +1,112 @@
+package caddy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+)
+
+// ensure runs in the writer goroutine. Each round reads the whole config
+// with its ETag, makes the first change still needed with If-Match on that
+// ETag, and reads again, until nothing is left to do. Every change is a
+// targeted write below apps.http, so other apps and servers are never
+// rewritten.
+func (c *Client) ensure(ctx context.Context) error {
+	for attempt := 0; attempt < 2*maxAttempts; attempt++ {
+		resp, err := c.do(ctx, http.MethodGet, "/config/", nil, "")
+		if err != nil {
+			return fmt.Errorf("caddy ensure: %w", err)
+		}
+		var root map[string]any
+		if err := json.Unmarshal(resp.body, &root); err != nil {
+			return fmt.Errorf("caddy ensure: decoding config: %w", err)
+		}
+		method, path, body, err := c.nextEnsureStep(root)
+		if err != nil {
+			return err
+		}
+		if path == "" {
+			return nil
+		}
+		err = c.write(ctx, method, path, body, resp.etag)
+		if isStatus(err, http.StatusPreconditionFailed) {
+			c.stats.conflicts.Add(1)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("caddy ensure: %w", err)
+		}
+	}
+	return fmt.Errorf("caddy ensure: %d attempts: %w", 2*maxAttempts, ErrConflict)
+}
+
+// nextEnsureStep returns the first write Ensure still has to make, or an
+// empty path when the config is as it should be.
+func (c *Client) nextEnsureStep(root map[string]any) (method, path string, body []byte, err error) {
+	server, err := renderServer(c.cfg.Listen)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("caddy ensure: %w", err)
+	}
+	grace := mustJSON(formatDuration(c.cfg.GracePeriod))
+
+	apps, _ := root["apps"].(map[string]any)
+	httpApp, hasHTTP := apps["http"].(map[string]any)
+	if !hasHTTP {
+		// The http app is missing (or null): create it with our server.
+		b, _ := json.Marshal(map[string]json.RawMessage{
+			"grace_period": grace,
+			"servers":      mustJSON(map[string]json.RawMessage{c.cfg.Server: server}),
+		})
+		return putOrPatch(apps, "http"), "/config/apps/http", b, nil
+	}
+	servers, _ := httpApp["servers"].(map[string]any)
+	srv, hasSrv := servers[c.cfg.Server].(map[string]any)
+	if !hasSrv {
+		return putOrPatch(servers, c.cfg.Server), c.srvPath, server, nil
+	}
+	if !sameValue(srv["listen"], c.cfg.Listen) {
+		return putOrPatch(srv, "listen"), c.srvPath + "/listen", mustJSON(c.cfg.Listen), nil
+	}
+	auto, hasAuto := srv["automatic_https"].(map[string]any)
+	if !hasAuto {
+		return putOrPatch(srv, "automatic_https"), c.srvPath + "/automatic_https", mustJSON(autoHTTPSJSON{Disable: true}), nil
+	}
+	if auto["disable"] != true {
+		return putOrPatch(auto, "disable"), c.srvPath + "/automatic_https/disable", []byte("true"), nil
+	}
+	if _, ok := srv["routes"].([]any); !ok {
+		return putOrPatch(srv, "routes"), c.srvPath + "/routes", []byte("[]"), nil
+	}
+	if d, err := parseDuration(httpApp["grace_period"]); err != nil || d <= 0 {
+		return putOrPatch(httpApp, "grace_period"), "/config/apps/http/grace_period", grace, nil
+	}
+	return "", "", nil, nil
+}
+
+// putOrPatch picks the admin method that sets key in parent: PUT creates a
+// key (and missing parents) and fails with 409 when it exists, PATCH
+// replaces an existing key (even one whose value is null).
+func putOrPatch(parent map[string]any, key string) string {
+	if _, ok := parent[key]; ok {
+		return http.MethodPatch
+	}
+	return http.MethodPut
+}
+
+// sameValue compares a decoded JSON value with a Go value by their JSON.
+func sameValue(got any, want any) bool {
+	a, err := json.Marshal(got)
+	if err != nil {
+		return false
+	}
+	return sameJSON(a, mustJSON(want))
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("caddy: encoding %T: %v", v, err))
+	}
+	return b
+}

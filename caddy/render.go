@@ -1,0 +1,292 @@
+package caddy
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Handler settings written on every route. See DESIGN.md "Caddy" for why
+// each one is there.
+const (
+	// DialTimeout is the transport's dial_timeout. The explicit transport
+	// matters more than its value: a reverse_proxy handler without one
+	// leaks its idle upstream connections on every config reload.
+	DialTimeout = 2 * time.Second
+	// TryDuration and TryInterval make a request that finds no available
+	// upstream wait and retry instead of failing at once.
+	TryDuration = 5 * time.Second
+	TryInterval = 250 * time.Millisecond
+)
+
+const idPrefix = "jailkeeper_"
+
+// RouteID is the @id of a service's route in Caddy's config.
+func RouteID(service string) string { return idPrefix + service }
+
+// HandlerID is the @id of a service's reverse_proxy handler.
+func HandlerID(service string) string { return idPrefix + service + "_proxy" }
+
+// routeJSON is one route as Caddy's JSON config has it. Field order is the
+// order of the rendered JSON.
+type routeJSON struct {
+	ID       string        `json:"@id"`
+	Match    []matchJSON   `json:"match"`
+	Handle   []handlerJSON `json:"handle"`
+	Terminal bool          `json:"terminal"`
+}
+
+type matchJSON struct {
+	Host []string `json:"host"`
+}
+
+type handlerJSON struct {
+	ID               string         `json:"@id"`
+	Handler          string         `json:"handler"`
+	Upstreams        []upstreamJSON `json:"upstreams"`
+	Transport        transportJSON  `json:"transport"`
+	LoadBalancing    lbJSON         `json:"load_balancing"`
+	StreamCloseDelay string         `json:"stream_close_delay"`
+}
+
+type upstreamJSON struct {
+	Dial string `json:"dial"`
+}
+
+type transportJSON struct {
+	Protocol    string `json:"protocol"`
+	DialTimeout string `json:"dial_timeout"`
+}
+
+type lbJSON struct {
+	TryDuration string `json:"try_duration"`
+	TryInterval string `json:"try_interval"`
+}
+
+type serverJSON struct {
+	Listen         []string          `json:"listen"`
+	Routes         []json.RawMessage `json:"routes"`
+	AutomaticHTTPS autoHTTPSJSON     `json:"automatic_https"`
+}
+
+type autoHTTPSJSON struct {
+	Disable bool `json:"disable"`
+}
+
+var serviceRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+
+// validate checks what Caddy would otherwise refuse or misread.
+func (r Route) validate() error {
+	if !serviceRE.MatchString(r.Service) {
+		return fmt.Errorf("caddy route %q: service name: want ^[a-z][a-z0-9_]*$: %w", r.Service, ErrInvalid)
+	}
+	if len(r.Hostnames) == 0 {
+		return fmt.Errorf("caddy route %s: no hostnames: %w", r.Service, ErrInvalid)
+	}
+	for _, h := range r.Hostnames {
+		if h == "" || strings.ContainsAny(h, " /\t\n") {
+			return fmt.Errorf("caddy route %s: hostname %q: %w", r.Service, h, ErrInvalid)
+		}
+	}
+	if _, _, err := net.SplitHostPort(r.Upstream); err != nil {
+		return fmt.Errorf("caddy route %s: upstream %q: want host:port: %w", r.Service, r.Upstream, ErrInvalid)
+	}
+	if r.StreamCloseDelay < 0 {
+		return fmt.Errorf("caddy route %s: negative stream close delay: %w", r.Service, ErrInvalid)
+	}
+	return nil
+}
+
+// Normalize returns r with the defaults that Set applies filled in
+// (StreamCloseDelay), and Drifted cleared: the value Routes reports once r
+// has been set.
+func (r Route) Normalize() Route {
+	if r.StreamCloseDelay == 0 {
+		r.StreamCloseDelay = DefaultStreamCloseDelay
+	}
+	r.Hostnames = append([]string(nil), r.Hostnames...)
+	r.Drifted = false
+	return r
+}
+
+// render returns the route as Caddy config JSON (compact).
+func (r Route) render() ([]byte, error) {
+	r = r.Normalize()
+	rj := routeJSON{
+		ID:    RouteID(r.Service),
+		Match: []matchJSON{{Host: r.Hostnames}},
+		Handle: []handlerJSON{{
+			ID:               HandlerID(r.Service),
+			Handler:          "reverse_proxy",
+			Upstreams:        []upstreamJSON{{Dial: r.Upstream}},
+			Transport:        transportJSON{Protocol: "http", DialTimeout: formatDuration(DialTimeout)},
+			LoadBalancing:    lbJSON{TryDuration: formatDuration(TryDuration), TryInterval: formatDuration(TryInterval)},
+			StreamCloseDelay: formatDuration(r.StreamCloseDelay),
+		}},
+		Terminal: true,
+	}
+	return json.Marshal(rj)
+}
+
+// renderServer returns the server object Ensure creates: listen, no routes,
+// plain HTTP.
+func renderServer(listen []string) ([]byte, error) {
+	return json.Marshal(serverJSON{
+		Listen:         listen,
+		Routes:         []json.RawMessage{},
+		AutomaticHTTPS: autoHTTPSJSON{Disable: true},
+	})
+}
+
+// upstreamsJSON is the body of a switch: the handler's upstreams array.
+func upstreamsJSON(upstream string) []byte {
+	b, _ := json.Marshal([]upstreamJSON{{Dial: upstream}})
+	return b
+}
+
+// canonical re-encodes JSON the way Caddy stores and returns it: decoded into
+// generic values and encoded again, so object keys are sorted and numbers
+// are float64. Two configs are the same to Caddy when their canonical forms
+// are equal.
+func canonical(b []byte) ([]byte, error) {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(v)
+}
+
+// routeInfo is one element of the server's routes array as read from Caddy.
+type routeInfo struct {
+	raw     json.RawMessage
+	service string // "" when the route is not jailkeeper's
+	route   Route  // parsed, when service != ""
+}
+
+// parseRoutes reads the server's routes array. Routes without a jailkeeper
+// @id are kept as they are and never touched.
+func parseRoutes(b []byte) ([]routeInfo, error) {
+	var raws []json.RawMessage
+	if err := json.Unmarshal(b, &raws); err != nil {
+		return nil, fmt.Errorf("decoding routes: %w", err)
+	}
+	out := make([]routeInfo, 0, len(raws))
+	for _, raw := range raws {
+		ri := routeInfo{raw: raw}
+		if svc, r, ok := parseRoute(raw); ok {
+			ri.service, ri.route = svc, r
+		}
+		out = append(out, ri)
+	}
+	return out, nil
+}
+
+// parseRoute reads back a route jailkeeper wrote. ok is false for a route
+// that is not jailkeeper's. A jailkeeper route whose JSON differs in any way
+// from what Set would write for the parsed values has Drifted set.
+func parseRoute(raw json.RawMessage) (service string, r Route, ok bool) {
+	var head struct {
+		ID     string                    `json:"@id"`
+		Match  []struct{ Host []string } `json:"match"`
+		Handle []struct {
+			ID               string                  `json:"@id"`
+			Handler          string                  `json:"handler"`
+			Upstreams        []struct{ Dial string } `json:"upstreams"`
+			StreamCloseDelay any                     `json:"stream_close_delay"`
+		} `json:"handle"`
+	}
+	if err := json.Unmarshal(raw, &head); err != nil || !strings.HasPrefix(head.ID, idPrefix) {
+		return "", Route{}, false
+	}
+	service = strings.TrimPrefix(head.ID, idPrefix)
+	if service == "" {
+		return "", Route{}, false
+	}
+	r.Service = service
+	if len(head.Match) > 0 {
+		r.Hostnames = head.Match[0].Host
+	}
+	drifted := len(head.Match) != 1 || len(head.Handle) != 1
+	if len(head.Handle) > 0 {
+		h := head.Handle[0]
+		if len(h.Upstreams) > 0 {
+			r.Upstream = h.Upstreams[0].Dial
+		}
+		d, err := parseDuration(h.StreamCloseDelay)
+		if err != nil {
+			drifted = true
+		}
+		r.StreamCloseDelay = d
+	}
+	if !drifted {
+		want, err := r.render()
+		if err != nil {
+			drifted = true
+		} else if !sameJSON(raw, want) {
+			drifted = true
+		}
+	}
+	r.Drifted = drifted
+	return service, r, true
+}
+
+// sameJSON reports whether a and b are the same config to Caddy.
+func sameJSON(a, b []byte) bool {
+	ca, err := canonical(a)
+	if err != nil {
+		return false
+	}
+	cb, err := canonical(b)
+	if err != nil {
+		return false
+	}
+	return bytes.Equal(ca, cb)
+}
+
+// formatDuration writes d the way a person would in Caddy's config: "10m",
+// "5s", "250ms", "1h30m" (Go duration syntax, which caddy.ParseDuration
+// accepts), without the "0s" and "0m" tails that time.Duration.String adds.
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// parseDuration reads a caddy.Duration from decoded JSON: a string in Go
+// duration syntax (Caddy also allows a "d" unit: whole days) or a number of
+// nanoseconds. A missing value is zero.
+func parseDuration(v any) (time.Duration, error) {
+	switch x := v.(type) {
+	case nil:
+		return 0, nil
+	case float64:
+		return time.Duration(x), nil
+	case string:
+		if i := strings.Index(x, "d"); i > 0 {
+			// caddy.ParseDuration: "1d" is 24h; only a leading day count.
+			var days int
+			if _, err := fmt.Sscanf(x[:i], "%d", &days); err != nil {
+				return 0, fmt.Errorf("duration %q: %w", x, err)
+			}
+			rest := time.Duration(0)
+			if x[i+1:] != "" {
+				var err error
+				if rest, err = time.ParseDuration(x[i+1:]); err != nil {
+					return 0, err
+				}
+			}
+			return time.Duration(days)*24*time.Hour + rest, nil
+		}
+		return time.ParseDuration(x)
+	}
+	return 0, fmt.Errorf("duration: unexpected JSON %T", v)
+}
