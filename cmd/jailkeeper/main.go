@@ -65,6 +65,10 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(
 		newVersionCmd(),
 		newValidateCmd(),
+		newRunCmd(),
+		newPlanCmd(),
+		newStatusCmd(),
+		newSyncCmd(),
 	)
 	return root
 }

@@ -1,0 +1,55 @@
+# jailkeeper: `make demo` runs the agent locally behind a real Caddy;
+# `make test` installs what the tests need and runs all of them.
+GO        ?= go
+BIN       := $(CURDIR)/bin
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+FUZZTIME  ?= 15s
+export PATH := $(BIN):$(PATH)
+
+.PHONY: all build tools deps lint test test-go fuzz demo bench clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/jailkeeper ./cmd/jailkeeper
+
+# Caddy and staticcheck come from the pinned tools module.
+tools: $(BIN)/caddy $(BIN)/staticcheck
+
+$(BIN)/caddy: tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o $(BIN)/caddy github.com/caddyserver/caddy/v2/cmd/caddy
+
+$(BIN)/staticcheck: tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o $(BIN)/staticcheck honnef.co/go/tools/cmd/staticcheck
+
+# Debian packages the integration tests use (zfs-fuse, sshd, gpg, Prometheus).
+deps:
+	scripts/install-test-deps.sh
+
+lint: $(BIN)/staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	GOOS=freebsd $(GO) vet ./...
+	GOOS=freebsd $(GO) build -o /dev/null ./cmd/jailkeeper
+	$(BIN)/staticcheck ./...
+	GOOS=freebsd $(BIN)/staticcheck ./...
+
+test: deps tools lint test-go fuzz
+
+test-go:
+	CI=$${CI:-true} $(GO) test -race -count=1 -timeout 40m ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./manifest
+	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) ./artifact
+	$(GO) test -run '^$$' -fuzz '^FuzzParseJLS$$' -fuzztime $(FUZZTIME) ./jails
+	$(GO) test -run '^$$' -fuzz '^FuzzParseGet$$' -fuzztime $(FUZZTIME) ./zfs
+
+bench: tools
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+demo: build tools
+	scripts/demo.sh
+
+clean:
+	rm -rf $(BIN) .demo

@@ -1,0 +1,318 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/jailkeeper/jailkeeper/agent/gitsource"
+	"github.com/jailkeeper/jailkeeper/artifact"
+	"github.com/jailkeeper/jailkeeper/caddy"
+	"github.com/jailkeeper/jailkeeper/jails"
+	"github.com/jailkeeper/jailkeeper/manifest"
+	"github.com/jailkeeper/jailkeeper/reconcile"
+)
+
+// Agent is the daemon. New wires it from a Config; Run drives it.
+type Agent struct {
+	cfg     *Config
+	log     *slog.Logger
+	source  *gitsource.Source
+	proxy   *caddy.Client
+	exec    *reconcile.Executor
+	metrics *Metrics
+	now     func() time.Time
+
+	trigger chan struct{}
+
+	mu      sync.Mutex
+	desired *reconcile.Desired // last valid desired state; nil before the first
+	status  Status
+	passes  int
+}
+
+// Status is the body of GET /status.
+type Status struct {
+	Revision string                    `json:"revision"`
+	Error    string                    `json:"error,omitempty"`
+	Services []reconcile.ServiceStatus `json:"services"`
+}
+
+// New builds the agent's parts from cfg. It changes nothing on the host.
+func New(cfg *Config, log *slog.Logger) (*Agent, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &Agent{cfg: cfg, log: log, now: time.Now, trigger: make(chan struct{}, 1)}
+	src, err := gitsource.New(gitsource.Config{
+		URL: cfg.Repo.URL, Branch: cfg.Repo.Branch, Path: cfg.Repo.Path,
+		Dir:    filepath.Join(cfg.StateDir, "repo"),
+		SSHKey: cfg.Repo.SSHKey, KnownHosts: cfg.Repo.KnownHosts,
+		TokenFile: cfg.Repo.TokenFile, VerifyKeyring: cfg.Repo.VerifyKeyring,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, cfg.File, err)
+	}
+	a.source = src
+	store, err := artifact.NewStore(filepath.Join(cfg.StateDir, "artifacts"), artifact.Options{})
+	if err != nil {
+		return nil, err
+	}
+	rt, err := newRuntime(cfg)
+	if err != nil {
+		return nil, err
+	}
+	proxy, err := caddy.New(caddy.Config{Admin: cfg.Caddy.Admin, Server: cfg.Caddy.Server, Listen: cfg.Caddy.Listen})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: caddy: %w", ErrConfig, cfg.File, err)
+	}
+	a.proxy = proxy
+	a.metrics = NewMetrics()
+	a.exec = &reconcile.Executor{
+		Runtime:    rt,
+		Proxy:      proxy,
+		Prober:     NewHTTPProber(),
+		Fetcher:    store,
+		Log:        log,
+		Parallel:   cfg.Parallel,
+		SecretsDir: cfg.SecretsDir(),
+		Events:     a.event,
+	}
+	return a, nil
+}
+
+// Executor exposes the reconcile executor, for `plan`.
+func (a *Agent) Executor() *reconcile.Executor { return a.exec }
+
+// Metrics exposes the agent's metrics.
+func (a *Agent) Metrics() *Metrics { return a.metrics }
+
+// Trigger asks for a pass as soon as possible; triggers that arrive while
+// one is pending coalesce. Safe for concurrent use.
+func (a *Agent) Trigger() {
+	select {
+	case a.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Status returns the status after the last pass.
+func (a *Agent) Status() Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.status
+}
+
+// Ready reports whether a pass has completed.
+func (a *Agent) Ready() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.passes > 0
+}
+
+// Run locks the state dir, serves HTTP, and runs passes on the poll schedule
+// and on triggers until ctx is done. It leaves the releases running.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := os.MkdirAll(a.cfg.StateDir, 0o750); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	unlock, err := lockDir(a.cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	defer a.proxy.Close()
+
+	srv, err := a.serve(ctx)
+	if err != nil {
+		return err
+	}
+	defer srv.close()
+
+	sched := cron.New()
+	if _, err := sched.AddFunc(a.cfg.Repo.Poll, a.Trigger); err != nil {
+		return fmt.Errorf("%w: %s: repo.poll: %w", ErrConfig, a.cfg.File, err)
+	}
+	sched.Start()
+	defer sched.Stop()
+
+	a.log.Info("agent started", "repo", a.cfg.Repo.URL, "runtime", a.cfg.Runtime, "listen", srv.addr)
+	a.Trigger()
+	var (
+		done    chan struct{}
+		pending bool
+	)
+	for {
+		if pending && done == nil {
+			pending = false
+			if d := a.poll(ctx); d != nil {
+				done = make(chan struct{})
+				go func() {
+					defer close(done)
+					a.pass(ctx, *d)
+				}()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if done != nil {
+				<-done
+			}
+			a.log.Info("agent stopped; releases keep running")
+			return nil
+		case <-a.trigger:
+			pending = true
+			if done != nil {
+				// A newer commit cancels in-flight gates it makes pointless.
+				if d := a.poll(ctx); d != nil {
+					a.exec.Preempt(*d)
+				}
+			}
+		case <-done:
+			done = nil
+		}
+	}
+}
+
+// poll fetches the deploy repo and returns the desired state to converge to:
+// the newest valid one. An invalid or unverifiable head leaves the last valid
+// state in effect.
+func (a *Agent) poll(ctx context.Context) *reconcile.Desired {
+	snap, err := a.source.Poll(ctx)
+	a.metrics.sourceFetched(snap, err, a.now())
+	if err != nil {
+		a.setError(fmt.Sprintf("deploy repo: %v", err))
+		a.log.Error("poll deploy repo", "err", err)
+	}
+	if snap.FS == nil {
+		return a.lastDesired()
+	}
+	if prev := a.lastDesired(); prev != nil && prev.Revision == snap.Revision {
+		return prev
+	}
+	d, err := a.load(snap)
+	if err != nil {
+		a.setError(fmt.Sprintf("revision %s: %v", short(snap.Revision), err))
+		a.log.Error("invalid deploy repo revision; keeping the last valid one", "revision", snap.Revision, "err", err)
+		return a.lastDesired()
+	}
+	a.mu.Lock()
+	a.desired = d
+	a.mu.Unlock()
+	a.log.Info("new revision", "revision", snap.Revision)
+	return d
+}
+
+func short(rev string) string { return rev[:min(len(rev), 12)] }
+
+func (a *Agent) lastDesired() *reconcile.Desired {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.desired
+}
+
+func (a *Agent) setError(msg string) {
+	a.mu.Lock()
+	a.status.Error = msg
+	a.mu.Unlock()
+}
+
+// load turns a snapshot into the desired state for this host.
+func (a *Agent) load(snap gitsource.Snapshot) (*reconcile.Desired, error) {
+	return LoadDesired(snap.FS, a.cfg.Host, a.cfg.SecretsDir(), snap.Revision, snap.Time)
+}
+
+// LoadDesired reads the manifests in fsys, keeps those for host, and hashes
+// their env files from secretsDir into the spec.
+func LoadDesired(fsys fs.FS, host, secretsDir, revision string, commitTime time.Time) (*reconcile.Desired, error) {
+	svcs, err := manifest.Load(fsys, ".")
+	if err != nil {
+		return nil, err
+	}
+	d := &reconcile.Desired{Revision: revision, CommitTime: commitTime}
+	var errs []error
+	for _, s := range svcs {
+		if !s.ForHost(host) {
+			continue
+		}
+		if s.EnvFile != "" {
+			data, err := os.ReadFile(filepath.Join(secretsDir, s.EnvFile))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: env_file: %w", s.File, err))
+				continue
+			}
+			sum := sha256.Sum256(data)
+			s.EnvFileDigest = hex.EncodeToString(sum[:])
+		}
+		d.Services = append(d.Services, s)
+	}
+	return d, errors.Join(errs...)
+}
+
+// pass runs one reconcile pass and records its outcome.
+func (a *Agent) pass(ctx context.Context, d reconcile.Desired) {
+	start := a.now()
+	res, err := a.exec.Pass(ctx, d)
+	a.metrics.passDone(res, err, a.now().Sub(start))
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.passes++
+	a.status.Revision = d.Revision
+	if res.Services != nil || err == nil {
+		a.status.Services = res.Services
+	}
+	if err != nil {
+		if errors.Is(err, reconcile.ErrPruneAll) {
+			a.log.Error("pass refused", "err", err)
+		} else {
+			a.log.Warn("pass finished with errors", "err", err)
+		}
+	}
+}
+
+// event logs a state change once, counts it and forwards it.
+func (a *Agent) event(ev reconcile.Event) {
+	a.metrics.event(ev)
+	attrs := []any{"event", string(ev.Kind), "service", ev.Service}
+	if ev.Release != "" {
+		attrs = append(attrs, "release", ev.Release)
+	}
+	if ev.SHA != "" {
+		attrs = append(attrs, "sha", ev.SHA)
+	}
+	if ev.Reason != "" {
+		attrs = append(attrs, "reason", ev.Reason)
+	}
+	if ev.Duration > 0 {
+		attrs = append(attrs, "duration", ev.Duration.Round(time.Millisecond).String())
+	}
+	level := slog.LevelInfo
+	if ev.Kind == reconcile.EventFailed || ev.Kind == reconcile.EventReverted {
+		level = slog.LevelWarn
+	}
+	a.log.Log(context.Background(), level, "deploy event", attrs...)
+}
+
+func newRuntime(cfg *Config) (reconcile.Runtime, error) {
+	switch cfg.Runtime {
+	case "process":
+		pool, err := parsePrefix(cfg, "process.pool", cfg.Process.Pool)
+		if err != nil {
+			return nil, err
+		}
+		return jails.NewProcess(jails.ProcessConfig{Root: cfg.Process.Root, Template: cfg.Process.Template, Pool: pool})
+	case "jail":
+		return newJailRuntime(cfg)
+	}
+	return nil, fmt.Errorf("%w: %s: runtime: %q", ErrConfig, cfg.File, cfg.Runtime)
+}

@@ -1,0 +1,125 @@
+package agent
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/jailkeeper/jailkeeper/reconcile"
+)
+
+// maxHookBody bounds webhook bodies; push payloads are far smaller.
+const maxHookBody = 1 << 20
+
+type server struct {
+	addr  string
+	close func()
+}
+
+// serve starts the HTTP listener on cfg.Listen.
+func (a *Agent) serve(ctx context.Context) (*server, error) {
+	var secret []byte
+	if a.cfg.WebhookSecretFile != "" {
+		b, err := os.ReadFile(a.cfg.WebhookSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: webhook_secret_file: %w", ErrConfig, a.cfg.File, err)
+		}
+		secret = []byte(strings.TrimSpace(string(b)))
+	}
+	ln, err := net.Listen("tcp", a.cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	hs := &http.Server{Handler: a.Handler(secret), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	return &server{addr: ln.Addr().String(), close: func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+	}}, nil
+}
+
+// Handler serves the agent's endpoints. secret authenticates /hooks/git;
+// when it is empty the hook endpoint answers 404.
+func (a *Agent) Handler(secret []byte) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.Registry, promhttp.HandlerOpts{Registry: a.metrics.Registry}))
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		st := a.Status()
+		if st.Services == nil {
+			st.Services = []reconcile.ServiceStatus{}
+		}
+		_ = json.NewEncoder(w).Encode(st)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.Ready() {
+			http.Error(w, "no pass has completed yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("POST /sync", func(w http.ResponseWriter, _ *http.Request) {
+		a.Trigger()
+		w.WriteHeader(http.StatusAccepted)
+		fmt.Fprintln(w, "pass triggered")
+	})
+	mux.HandleFunc("POST /hooks/git", func(w http.ResponseWriter, r *http.Request) {
+		if len(secret) == 0 {
+			http.Error(w, "webhook_secret_file is not configured", http.StatusNotFound)
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxHookBody))
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
+				return
+			}
+			http.Error(w, "read body", http.StatusBadRequest)
+			return
+		}
+		if !hookAuthorized(r.Header, body, secret) {
+			http.Error(w, "missing or bad signature", http.StatusUnauthorized)
+			return
+		}
+		a.Trigger()
+		w.WriteHeader(http.StatusAccepted)
+		fmt.Fprintln(w, "pass triggered")
+	})
+	return mux
+}
+
+// hookAuthorized checks GitHub's and Gitea's X-Hub-Signature-256 (HMAC-SHA256
+// of the body) or GitLab's X-Gitlab-Token (the secret itself).
+func hookAuthorized(h http.Header, body, secret []byte) bool {
+	if sig := h.Get("X-Hub-Signature-256"); sig != "" {
+		got, err := hex.DecodeString(strings.TrimPrefix(sig, "sha256="))
+		if err != nil || !strings.HasPrefix(sig, "sha256=") {
+			return false
+		}
+		mac := hmac.New(sha256.New, secret)
+		mac.Write(body)
+		return hmac.Equal(got, mac.Sum(nil))
+	}
+	if tok := h.Get("X-Gitlab-Token"); tok != "" {
+		return subtle.ConstantTimeCompare([]byte(tok), secret) == 1
+	}
+	return false
+}

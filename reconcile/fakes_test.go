@@ -1,0 +1,217 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jailkeeper/jailkeeper/caddy"
+	"github.com/jailkeeper/jailkeeper/jails"
+)
+
+// fakeRuntime keeps releases in memory and records what was done to them.
+type fakeRuntime struct {
+	mu       sync.Mutex
+	rels     map[string]*jails.Release
+	calls    []string
+	nextIP   int
+	startErr error
+}
+
+func newFakeRuntime(rels ...jails.Release) *fakeRuntime {
+	f := &fakeRuntime{rels: map[string]*jails.Release{}, nextIP: 10}
+	for _, r := range rels {
+		f.rels[r.Name] = &r
+	}
+	return f
+}
+
+func (f *fakeRuntime) record(format string, args ...any) {
+	f.calls = append(f.calls, fmt.Sprintf(format, args...))
+}
+
+func (f *fakeRuntime) List(context.Context) ([]jails.Release, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []jails.Release
+	for _, r := range f.rels {
+		out = append(out, *r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func (f *fakeRuntime) Create(_ context.Context, s jails.Spec) (jails.Release, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("create %s", s.Name)
+	f.nextIP++
+	r := &jails.Release{Name: s.Name, Service: s.Service, SHA: s.SHA, Spec: s.Spec, Port: s.Port,
+		IP: netip.AddrFrom4([4]byte{127, 77, 0, byte(f.nextIP)}), State: jails.StateReady, Created: s.Created}
+	f.rels[s.Name] = r
+	return *r, nil
+}
+
+func (f *fakeRuntime) Start(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("start %s", name)
+	if f.startErr != nil {
+		return f.startErr
+	}
+	f.rels[name].Running = true
+	return nil
+}
+
+func (f *fakeRuntime) Stop(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("stop %s", name)
+	if r, ok := f.rels[name]; ok {
+		r.Running = false
+	}
+	return nil
+}
+
+func (f *fakeRuntime) Running(_ context.Context, name string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.rels[name]
+	return ok && r.Running, nil
+}
+
+func (f *fakeRuntime) SetStatus(_ context.Context, name string, st jails.Status) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("set %s %s", name, st.State)
+	r := f.rels[name]
+	r.State, r.Reason, r.Failures, r.FailedAt = st.State, st.Reason, st.Failures, st.FailedAt
+	return nil
+}
+
+func (f *fakeRuntime) Destroy(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("destroy %s", name)
+	delete(f.rels, name)
+	return nil
+}
+
+func (f *fakeRuntime) get(name string) (jails.Release, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.rels[name]
+	if !ok {
+		return jails.Release{}, false
+	}
+	return *r, true
+}
+
+func (f *fakeRuntime) history() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
+// fakeProxy keeps routes in memory and records every write.
+type fakeProxy struct {
+	mu     sync.Mutex
+	routes map[string]caddy.Route
+	writes []string
+}
+
+func newFakeProxy() *fakeProxy { return &fakeProxy{routes: map[string]caddy.Route{}} }
+
+func (p *fakeProxy) Routes(context.Context) (map[string]caddy.Route, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]caddy.Route{}
+	for k, v := range p.routes {
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (p *fakeProxy) Set(_ context.Context, routes ...caddy.Route) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range routes {
+		p.routes[r.Service] = r
+		p.writes = append(p.writes, "set "+r.Service+" "+r.Upstream)
+	}
+	return nil
+}
+
+func (p *fakeProxy) Remove(_ context.Context, services ...string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range services {
+		delete(p.routes, s)
+		p.writes = append(p.writes, "remove "+s)
+	}
+	return nil
+}
+
+func (p *fakeProxy) Drain(context.Context, string, time.Duration) error { return nil }
+
+func (p *fakeProxy) upstream(svc string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.routes[svc].Upstream
+}
+
+// fakeProber answers by address: a url whose host is in bad fails; after
+// failAfter probes of a host it fails too (for watch failures).
+type fakeProber struct {
+	mu        sync.Mutex
+	bad       map[string]bool
+	failAfter map[string]int
+	count     map[string]int
+}
+
+func newFakeProber() *fakeProber {
+	return &fakeProber{bad: map[string]bool{}, failAfter: map[string]int{}, count: map[string]int{}}
+}
+
+func (p *fakeProber) Probe(_ context.Context, url string, _ time.Duration) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for host := range p.bad {
+		if containsHost(url, host) {
+			return fmt.Errorf("GET %s: 503 Service Unavailable", url)
+		}
+	}
+	for host, n := range p.failAfter {
+		if containsHost(url, host) {
+			p.count[host]++
+			if p.count[host] > n {
+				return fmt.Errorf("GET %s: 503 Service Unavailable", url)
+			}
+		}
+	}
+	return nil
+}
+
+func containsHost(url, host string) bool { return strings.Contains(url, "//"+host+"/") }
+
+// fakeFetcher hands out a path per sum and counts fetches.
+type fakeFetcher struct {
+	mu      sync.Mutex
+	fetches int
+	err     error
+}
+
+func (f *fakeFetcher) Fetch(_ context.Context, _ string, sum string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fetches++
+	if f.err != nil {
+		return "", f.err
+	}
+	return "/cache/" + sum, nil
+}

@@ -1,0 +1,301 @@
+package reconcile
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jailkeeper/jailkeeper/caddy"
+	"github.com/jailkeeper/jailkeeper/jails"
+	"github.com/jailkeeper/jailkeeper/manifest"
+)
+
+// ErrPruneAll refuses a pass whose desired state is empty while services run:
+// an emptied or misconfigured deploy repo must not take the host down.
+var ErrPruneAll = errors.New("refusing to prune every service: the deploy repo has no manifests for this host; remove services one at a time, or stop the agent to decommission the host")
+
+// DefaultStreamCloseDelay keeps WebSockets open across Caddy reloads.
+const DefaultStreamCloseDelay = 10 * time.Minute
+
+// Desired is the state the deploy repo asks for, already filtered for this host.
+type Desired struct {
+	Revision   string
+	CommitTime time.Time
+	Services   []manifest.Service
+}
+
+// Observed is what runs: releases from the runtime, routes from Caddy.
+type Observed struct {
+	Releases []jails.Release
+	Routes   map[string]caddy.Route
+}
+
+// Kind is what a Step does.
+type Kind string
+
+// The kinds of Step.
+const (
+	KindNone     Kind = "none"     // converged: at most fix the route and clean up
+	KindDeploy   Kind = "deploy"   // make Target live; create it unless Existing
+	KindRollback Kind = "rollback" // make the retained Target live again
+	KindBackoff  Kind = "backoff"  // Target failed; wait until RetryAt
+	KindPrune    Kind = "prune"    // manifest gone: remove route and releases
+)
+
+// Step is the plan for one service.
+type Step struct {
+	Service  string
+	Kind     Kind
+	Target   string // release to be live after the step ("" for prune)
+	Existing bool   // Target is on disk: no download, no clone
+	Previous string // release live before the step, if any
+	// Route is the route the step wants; set on KindNone when Caddy's differs.
+	Route *caddy.Route
+	// Stop lists releases to stop and mark retired (running but not live).
+	Stop []string
+	// Destroy lists releases to remove: beyond retain, older failures,
+	// leftovers of interrupted creates; for prune, all of them.
+	Destroy []string
+	Reason  string
+	RetryAt time.Time
+	// Spec is the desired manifest (nil for prune).
+	Spec *manifest.Service `json:"-"`
+}
+
+// String renders the step on one line, as `jailkeeper plan` prints it.
+func (s Step) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %s", s.Service, s.Kind)
+	if s.Target != "" {
+		fmt.Fprintf(&b, " %s", s.Target)
+	}
+	if s.Existing && s.Kind == KindDeploy {
+		b.WriteString(" (on disk)")
+	}
+	if s.Previous != "" && s.Previous != s.Target {
+		fmt.Fprintf(&b, " replacing %s", s.Previous)
+	}
+	if s.Route != nil {
+		fmt.Fprintf(&b, "; route %s -> %s", strings.Join(s.Route.Hostnames, ","), s.Route.Upstream)
+	}
+	if len(s.Stop) > 0 {
+		fmt.Fprintf(&b, "; stop %s", strings.Join(s.Stop, ","))
+	}
+	if len(s.Destroy) > 0 {
+		fmt.Fprintf(&b, "; destroy %s", strings.Join(s.Destroy, ","))
+	}
+	if !s.RetryAt.IsZero() {
+		fmt.Fprintf(&b, "; retry after %s", s.RetryAt.UTC().Format(time.RFC3339))
+	}
+	if s.Reason != "" {
+		fmt.Fprintf(&b, " (%s)", s.Reason)
+	}
+	return b.String()
+}
+
+// Backoff is how long a failed spec waits before its next try: 1m doubling
+// with each consecutive failure, at most 1h.
+func Backoff(failures int) time.Duration {
+	d := time.Minute
+	for i := 1; i < failures && d < time.Hour; i++ {
+		d *= 2
+	}
+	return min(d, time.Hour)
+}
+
+// DesiredRoute is the route a service wants to its release.
+func DesiredRoute(s *manifest.Service, r jails.Release) caddy.Route {
+	hosts := slices.Clone(s.Hostnames)
+	slices.Sort(hosts)
+	return caddy.Route{
+		Service:          s.Service,
+		Hostnames:        hosts,
+		Upstream:         r.Addr(),
+		StreamCloseDelay: max(DefaultStreamCloseDelay, s.Drain),
+	}
+}
+
+func routeEqual(a, b caddy.Route) bool {
+	ha, hb := slices.Clone(a.Hostnames), slices.Clone(b.Hostnames)
+	slices.Sort(ha)
+	slices.Sort(hb)
+	return a.Service == b.Service && a.Upstream == b.Upstream &&
+		a.StreamCloseDelay == b.StreamCloseDelay && slices.Equal(ha, hb)
+}
+
+// Plan decides one Step per service, sorted by service. It does no I/O and
+// reads no clock: now is an argument. It returns ErrPruneAll, and no steps,
+// when the desired state is empty while services run.
+func Plan(d Desired, o Observed, now time.Time) ([]Step, error) {
+	byService := map[string][]jails.Release{}
+	for _, r := range o.Releases {
+		byService[r.Service] = append(byService[r.Service], r)
+	}
+	running := map[string]bool{}
+	for svc := range byService {
+		running[svc] = true
+	}
+	for svc := range o.Routes {
+		running[svc] = true
+	}
+	if len(d.Services) == 0 && len(running) > 0 {
+		return nil, ErrPruneAll
+	}
+	var steps []Step
+	wanted := map[string]bool{}
+	for i := range d.Services {
+		s := &d.Services[i]
+		wanted[s.Service] = true
+		route, routed := o.Routes[s.Service]
+		steps = append(steps, planService(s, byService[s.Service], route, routed, now))
+	}
+	for svc := range running {
+		if wanted[svc] {
+			continue
+		}
+		st := Step{Service: svc, Kind: KindPrune, Reason: "manifest removed"}
+		for _, r := range byService[svc] {
+			st.Destroy = append(st.Destroy, r.Name)
+		}
+		slices.Sort(st.Destroy)
+		steps = append(steps, st)
+	}
+	slices.SortFunc(steps, func(a, b Step) int { return strings.Compare(a.Service, b.Service) })
+	return steps, nil
+}
+
+// LiveRelease finds the release Caddy routes the service to. Caddy's config is
+// the source of truth; when the route is missing (Caddy lost its config), the
+// running release whose stored state is live stands in.
+func LiveRelease(rels []jails.Release, route caddy.Route, routed bool) (jails.Release, bool) {
+	if routed {
+		for _, r := range rels {
+			if r.IP.IsValid() && r.Addr() == route.Upstream {
+				return r, true
+			}
+		}
+		return jails.Release{}, false
+	}
+	for _, r := range rels {
+		if r.State == jails.StateLive && r.Running {
+			return r, true
+		}
+	}
+	return jails.Release{}, false
+}
+
+func planService(s *manifest.Service, rels []jails.Release, route caddy.Route, routed bool, now time.Time) Step {
+	want := s.SpecHash()
+	st := Step{Service: s.Service, Spec: s}
+	live, hasLive := LiveRelease(rels, route, routed)
+	if hasLive {
+		st.Previous = live.Name
+	}
+	var target *jails.Release
+	for i := range rels {
+		if rels[i].Spec == want && rels[i].Name == s.ReleaseName() {
+			target = &rels[i]
+		}
+	}
+	switch {
+	case hasLive && live.Spec == want && live.Running:
+		st.Kind = KindNone
+		st.Target = live.Name
+		st.Previous = ""
+		if dr := DesiredRoute(s, live); !routed || !routeEqual(dr, route) {
+			st.Route = &dr
+			if !routed {
+				st.Reason = "route missing in Caddy"
+			}
+		}
+	case target == nil || target.State == jails.StateCreating:
+		st.Kind = KindDeploy
+		st.Target = s.ReleaseName()
+		if target != nil {
+			st.Destroy = append(st.Destroy, target.Name)
+			st.Reason = "previous create was interrupted"
+		}
+	case target.State == jails.StateFailed:
+		retry := target.FailedAt.Add(Backoff(target.Failures))
+		st.Target = target.Name
+		st.Existing = true
+		if now.Before(retry) {
+			st.Kind = KindBackoff
+			st.RetryAt = retry
+			st.Reason = fmt.Sprintf("failed %d time(s): %s", target.Failures, target.Reason)
+		} else {
+			st.Kind = KindDeploy
+			st.Reason = fmt.Sprintf("retry after %d failure(s)", target.Failures)
+		}
+	case target.State == jails.StateRetired:
+		st.Kind = KindRollback
+		st.Target = target.Name
+		st.Existing = true
+	default: // ready, or marked live but not routed
+		st.Kind = KindDeploy
+		st.Target = target.Name
+		st.Existing = true
+	}
+	if st.Kind == KindNone || st.Kind == KindBackoff {
+		stop, destroy := Cleanup(rels, live.Name, st.Target, s.Retain)
+		st.Stop = stop
+		st.Destroy = append(st.Destroy, destroy...)
+		if st.Kind == KindBackoff && hasLive {
+			st.Previous = live.Name
+		}
+	}
+	slices.Sort(st.Destroy)
+	return st
+}
+
+// Cleanup decides which of a service's releases to stop and which to destroy,
+// given the live release and the target of an in-progress step (both kept).
+// It keeps retain retired releases, newest first, and always the newest
+// retired one when nothing is live (the last known-good); the newest failed
+// release (for its logs); and destroys older failures, releases that never
+// finished creating, and ready releases that never served. Running releases
+// that are not live are stopped.
+func Cleanup(rels []jails.Release, live, target string, retain int) (stop, destroy []string) {
+	sorted := slices.Clone(rels)
+	slices.SortFunc(sorted, func(a, b jails.Release) int {
+		if c := b.Created.Compare(a.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(b.Name, a.Name)
+	})
+	keepRetired := retain
+	if live == "" {
+		keepRetired = max(retain, 1)
+	}
+	keptFailed := false
+	for _, r := range sorted {
+		if r.Name == live || r.Name == target {
+			continue
+		}
+		keep := false
+		switch r.State {
+		case jails.StateRetired, jails.StateLive:
+			// A release marked live that Caddy does not route was replaced
+			// by a pass that stopped before retiring it.
+			if keepRetired > 0 {
+				keepRetired--
+				keep = true
+			}
+		case jails.StateFailed:
+			keep = !keptFailed
+			keptFailed = true
+		}
+		if !keep {
+			destroy = append(destroy, r.Name)
+			continue
+		}
+		if r.Running || r.State == jails.StateLive {
+			stop = append(stop, r.Name)
+		}
+	}
+	slices.Sort(stop)
+	slices.Sort(destroy)
+	return stop, destroy
+}

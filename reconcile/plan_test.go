@@ -1,0 +1,168 @@
+package reconcile
+
+import (
+	"errors"
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/jailkeeper/jailkeeper/caddy"
+	"github.com/jailkeeper/jailkeeper/jails"
+	"github.com/jailkeeper/jailkeeper/manifest"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func svc(name, sha string) manifest.Service {
+	return manifest.Service{
+		Service:   name,
+		SHA:       sha,
+		Artifact:  manifest.Artifact{URL: "file:///artifacts/" + name, SHA256: strings.Repeat("a", 64)},
+		Hostnames: []string{name + ".example.com"},
+		Port:      8080,
+		Command:   []string{"/usr/local/bin/" + name},
+		User:      "www",
+		Health:    manifest.Health{Path: "/up", Interval: 5 * time.Millisecond, Timeout: time.Second, Threshold: 2, Deadline: 300 * time.Millisecond, Watch: 30 * time.Millisecond},
+		Drain:     0,
+		Retain:    1,
+	}
+}
+
+// rel is the release a service would create, in the given state.
+func rel(s manifest.Service, ip byte, state jails.State, created time.Time, running bool) jails.Release {
+	return jails.Release{Name: s.ReleaseName(), Service: s.Service, SHA: s.SHA, Spec: s.SpecHash(),
+		IP: netip.AddrFrom4([4]byte{127, 77, 0, ip}), Port: s.Port, State: state, Created: created, Running: running}
+}
+
+func routeTo(s manifest.Service, r jails.Release) caddy.Route { return DesiredRoute(&s, r) }
+
+const (
+	sha1 = "1111111111111111111111111111111111111111"
+	sha2 = "2222222222222222222222222222222222222222"
+	sha3 = "3333333333333333333333333333333333333333"
+)
+
+func TestPlanGolden(t *testing.T) {
+	v1, v2, v3 := svc("hello", sha1), svc("hello", sha2), svc("hello", sha3)
+	r1 := rel(v1, 11, jails.StateRetired, t0.Add(-3*time.Hour), false)
+	r2 := rel(v2, 12, jails.StateLive, t0.Add(-2*time.Hour), true)
+	failed := rel(v3, 13, jails.StateFailed, t0.Add(-time.Hour), false)
+	failed.Failures, failed.FailedAt, failed.Reason = 2, t0.Add(-90*time.Second), "health gate: 503"
+	other := svc("other", sha1)
+	ro := rel(other, 20, jails.StateLive, t0.Add(-time.Hour), true)
+
+	tests := []struct {
+		name string
+		d    []manifest.Service
+		o    Observed
+	}{
+		{"first-deploy", []manifest.Service{v1}, Observed{}},
+		{"converged", []manifest.Service{v2}, Observed{Releases: []jails.Release{r1, r2}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
+		{"route-lost", []manifest.Service{v2}, Observed{Releases: []jails.Release{r1, r2}}},
+		{"hostname-change", func() []manifest.Service {
+			v := v2
+			v.Hostnames = []string{"hello.example.com", "www.hello.example.com"}
+			return []manifest.Service{v}
+		}(), Observed{Releases: []jails.Release{r2}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
+		{"upgrade", []manifest.Service{v3}, Observed{Releases: []jails.Release{r1, r2}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
+		{"rollback", []manifest.Service{v1}, Observed{Releases: []jails.Release{r1, r2}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
+		{"backoff", []manifest.Service{v3}, Observed{Releases: []jails.Release{r1, r2, failed}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
+		{"retry-after-backoff", []manifest.Service{v3}, Observed{Releases: []jails.Release{r2, func() jails.Release {
+			f := failed
+			f.FailedAt = t0.Add(-3 * time.Minute)
+			return f
+		}()}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
+		{"interrupted-create", []manifest.Service{v3}, Observed{Releases: []jails.Release{r2, rel(v3, 14, jails.StateCreating, t0, false)}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
+		{"live-crashed", []manifest.Service{v2}, Observed{Releases: []jails.Release{rel(v2, 12, jails.StateLive, t0, false)}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
+		{"prune", []manifest.Service{v2}, Observed{Releases: []jails.Release{r2, ro}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2), "other": routeTo(other, ro)}}},
+		{"cleanup-retain", []manifest.Service{v2}, Observed{Releases: []jails.Release{
+			rel(svc("hello", strings.Repeat("4", 40)), 15, jails.StateRetired, t0.Add(-5*time.Hour), false),
+			rel(svc("hello", strings.Repeat("5", 40)), 16, jails.StateFailed, t0.Add(-6*time.Hour), false),
+			func() jails.Release { f := failed; f.Created = t0.Add(-4 * time.Hour); return f }(),
+			rel(svc("hello", strings.Repeat("6", 40)), 17, jails.StateReady, t0.Add(-4*time.Hour), true),
+			r1, r2,
+		}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			steps, err := Plan(Desired{Revision: "abc", Services: tt.d}, tt.o, t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b strings.Builder
+			for _, s := range steps {
+				b.WriteString(s.String() + "\n")
+			}
+			golden(t, filepath.Join("testdata", "plans", tt.name+".golden"), b.String())
+		})
+	}
+}
+
+func golden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update)", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("%s mismatch (-want +got):\n%s", path, diff)
+	}
+}
+
+func TestPlanRefusesPruningEverything(t *testing.T) {
+	v := svc("hello", sha1)
+	r := rel(v, 11, jails.StateLive, t0, true)
+	steps, err := Plan(Desired{}, Observed{Releases: []jails.Release{r}}, t0)
+	if !errors.Is(err, ErrPruneAll) {
+		t.Fatalf("err = %v, want ErrPruneAll", err)
+	}
+	if len(steps) != 0 {
+		t.Errorf("steps = %v, want none", steps)
+	}
+	// An empty host with an empty repo is fine.
+	if _, err := Plan(Desired{}, Observed{}, t0); err != nil {
+		t.Errorf("empty host: %v", err)
+	}
+}
+
+func TestPlanIsOrderIndependent(t *testing.T) {
+	a, b := svc("alpha", sha1), svc("beta", sha2)
+	s1, err := Plan(Desired{Services: []manifest.Service{a, b}}, Observed{}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Plan(Desired{Services: []manifest.Service{b, a}}, Observed{}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(s1, s2); diff != "" {
+		t.Errorf("plans differ with input order:\n%s", diff)
+	}
+	if s1[0].Service != "alpha" || s1[1].Service != "beta" {
+		t.Errorf("not sorted: %v", s1)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	for _, tt := range []struct {
+		n    int
+		want time.Duration
+	}{{0, time.Minute}, {1, time.Minute}, {2, 2 * time.Minute}, {3, 4 * time.Minute}, {7, 60 * time.Minute}, {100, time.Hour}} {
+		if got := Backoff(tt.n); got != tt.want {
+			t.Errorf("Backoff(%d) = %s, want %s", tt.n, got, tt.want)
+		}
+	}
+}
