@@ -2,6 +2,7 @@ package gitsource
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -19,17 +20,28 @@ func loadKeyring(file string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	kr, err := armorKeyring(b)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", file, err)
+	}
+	return kr, nil
+}
+
+// armorKeyring parses an armored or binary public keyring and returns it
+// armored.
+func armorKeyring(b []byte) (string, error) {
 	var list openpgp.EntityList
+	var err error
 	if bytes.Contains(b, []byte("-----BEGIN PGP")) {
 		list, err = openpgp.ReadArmoredKeyRing(bytes.NewReader(b))
 	} else {
 		list, err = openpgp.ReadKeyRing(bytes.NewReader(b))
 	}
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", file, err)
+		return "", err
 	}
 	if len(list) == 0 {
-		return "", fmt.Errorf("%s: no keys", file)
+		return "", errors.New("no keys")
 	}
 	var buf bytes.Buffer
 	w, err := armor.Encode(&buf, openpgp.PublicKeyType, nil)
@@ -38,7 +50,7 @@ func loadKeyring(file string) (string, error) {
 	}
 	for _, e := range list {
 		if err := e.Serialize(w); err != nil {
-			return "", fmt.Errorf("%s: key %s: %w", file, e.PrimaryKey.KeyIdString(), err)
+			return "", fmt.Errorf("key %s: %w", e.PrimaryKey.KeyIdString(), err)
 		}
 	}
 	if err := w.Close(); err != nil {
