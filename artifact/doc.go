@@ -1,0 +1,12 @@
+// Package artifact provides release artifacts: it downloads them over http,
+// https or file URLs with a size and a time limit, verifies their sha256
+// before anything else sees them, caches them by that sum, and installs them
+// into a release root, extracting a gzip'd tarball safely.
+//
+// Nothing unverified ever leaves a Store: a download lands in a temporary
+// file next to the cache and is renamed to its sum only after the sum
+// matched. Install refuses tarball entries that would write outside the root
+// or leave a link that points outside it.
+//
+// The package returns errors and does not log.
+package artifact

@@ -1,0 +1,423 @@
+package artifact
+
+import (
+	"archive/tar"
+	"bufio"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// ErrUnsafe means a tarball entry was refused: an absolute name, a ".."
+// component, a link whose target leaves the root, a write through a
+// symbolic link, or a device or fifo. The error names the entry.
+var ErrUnsafe = errors.New("unsafe artifact entry")
+
+// maxExtract bounds the bytes a tarball may expand to (a gzip bomb would fill
+// the disk long before the download limit is reached). A variable for tests.
+var maxExtract int64 = 8 << 30
+
+// maxLinkHops bounds the symbolic links followed while checking one link.
+const maxLinkHops = 40
+
+// Install puts the artifact src into the release root directory root.
+//
+// When src starts with the gzip magic bytes (its name does not matter) it is
+// a gzip'd tar and is extracted into root: entries with absolute names or ".."
+// components, symbolic or hard links whose target leaves root (absolute
+// symbolic link targets included: they would point at the host's files),
+// entries whose path crosses a symbolic link, devices and fifos are refused
+// with ErrUnsafe. Permission bits and the sticky bit are kept, setuid and
+// setgid are dropped, and ownership is not (everything belongs to the
+// caller). Directory modes are applied last, so a read-only directory can
+// still be filled. Then command0, when not empty, must name a regular file
+// in root.
+//
+// Otherwise src is a single executable, copied to command0 taken relative to
+// root (so /usr/local/bin/hello lands in root/usr/local/bin/hello) with mode
+// 0755, parent directories created with mode 0755.
+//
+// All writes go through an os.Root on root, so nothing outside it is ever
+// touched. On error root may hold part of the artifact: the caller discards
+// the release.
+func Install(src, root, command0 string) error {
+	if err := install(src, root, command0); err != nil {
+		return fmt.Errorf("install %s into %s: %w", path.Base(src), root, err)
+	}
+	return nil
+}
+
+func install(src, root, command0 string) error {
+	f, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+
+	br := bufio.NewReader(f)
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		if err := extract(br, r); err != nil {
+			return err
+		}
+		if command0 == "" {
+			return nil
+		}
+		rel, err := relCommand(command0)
+		if err != nil {
+			return err
+		}
+		fi, err := r.Stat(rel)
+		if err != nil {
+			return fmt.Errorf("tarball has no command %s: %w", command0, err)
+		}
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("command %s in the tarball is not a regular file", command0)
+		}
+		return nil
+	}
+	return copyExecutable(br, r, command0)
+}
+
+// relCommand turns /usr/local/bin/hello into usr/local/bin/hello.
+func relCommand(command0 string) (string, error) {
+	rel := strings.TrimLeft(command0, "/")
+	for _, c := range strings.Split(rel, "/") {
+		if c == ".." {
+			return "", fmt.Errorf("%w: command %q has a \"..\" component", ErrUnsafe, command0)
+		}
+	}
+	rel = path.Clean(rel)
+	if rel == "." || rel == "" {
+		return "", fmt.Errorf("command %q names no file", command0)
+	}
+	return rel, nil
+}
+
+func copyExecutable(src io.Reader, r *os.Root, command0 string) error {
+	rel, err := relCommand(command0)
+	if err != nil {
+		return err
+	}
+	if dir := path.Dir(rel); dir != "." {
+		if err := r.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	if fi, err := r.Lstat(rel); err == nil {
+		if fi.IsDir() {
+			return fmt.Errorf("command %s is a directory in the release", command0)
+		}
+		if err := r.Remove(rel); err != nil {
+			return err
+		}
+	}
+	// O_EXCL: never follow a symbolic link that might sit at rel.
+	out, err := r.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o700)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, src); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Chmod(0o755); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// extractor unpacks one tarball into a root.
+type extractor struct {
+	root     *os.Root
+	dirModes map[string]fs.FileMode // applied at the end
+	links    []string               // symbolic links created, checked at the end
+	written  int64
+}
+
+func extract(gz io.Reader, r *os.Root) error {
+	zr, err := gzip.NewReader(gz)
+	if err != nil {
+		return fmt.Errorf("gzip: %w", err)
+	}
+	defer zr.Close()
+	tr := tar.NewReader(zr)
+	x := &extractor{root: r, dirModes: map[string]fs.FileMode{}}
+	err = x.entries(tr)
+	// A link may have been checked before a later entry changed what its
+	// target resolves through: check them all again on the final tree, even
+	// after an error. Unsafe ones are removed, so that even a caller that
+	// keeps the root holds no link leading out.
+	for _, l := range x.links {
+		if lerr := resolveInside(r, l); lerr != nil {
+			if err == nil {
+				err = fmt.Errorf("%w: symbolic link %s: %w", ErrUnsafe, l, lerr)
+			}
+			if rerr := r.Remove(l); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+				return fmt.Errorf("remove unsafe link %s: %w", l, rerr)
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	dirs := make([]string, 0, len(x.dirModes))
+	for d := range x.dirModes {
+		dirs = append(dirs, d)
+	}
+	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) }) // deepest first
+	for _, d := range dirs {
+		if err := r.Chmod(d, x.dirModes[d]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (x *extractor) entries(tr *tar.Reader) error {
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("tar: %w", err)
+		}
+		if err := x.entry(hdr, tr); err != nil {
+			return err
+		}
+	}
+}
+
+// mode keeps the permission and sticky bits of a tar header mode.
+func mode(hdrMode int64) fs.FileMode {
+	m := fs.FileMode(hdrMode) & fs.ModePerm
+	if hdrMode&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	return m
+}
+
+func (x *extractor) entry(hdr *tar.Header, body io.Reader) error {
+	name, err := entryPath(hdr.Name)
+	if err != nil {
+		return err
+	}
+	if name == "." {
+		// "./" itself, as `tar -C dir .` writes it: the root exists.
+		if hdr.Typeflag == tar.TypeDir {
+			return nil
+		}
+		return fmt.Errorf("%w: entry %q is the root itself", ErrUnsafe, hdr.Name)
+	}
+	switch hdr.Typeflag {
+	case tar.TypeXGlobalHeader:
+		return nil
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		return fmt.Errorf("%w: %s is a device or fifo", ErrUnsafe, hdr.Name)
+	case tar.TypeReg, tar.TypeDir, tar.TypeSymlink, tar.TypeLink:
+	default:
+		return fmt.Errorf("%w: %s has unsupported type %q", ErrUnsafe, hdr.Name, hdr.Typeflag)
+	}
+	if err := x.parents(name, hdr.Name); err != nil {
+		return err
+	}
+	if err := x.clear(name, hdr); err != nil {
+		return err
+	}
+
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		if err := x.root.Mkdir(name, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		x.dirModes[name] = mode(hdr.Mode)
+		return nil
+
+	case tar.TypeSymlink:
+		target := hdr.Linkname
+		if target == "" {
+			return fmt.Errorf("%w: symbolic link %s has an empty target", ErrUnsafe, hdr.Name)
+		}
+		if path.IsAbs(target) {
+			return fmt.Errorf("%w: symbolic link %s -> %s is absolute", ErrUnsafe, hdr.Name, target)
+		}
+		if j := path.Join(path.Dir(name), target); j == ".." || strings.HasPrefix(j, "../") {
+			return fmt.Errorf("%w: symbolic link %s -> %s leaves the root", ErrUnsafe, hdr.Name, target)
+		}
+		if err := x.root.Symlink(target, name); err != nil {
+			return err
+		}
+		x.links = append(x.links, name)
+		return nil
+
+	case tar.TypeLink:
+		target, err := entryPath(hdr.Linkname)
+		if err != nil || target == "." {
+			return fmt.Errorf("%w: hard link %s -> %s leaves the root", ErrUnsafe, hdr.Name, hdr.Linkname)
+		}
+		if err := x.parents(target, hdr.Linkname); err != nil {
+			return err
+		}
+		fi, err := x.root.Lstat(target)
+		if err != nil {
+			return fmt.Errorf("hard link %s -> %s: %w", hdr.Name, hdr.Linkname, err)
+		}
+		if !fi.Mode().IsRegular() {
+			// A second name for a symbolic link would resolve its relative
+			// target from another directory.
+			return fmt.Errorf("%w: hard link %s -> %s: target is not a regular file", ErrUnsafe, hdr.Name, hdr.Linkname)
+		}
+		return x.root.Link(target, name)
+
+	default: // regular file
+		// O_EXCL: clear removed whatever was there, and a symbolic link
+		// raced in is never followed.
+		f, err := x.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return err
+		}
+		n, err := io.Copy(f, io.LimitReader(body, maxExtract-x.written+1))
+		x.written += n
+		if err == nil && x.written > maxExtract {
+			err = fmt.Errorf("tarball expands beyond %d bytes", maxExtract)
+		}
+		if err == nil {
+			err = f.Chmod(mode(hdr.Mode))
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", hdr.Name, err)
+		}
+		return nil
+	}
+}
+
+// entryPath cleans a tar entry name into a path relative to the root, or
+// refuses it.
+func entryPath(name string) (string, error) {
+	if name == "" {
+		return "", fmt.Errorf("%w: empty entry name", ErrUnsafe)
+	}
+	if strings.HasPrefix(name, "/") {
+		return "", fmt.Errorf("%w: %s is an absolute path", ErrUnsafe, name)
+	}
+	for _, c := range strings.Split(name, "/") {
+		if c == ".." {
+			return "", fmt.Errorf("%w: %s has a \"..\" component", ErrUnsafe, name)
+		}
+	}
+	if strings.ContainsRune(name, 0) {
+		return "", fmt.Errorf("%w: %q contains NUL", ErrUnsafe, name)
+	}
+	return path.Clean(name), nil
+}
+
+// parents makes sure every directory above name is a real directory (not a
+// symbolic link), creating missing ones with mode 0755.
+func (x *extractor) parents(name, orig string) error {
+	dir := path.Dir(name)
+	if dir == "." {
+		return nil
+	}
+	cur := ""
+	for _, c := range strings.Split(dir, "/") {
+		cur = path.Join(cur, c)
+		fi, err := x.root.Lstat(cur)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			if err := x.root.Mkdir(cur, 0o755); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return fmt.Errorf("%w: %s would be written through the symbolic link %s", ErrUnsafe, orig, cur)
+		case !fi.IsDir():
+			return fmt.Errorf("%s: %s is not a directory", orig, cur)
+		}
+	}
+	return nil
+}
+
+// clear removes what sits at name unless it is a directory and the entry is
+// one too; a directory is never replaced.
+func (x *extractor) clear(name string, hdr *tar.Header) error {
+	fi, err := x.root.Lstat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		if hdr.Typeflag == tar.TypeDir {
+			return nil
+		}
+		return fmt.Errorf("%s would replace a directory", hdr.Name)
+	}
+	return x.root.Remove(name)
+}
+
+// resolveInside follows name (relative to r) component by component the way
+// the kernel would, and reports an error if the walk ever goes above the root
+// or meets an absolute link. Missing components count as directories, so a
+// link that dangles now cannot escape once its target is created.
+func resolveInside(r *os.Root, name string) error {
+	var stack []string // resolved components; none is a symbolic link
+	todo := strings.Split(name, "/")
+	hops := 0
+	for len(todo) > 0 {
+		c := todo[0]
+		todo = todo[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if len(stack) == 0 {
+				return errors.New("resolves above the root")
+			}
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		stack = append(stack, c)
+		cur := strings.Join(stack, "/")
+		fi, err := r.Lstat(cur)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+				continue
+			}
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			continue
+		}
+		if hops++; hops > maxLinkHops {
+			return errors.New("too many levels of symbolic links")
+		}
+		target, err := r.Readlink(cur)
+		if err != nil {
+			return err
+		}
+		if path.IsAbs(target) {
+			return fmt.Errorf("%s -> %s is absolute", cur, target)
+		}
+		stack = stack[:len(stack)-1]
+		todo = append(strings.Split(target, "/"), todo...)
+	}
+	return nil
+}

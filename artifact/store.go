@@ -1,0 +1,309 @@
+package artifact
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Errors returned by Store.Fetch, to be tested with errors.Is.
+var (
+	// ErrChecksum means the content's sha256 differs from the expected sum,
+	// or the expected sum is not 64 hex digits. Retrying the same URL and
+	// sum is pointless: the manifest needs fixing.
+	ErrChecksum = errors.New("artifact checksum mismatch")
+	// ErrFetch means the artifact could not be downloaded: a bad URL, an
+	// unsupported scheme, a non-200 status, a missing file, a size or time
+	// limit exceeded, a network error.
+	ErrFetch = errors.New("artifact fetch failed")
+)
+
+// Defaults for Options.
+const (
+	DefaultMaxSize = 1 << 30 // 1 GiB
+	DefaultTimeout = 10 * time.Minute
+)
+
+// tmpPrefix names downloads in progress inside the cache directory.
+const tmpPrefix = ".fetch-"
+
+var sumRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// Options tune a Store. The zero value is usable.
+type Options struct {
+	// Client makes http and https requests; nil means a client with
+	// http.DefaultTransport. Its own Timeout, if any, applies as well.
+	Client *http.Client
+	// MaxSize is the largest artifact accepted, in bytes; 0 means
+	// DefaultMaxSize.
+	MaxSize int64
+	// Timeout bounds one download, connection to last byte; 0 means
+	// DefaultTimeout.
+	Timeout time.Duration
+}
+
+// Stats counts what a Store did since it was made.
+type Stats struct {
+	Downloads int64 // artifacts downloaded and verified
+	Hits      int64 // Fetch calls answered from the cache
+}
+
+// Store is a cache of verified artifacts in one directory, one file per
+// artifact named by its sha256. It is safe for concurrent use; concurrent
+// fetches of one sum download it once. Several Stores (or processes) may share
+// a directory: every file in it is complete and verified.
+type Store struct {
+	dir     string
+	client  *http.Client
+	maxSize int64
+	timeout time.Duration
+
+	downloads atomic.Int64
+	hits      atomic.Int64
+
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex // per sum
+}
+
+// NewStore returns a Store caching in dir, creating dir (mode 0750) if needed
+// and removing downloads left behind by an earlier crash.
+func NewStore(dir string, opts Options) (*Store, error) {
+	if dir == "" {
+		return nil, errors.New("artifact store: empty directory")
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("artifact store: %w", err)
+	}
+	leftovers, err := filepath.Glob(filepath.Join(dir, tmpPrefix+"*"))
+	if err != nil {
+		return nil, fmt.Errorf("artifact store: %w", err)
+	}
+	for _, p := range leftovers {
+		if err := os.Remove(p); err != nil {
+			return nil, fmt.Errorf("artifact store: remove leftover: %w", err)
+		}
+	}
+	s := &Store{
+		dir:     dir,
+		client:  opts.Client,
+		maxSize: opts.MaxSize,
+		timeout: opts.Timeout,
+		locks:   map[string]*sync.Mutex{},
+	}
+	if s.client == nil {
+		s.client = &http.Client{Transport: http.DefaultTransport}
+	}
+	if s.maxSize <= 0 {
+		s.maxSize = DefaultMaxSize
+	}
+	if s.timeout <= 0 {
+		s.timeout = DefaultTimeout
+	}
+	return s, nil
+}
+
+// Stats returns the counters so far.
+func (s *Store) Stats() Stats {
+	return Stats{Downloads: s.downloads.Load(), Hits: s.hits.Load()}
+}
+
+// Path returns where the artifact with sha256 sum is (or would be) cached.
+func (s *Store) Path(sum string) string {
+	return filepath.Join(s.dir, strings.ToLower(sum))
+}
+
+// Fetch returns the local path of the artifact at rawURL whose sha256 is sum
+// (64 hex digits, either case). A cached artifact is re-hashed and returned
+// without any network access; a cached file that no longer matches its name
+// is replaced. Otherwise the artifact is downloaded (http, https or
+// file:///absolute/path) into a temporary file within the size and time
+// limits and renamed into the cache only when its sum matches. Errors wrap
+// ErrChecksum (naming the expected and the actual sum) or ErrFetch (naming the
+// HTTP status or the cause). The returned file must not be modified.
+func (s *Store) Fetch(ctx context.Context, rawURL, sum string) (string, error) {
+	sum = strings.ToLower(sum)
+	if !sumRE.MatchString(sum) {
+		return "", fmt.Errorf("fetch %s: %w: expected sha256 %q is not 64 hex digits", redact(rawURL), ErrChecksum, sum)
+	}
+	l := s.lock(sum)
+	l.Lock()
+	defer l.Unlock()
+
+	dst := s.Path(sum)
+	switch actual, err := hashFile(dst); {
+	case err == nil && actual == sum:
+		s.hits.Add(1)
+		return dst, nil
+	case err == nil:
+		// Corrupted on disk: forget it and download again.
+		if err := os.Remove(dst); err != nil {
+			return "", fmt.Errorf("fetch %s: remove corrupt cache entry: %w", redact(rawURL), err)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return "", fmt.Errorf("fetch %s: read cache: %w", redact(rawURL), err)
+	}
+
+	if err := s.download(ctx, rawURL, sum, dst); err != nil {
+		return "", fmt.Errorf("fetch %s: %w", redact(rawURL), err)
+	}
+	s.downloads.Add(1)
+	return dst, nil
+}
+
+func (s *Store) lock(sum string) *sync.Mutex {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.locks[sum]
+	if !ok {
+		l = &sync.Mutex{}
+		s.locks[sum] = l
+	}
+	return l
+}
+
+// download writes the verified content of rawURL to dst.
+func (s *Store) download(ctx context.Context, rawURL, sum, dst string) (err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+
+	body, size, err := s.open(ctx, rawURL)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	if size > s.maxSize {
+		return fmt.Errorf("%w: size %d exceeds the limit of %d bytes", ErrFetch, size, s.maxSize)
+	}
+
+	tmp, err := os.CreateTemp(s.dir, tmpPrefix+"*")
+	if err != nil {
+		return fmt.Errorf("create temporary file: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(body, s.maxSize+1))
+	if err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return fmt.Errorf("%w: read: %w", ErrFetch, err)
+	}
+	if n > s.maxSize {
+		return fmt.Errorf("%w: larger than the limit of %d bytes", ErrFetch, s.maxSize)
+	}
+	if actual := hex.EncodeToString(h.Sum(nil)); actual != sum {
+		return fmt.Errorf("%w: expected sha256 %s, got %s", ErrChecksum, sum, actual)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		return err
+	}
+	return nil
+}
+
+// open starts reading rawURL and returns the body and its size (-1 if
+// unknown).
+func (s *Store) open(ctx context.Context, rawURL string) (io.ReadCloser, int64, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", ErrFetch, err)
+	}
+	switch u.Scheme {
+	case "http", "https":
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%w: %w", ErrFetch, err)
+		}
+		resp, err := s.client.Do(req)
+		if err != nil {
+			// *url.Error repeats the whole URL, query included: keep only
+			// the cause, the caller names the (redacted) URL.
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			return nil, 0, fmt.Errorf("%w: %w", ErrFetch, err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			return nil, 0, fmt.Errorf("%w: HTTP status %s", ErrFetch, resp.Status)
+		}
+		return resp.Body, resp.ContentLength, nil
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return nil, 0, fmt.Errorf("%w: file URL with host %q: only local files", ErrFetch, u.Host)
+		}
+		if u.Opaque != "" || !filepath.IsAbs(u.Path) {
+			return nil, 0, fmt.Errorf("%w: file URL needs an absolute path (file:///path)", ErrFetch)
+		}
+		f, err := os.Open(u.Path)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%w: %w", ErrFetch, err)
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, 0, fmt.Errorf("%w: %w", ErrFetch, err)
+		}
+		if !fi.Mode().IsRegular() {
+			f.Close()
+			return nil, 0, fmt.Errorf("%w: %s is not a regular file", ErrFetch, u.Path)
+		}
+		return f, fi.Size(), nil
+	default:
+		return nil, 0, fmt.Errorf("%w: unsupported URL scheme %q (http, https, file)", ErrFetch, u.Scheme)
+	}
+}
+
+// hashFile returns the hex sha256 of the file at p.
+func hashFile(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// redact hides a password and the query (which often carries a token) of
+// rawURL for error messages.
+func redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "<unparseable URL>"
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = "REDACTED"
+	}
+	return u.Redacted()
+}
