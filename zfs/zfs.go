@@ -1,0 +1,369 @@
+package zfs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	gozfs "github.com/mistifyio/go-zfs/v3"
+)
+
+// Names reach argv, so they are checked first. A component is what
+// zfs(8) allows (alphanumerics, '_', '-', ':', '.') minus the space, and
+// starts with an alphanumeric so that no name can be read as an option.
+var (
+	fsRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]*(/[A-Za-z0-9_.:-]+)*$`)
+	snapRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]*(/[A-Za-z0-9_.:-]+)*@[A-Za-z0-9_.:-]+$`)
+	// Property names: native ones are lowercase words, user ones contain a
+	// colon and use lowercase letters, digits and ':', '+', '.', '_', '-'
+	// (zfsprops(7), "User Properties").
+	propRE = regexp.MustCompile(`^[a-z][a-z0-9:+._-]*$`)
+)
+
+// Limits from zfsprops(7), "User Properties": names up to 256 characters,
+// values up to 8192 bytes.
+const (
+	maxPropName  = 256
+	maxPropValue = 8192
+)
+
+func checkFS(name string) error {
+	if !fsRE.MatchString(name) {
+		return fmt.Errorf("%w: dataset name %q", ErrInvalid, name)
+	}
+	return nil
+}
+
+func checkSnap(name string) error {
+	if !snapRE.MatchString(name) {
+		return fmt.Errorf("%w: snapshot name %q (want DATASET@SNAP)", ErrInvalid, name)
+	}
+	return nil
+}
+
+// checkProps refuses property names zfs would refuse and values that would
+// break the one-row-per-property output of `zfs get -H` (a newline) or
+// argv (a NUL).
+func checkProps(props map[string]string) error {
+	for k, v := range props {
+		if len(k) > maxPropName || !propRE.MatchString(k) {
+			return fmt.Errorf("%w: property name %q", ErrInvalid, k)
+		}
+		if len(v) > maxPropValue || strings.ContainsAny(v, "\n\r\x00") {
+			return fmt.Errorf("%w: value of property %s: newline, NUL or longer than %d bytes", ErrInvalid, k, maxPropValue)
+		}
+	}
+	return nil
+}
+
+// own returns the jailkeeper:* entries of props, never nil.
+func own(props map[string]string) map[string]string {
+	m := map[string]string{}
+	for k, v := range props {
+		if strings.HasPrefix(k, Prefix) {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+func fromGo(d *gozfs.Dataset, props map[string]string) Dataset {
+	return Dataset{Name: d.Name, Mountpoint: d.Mountpoint, Origin: d.Origin, Props: own(props)}
+}
+
+// run runs `zfs args...` from PATH and returns its stdout. On failure it
+// returns an *Error and never the partial stdout.
+func run(ctx context.Context, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "zfs", args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			err = errors.Join(ctx.Err(), err)
+		}
+		return nil, newError(append([]string{"zfs"}, args...), stderr.String(), err)
+	}
+	return stdout.Bytes(), nil
+}
+
+// Create creates the filesystem name with props set at creation
+// (`zfs create -o k=v ... name`, through go-zfs). The parent must exist.
+// It fails with ErrExists if name exists. The returned Dataset carries the
+// jailkeeper:* entries of props.
+func Create(ctx context.Context, name string, props map[string]string) (Dataset, error) {
+	if err := checkFS(name); err != nil {
+		return Dataset{}, fmt.Errorf("zfs create: %w", err)
+	}
+	if err := checkProps(props); err != nil {
+		return Dataset{}, fmt.Errorf("zfs create %s: %w", name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return Dataset{}, fmt.Errorf("zfs create %s: %w", name, err)
+	}
+	d, err := gozfs.CreateFilesystem(name, props)
+	if err != nil {
+		return Dataset{}, fmt.Errorf("zfs create %s: %w", name, fromGoZFS(err))
+	}
+	return fromGo(d, props), nil
+}
+
+// Snapshot creates the snapshot name ("pool/ds@snap"), not recursively
+// (`zfs snapshot`, through go-zfs). It fails with ErrExists if the snapshot
+// exists and ErrNotFound if the dataset does not.
+func Snapshot(ctx context.Context, name string) error {
+	if err := checkSnap(name); err != nil {
+		return fmt.Errorf("zfs snapshot: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("zfs snapshot %s: %w", name, err)
+	}
+	ds, snap, _ := strings.Cut(name, "@")
+	if _, err := (&gozfs.Dataset{Name: ds}).Snapshot(snap, false); err != nil {
+		return fmt.Errorf("zfs snapshot %s: %w", name, fromGoZFS(err))
+	}
+	return nil
+}
+
+// Clone clones snapshot into name, creating missing parents, with props set
+// by the clone itself: go-zfs's Clone passes them as `zfs clone -p -o k=v
+// ... SNAP NAME`, so no separate `zfs set` is needed. In OpenZFS the clone
+// ioctl (zfs_ioc_clone in module/zfs/zfs_ioctl.c) sets those properties
+// right after creating the clone and destroys the clone if that fails, so a
+// clone never outlives a failure to set its properties. (Not one
+// transaction: a crash between the two steps could leave a clone without
+// them; Inventory shows it without jailkeeper:managed.)
+//
+// It fails with ErrExists if name exists and ErrNotFound if snapshot does
+// not. go-zfs reads the clone back with `zfs list`; if only that read
+// fails, the clone exists and the error says so.
+func Clone(ctx context.Context, snapshot, name string, props map[string]string) (Dataset, error) {
+	if err := checkSnap(snapshot); err != nil {
+		return Dataset{}, fmt.Errorf("zfs clone: %w", err)
+	}
+	if err := checkFS(name); err != nil {
+		return Dataset{}, fmt.Errorf("zfs clone %s: %w", snapshot, err)
+	}
+	if err := checkProps(props); err != nil {
+		return Dataset{}, fmt.Errorf("zfs clone %s %s: %w", snapshot, name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return Dataset{}, fmt.Errorf("zfs clone %s %s: %w", snapshot, name, err)
+	}
+	// go-zfs only checks Type before cloning; no need to read the snapshot.
+	src := &gozfs.Dataset{Name: snapshot, Type: gozfs.DatasetSnapshot}
+	d, err := src.Clone(name, props)
+	if err != nil {
+		err = fromGoZFS(err)
+		var e *Error
+		if errors.As(err, &e) && len(e.Argv) > 1 && e.Argv[1] == "list" {
+			return Dataset{}, fmt.Errorf("zfs clone %s %s: cloned, but reading it back: %w", snapshot, name, err)
+		}
+		return Dataset{}, fmt.Errorf("zfs clone %s %s: %w", snapshot, name, err)
+	}
+	return fromGo(d, props), nil
+}
+
+// SetProps sets props on name as local values with one
+// `zfs set k1=v1 k2=v2 ... name` (keys sorted). OpenZFS applies all the
+// properties of one zfs set in one ioctl (illumos 5745, FreeBSD r289497), so
+// a crash never leaves half of a state change. This is why SetProps runs
+// zfs itself: go-zfs's SetProperty sets one property per command. An empty
+// props does nothing.
+func SetProps(ctx context.Context, name string, props map[string]string) error {
+	if err := checkFS(name); err != nil {
+		return fmt.Errorf("zfs set: %w", err)
+	}
+	if err := checkProps(props); err != nil {
+		return fmt.Errorf("zfs set %s: %w", name, err)
+	}
+	if len(props) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(props))
+	for k := range props {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	args := []string{"set"}
+	for _, k := range keys {
+		args = append(args, k+"="+props[k])
+	}
+	args = append(args, name)
+	if _, err := run(ctx, args...); err != nil {
+		return fmt.Errorf("zfs set %s: %w", name, err)
+	}
+	return nil
+}
+
+// Backoff between Destroy attempts: doubling from destroyDelay, capped.
+var (
+	destroyDelay    = 250 * time.Millisecond
+	destroyMaxDelay = 4 * time.Second
+)
+
+// Destroy destroys name and everything below it, snapshots included
+// (`zfs destroy -r`, through go-zfs). While zfs says the dataset is busy
+// it tries again, up to retries more times, waiting 250ms, 500ms, ... (at
+// most 4s) in between; after that it returns an error matching ErrBusy.
+// A dataset whose snapshots have clones elsewhere is not destroyed
+// (ErrDependents): -R is never used, the clones must go first. A missing
+// dataset is ErrNotFound; callers that want idempotence ignore it.
+func Destroy(ctx context.Context, name string, retries int) error {
+	if err := checkFS(name); err != nil {
+		if checkSnap(name) != nil {
+			return fmt.Errorf("zfs destroy: %w", err)
+		}
+	}
+	d := &gozfs.Dataset{Name: name}
+	delay := destroyDelay
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("zfs destroy %s: %w", name, err)
+		}
+		err := fromGoZFS(d.Destroy(gozfs.DestroyRecursive))
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, ErrBusy) {
+			return fmt.Errorf("zfs destroy %s: %w", name, err)
+		}
+		if attempt >= retries {
+			return fmt.Errorf("zfs destroy %s: still busy after %d attempts: %w", name, attempt+1, err)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("zfs destroy %s: %w (last attempt: %w)", name, ctx.Err(), err)
+		case <-t.C:
+		}
+		delay = min(2*delay, destroyMaxDelay)
+	}
+}
+
+// Exists reports whether the dataset or snapshot name exists
+// (`zfs list -H -o name NAME`).
+func Exists(ctx context.Context, name string) (bool, error) {
+	if checkFS(name) != nil && checkSnap(name) != nil {
+		return false, fmt.Errorf("zfs list: %w: name %q", ErrInvalid, name)
+	}
+	_, err := run(ctx, "list", "-H", "-o", "name", name)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrNotFound):
+		return false, nil
+	default:
+		return false, fmt.Errorf("zfs list %s: %w", name, err)
+	}
+}
+
+// SnapshotInfo is one snapshot of a dataset.
+type SnapshotInfo struct {
+	Name      string    // "pool/ds@snap"
+	CreateTxg uint64    // the transaction group that created it; strictly increasing
+	Created   time.Time // the creation property, whole seconds
+}
+
+// Snapshots lists the snapshots of dataset itself (not of its children),
+// oldest first: sorted by createtxg, which, unlike creation, has no ties
+// within one second. The last one is the newest. One command:
+// `zfs list -Hp -t snapshot -d 1 -s createtxg -o name,createtxg,creation DATASET`.
+func Snapshots(ctx context.Context, dataset string) ([]SnapshotInfo, error) {
+	if err := checkFS(dataset); err != nil {
+		return nil, fmt.Errorf("zfs list snapshots: %w", err)
+	}
+	out, err := run(ctx, "list", "-Hp", "-t", "snapshot", "-d", "1", "-s", "createtxg",
+		"-o", "name,createtxg,creation", dataset)
+	if err != nil {
+		return nil, fmt.Errorf("zfs list snapshots of %s: %w", dataset, err)
+	}
+	var snaps []SnapshotInfo
+	for _, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		f := strings.Split(line, "\t")
+		if len(f) != 3 {
+			return nil, fmt.Errorf("zfs list snapshots of %s: unexpected line %q", dataset, line)
+		}
+		if !strings.HasPrefix(f[0], dataset+"@") {
+			continue
+		}
+		txg, err1 := strconv.ParseUint(f[1], 10, 64)
+		sec, err2 := strconv.ParseInt(f[2], 10, 64)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("zfs list snapshots of %s: line %q: %w", dataset, line, err)
+		}
+		snaps = append(snaps, SnapshotInfo{Name: f[0], CreateTxg: txg, Created: time.Unix(sec, 0)})
+	}
+	sort.SliceStable(snaps, func(i, j int) bool { return snaps[i].CreateTxg < snaps[j].CreateTxg })
+	return snaps, nil
+}
+
+// Clones returns the datasets cloned from snapshot, sorted by name. It
+// fails with ErrNotFound if the snapshot does not exist. Two commands:
+// `zfs list -H -o name SNAP`, then `zfs list -H -r -t filesystem,volume -o
+// name,origin POOL` (clones live in the snapshot's pool). The `clones`
+// property would answer in one, but zfs-fuse, which the tests use, lacks it.
+func Clones(ctx context.Context, snapshot string) ([]string, error) {
+	if err := checkSnap(snapshot); err != nil {
+		return nil, fmt.Errorf("zfs clones: %w", err)
+	}
+	if _, err := run(ctx, "list", "-H", "-o", "name", snapshot); err != nil {
+		return nil, fmt.Errorf("zfs clones of %s: %w", snapshot, err)
+	}
+	pool, _, _ := strings.Cut(snapshot, "/")
+	pool, _, _ = strings.Cut(pool, "@")
+	out, err := run(ctx, "list", "-H", "-r", "-t", "filesystem,volume", "-o", "name,origin", pool)
+	if err != nil {
+		return nil, fmt.Errorf("zfs clones of %s: %w", snapshot, err)
+	}
+	var clones []string
+	for _, line := range strings.Split(string(out), "\n") {
+		name, origin, ok := strings.Cut(line, "\t")
+		if ok && origin == snapshot {
+			clones = append(clones, name)
+		}
+	}
+	sort.Strings(clones)
+	return clones, nil
+}
+
+// HasClones reports whether any dataset was cloned from snapshot. A
+// template whose snapshot has clones must not be replaced. See Clones.
+func HasClones(ctx context.Context, snapshot string) (bool, error) {
+	c, err := Clones(ctx, snapshot)
+	return len(c) > 0, err
+}
+
+// Inventory returns root and every filesystem below it with its
+// mountpoint, origin and local jailkeeper:* properties, in zfs's order
+// (sorted by name, parents first). It is one command,
+//
+//	zfs get -Hp -r -t filesystem -o name,property,value,source all ROOT
+//
+// parsed by ParseGet. "all" because user properties cannot be selected by
+// prefix, and no -s filter because mountpoint and origin are not local.
+// A missing root is ErrNotFound.
+func Inventory(ctx context.Context, root string) ([]Dataset, error) {
+	if err := checkFS(root); err != nil {
+		return nil, fmt.Errorf("zfs inventory: %w", err)
+	}
+	out, err := run(ctx, "get", "-Hp", "-r", "-t", "filesystem", "-o", "name,property,value,source", "all", root)
+	if err != nil {
+		return nil, fmt.Errorf("zfs inventory %s: %w", root, err)
+	}
+	ds, err := ParseGet(bytes.NewReader(out))
+	if err != nil {
+		return nil, fmt.Errorf("zfs inventory %s: %w", root, err)
+	}
+	return ds, nil
+}

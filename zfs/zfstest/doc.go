@@ -1,0 +1,11 @@
+// Package zfstest gives tests a real ZFS pool: zfs-fuse (Debian package
+// zfs-fuse) with a pool on a sparse file, and a compatibility wrapper first
+// on PATH for the zfs(8) features that zfs-fuse lacks and jailkeeper uses
+// (testdata/zfs-compat.sh lists them). It needs root and zfs-fuse; without
+// them a test fails in CI and skips elsewhere (internal/testenv).
+//
+// Pool changes PATH with t.Setenv, so tests that use it cannot call
+// t.Parallel. Test processes of several packages may use it at once: they
+// share one zfs-fuse daemon, started by the first and stopped after the
+// last has exited (testdata/zfs-fuse-watchdog.sh).
+package zfstest
