@@ -1,0 +1,17 @@
+package caddy
+
+// Test hooks for the external tests. Set them before the first call that
+// writes; the writer goroutine reads them.
+
+// SetTestHookBeforeWrite makes c call f before every admin write request.
+func SetTestHookBeforeWrite(c *Client, f func(method, path string)) { c.testHookBeforeWrite = f }
+
+// SetTestHookBatch makes c call f at the start of every batch.
+func SetTestHookBatch(c *Client, f func(n int)) { c.testHookBatch = f }
+
+// Pending returns how many calls wait for the writer.
+func Pending(c *Client) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending)
+}
