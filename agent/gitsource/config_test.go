@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/crypto/ssh"
 )
@@ -47,7 +48,7 @@ func writeConfigFiles(t *testing.T) configFiles {
 	if err != nil {
 		t.Fatal(err)
 	}
-	entity, err := openpgp.NewEntity("Test", "", "test@example.org", nil)
+	entity, err := openpgp.NewEntity("Test", "", "test@example.org", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,10 +3,12 @@ package gitsource
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -322,5 +324,55 @@ func TestSnapshotFS(t *testing.T) {
 	}
 	if st.Mode().Perm() != 0o755 || !st.ModTime().Equal(commitTime(0)) {
 		t.Errorf("hook.sh: mode %v, mtime %v; want -rwxr-xr-x, %v", st.Mode(), st.ModTime(), commitTime(0))
+	}
+}
+
+// TestConcurrentUse: Polls, Stats and reads of earlier Snapshots may
+// overlap (run with -race).
+func TestConcurrentUse(t *testing.T) {
+	f := newFixture(t)
+	f.write(map[string]string{"services/hello.yaml": helloV1})
+	f.commit("hello v1")
+	f.push(false)
+	s := newSource(t, Config{URL: f.bare})
+	first, err := s.Poll(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.write(map[string]string{"services/hello.yaml": helloV2})
+	c2 := f.commit("hello v2")
+	f.push(false)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 4 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			snap, err := s.Poll(context.Background())
+			if err == nil && snap.Revision != c2 {
+				err = fmt.Errorf("Revision %s, want %s", snap.Revision, c2)
+			}
+			errs <- err
+		}()
+		go func() {
+			defer wg.Done()
+			_ = s.Stats()
+			b, err := fs.ReadFile(first.FS, "hello.yaml")
+			if err == nil && string(b) != helloV1 {
+				err = fmt.Errorf("first snapshot changed under the reader: %q", b)
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if got := s.Stats(); got.Polls != 5 || got.Fetches != 2 {
+		t.Errorf("Stats = %+v, want 5 polls and 2 fetches", got)
 	}
 }
