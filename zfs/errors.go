@@ -107,8 +107,10 @@ var patterns = []struct {
 	{ErrExists, []string{"dataset already exists"}},
 	// "cannot destroy 'P/D@s': snapshot has dependent clones" (FreeBSD
 	// 14.1, REAL), "filesystem has dependent clones", "filesystem has
-	// children" / "volume has children" (libzfs zfs_destroy paths).
-	{ErrDependents, []string{"has dependent clones", "has children"}},
+	// children" / "volume has children" (libzfs zfs_destroy paths), and
+	// for `destroy -r` of a snapshot "cannot destroy snapshot P/D@s:
+	// snapshot is cloned" (libzfs zfs_destroy_snaps_nvl; zfs-fuse, REAL).
+	{ErrDependents, []string{"has dependent clones", "has children", "snapshot is cloned"}},
 	// EBUSY, in the wordings seen:
 	//   "cannot unmount '/m': pool or dataset is busy"  FreeBSD 13+, OpenZFS
 	//   "cannot destroy 'P/D': dataset is busy"          OpenZFS, zfs-fuse

@@ -78,6 +78,22 @@ func fromGo(d *gozfs.Dataset, props map[string]string) Dataset {
 	return Dataset{Name: d.Name, Mountpoint: d.Mountpoint, Origin: d.Origin, Props: own(props)}
 }
 
+// nonEmpty returns props without the entries whose value is empty.
+//
+// An empty value means "unset" throughout this package: zfs-fuse's
+// `zfs set` refuses one ("missing value in property=value argument") and a
+// reader of Props cannot tell it from an unset property anyway, so Create
+// and Clone leave such properties unset and SetProps removes them.
+func nonEmpty(props map[string]string) map[string]string {
+	m := make(map[string]string, len(props))
+	for k, v := range props {
+		if v != "" {
+			m[k] = v
+		}
+	}
+	return m
+}
+
 // run runs `zfs args...` from PATH and returns its stdout. On failure it
 // returns an *Error and never the partial stdout.
 func run(ctx context.Context, args ...string) ([]byte, error) {
@@ -95,8 +111,9 @@ func run(ctx context.Context, args ...string) ([]byte, error) {
 
 // Create creates the filesystem name with props set at creation
 // (`zfs create -o k=v ... name`, through go-zfs). The parent must exist.
-// It fails with ErrExists if name exists. The returned Dataset carries the
-// jailkeeper:* entries of props.
+// Properties with an empty value are left unset. It fails with ErrExists
+// if name exists. The returned Dataset carries the non-empty jailkeeper:*
+// entries of props.
 func Create(ctx context.Context, name string, props map[string]string) (Dataset, error) {
 	if err := checkFS(name); err != nil {
 		return Dataset{}, fmt.Errorf("zfs create: %w", err)
@@ -107,6 +124,7 @@ func Create(ctx context.Context, name string, props map[string]string) (Dataset,
 	if err := ctx.Err(); err != nil {
 		return Dataset{}, fmt.Errorf("zfs create %s: %w", name, err)
 	}
+	props = nonEmpty(props)
 	d, err := gozfs.CreateFilesystem(name, props)
 	if err != nil {
 		return Dataset{}, fmt.Errorf("zfs create %s: %w", name, fromGoZFS(err))
@@ -131,18 +149,24 @@ func Snapshot(ctx context.Context, name string) error {
 	return nil
 }
 
-// Clone clones snapshot into name, creating missing parents, with props set
-// by the clone itself: go-zfs's Clone passes them as `zfs clone -p -o k=v
-// ... SNAP NAME`, so no separate `zfs set` is needed. In OpenZFS the clone
-// ioctl (zfs_ioc_clone in module/zfs/zfs_ioctl.c) sets those properties
-// right after creating the clone and destroys the clone if that fails, so a
-// clone never outlives a failure to set its properties. (Not one
-// transaction: a crash between the two steps could leave a clone without
-// them; Inventory shows it without jailkeeper:managed.)
+// Clone clones snapshot into name with props set by the clone itself,
+// `zfs clone -o k=v ... SNAP NAME` (keys sorted), so no separate `zfs set`
+// is needed. In OpenZFS the clone ioctl (zfs_ioc_clone in
+// module/zfs/zfs_ioctl.c) sets those properties right after creating the
+// clone and destroys the clone if that fails, so a clone never outlives a
+// failure to set its properties. (Not one transaction: a crash between the
+// two steps could leave a clone without them; Inventory then shows it
+// without jailkeeper:managed.) Properties with an empty value are left
+// unset. The parent of name must exist.
 //
-// It fails with ErrExists if name exists and ErrNotFound if snapshot does
-// not. go-zfs reads the clone back with `zfs list`; if only that read
-// fails, the clone exists and the error says so.
+// Clone runs zfs itself rather than through go-zfs: go-zfs's Clone always
+// passes -p, and with -p "if the target filesystem or volume already
+// exists, the operation completes successfully" (zfs-clone(8)) without
+// cloning or setting anything, so a leftover dataset would pass for a fresh
+// clone. Without -p, an existing name fails with ErrExists; a missing
+// snapshot fails with ErrNotFound. The clone is then read back with
+// `zfs list -H -o mountpoint,origin NAME`; if only that fails, the clone
+// exists and the error says so.
 func Clone(ctx context.Context, snapshot, name string, props map[string]string) (Dataset, error) {
 	if err := checkSnap(snapshot); err != nil {
 		return Dataset{}, fmt.Errorf("zfs clone: %w", err)
@@ -153,29 +177,41 @@ func Clone(ctx context.Context, snapshot, name string, props map[string]string) 
 	if err := checkProps(props); err != nil {
 		return Dataset{}, fmt.Errorf("zfs clone %s %s: %w", snapshot, name, err)
 	}
-	if err := ctx.Err(); err != nil {
+	props = nonEmpty(props)
+	keys := make([]string, 0, len(props))
+	for k := range props {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	args := []string{"clone"}
+	for _, k := range keys {
+		args = append(args, "-o", k+"="+props[k])
+	}
+	args = append(args, snapshot, name)
+	if _, err := run(ctx, args...); err != nil {
 		return Dataset{}, fmt.Errorf("zfs clone %s %s: %w", snapshot, name, err)
 	}
-	// go-zfs only checks Type before cloning; no need to read the snapshot.
-	src := &gozfs.Dataset{Name: snapshot, Type: gozfs.DatasetSnapshot}
-	d, err := src.Clone(name, props)
+	out, err := run(ctx, "list", "-H", "-o", "mountpoint,origin", name)
 	if err != nil {
-		err = fromGoZFS(err)
-		var e *Error
-		if errors.As(err, &e) && len(e.Argv) > 1 && e.Argv[1] == "list" {
-			return Dataset{}, fmt.Errorf("zfs clone %s %s: cloned, but reading it back: %w", snapshot, name, err)
-		}
-		return Dataset{}, fmt.Errorf("zfs clone %s %s: %w", snapshot, name, err)
+		return Dataset{}, fmt.Errorf("zfs clone %s %s: cloned, but reading it back: %w", snapshot, name, err)
 	}
-	return fromGo(d, props), nil
+	mountpoint, origin, ok := strings.Cut(strings.TrimSuffix(string(out), "\n"), "\t")
+	if !ok {
+		return Dataset{}, fmt.Errorf("zfs clone %s %s: cloned, but zfs list printed %q", snapshot, name, out)
+	}
+	return Dataset{Name: name, Mountpoint: mountpoint, Origin: origin, Props: own(props)}, nil
 }
 
-// SetProps sets props on name as local values with one
+// SetProps sets the non-empty props on name as local values with one
 // `zfs set k1=v1 k2=v2 ... name` (keys sorted). OpenZFS applies all the
 // properties of one zfs set in one ioctl (illumos 5745, FreeBSD r289497), so
-// a crash never leaves half of a state change. This is why SetProps runs
-// zfs itself: go-zfs's SetProperty sets one property per command. An empty
-// props does nothing.
+// a crash never leaves half of a state change; this is why SetProps runs
+// zfs itself: go-zfs's SetProperty sets one property per command.
+//
+// A property given with an empty value is removed instead, with
+// `zfs inherit KEY name` (one command per key, after the set, not atomic
+// with it): afterwards it is inherited or unset and Inventory leaves it out
+// of Props. An empty props does nothing.
 func SetProps(ctx context.Context, name string, props map[string]string) error {
 	if err := checkFS(name); err != nil {
 		return fmt.Errorf("zfs set: %w", err)
@@ -183,21 +219,25 @@ func SetProps(ctx context.Context, name string, props map[string]string) error {
 	if err := checkProps(props); err != nil {
 		return fmt.Errorf("zfs set %s: %w", name, err)
 	}
-	if len(props) == 0 {
-		return nil
+	var set, clear []string
+	for k, v := range props {
+		if v == "" {
+			clear = append(clear, k)
+		} else {
+			set = append(set, k+"="+v)
+		}
 	}
-	keys := make([]string, 0, len(props))
-	for k := range props {
-		keys = append(keys, k)
+	sort.Strings(set)
+	sort.Strings(clear)
+	if len(set) > 0 {
+		if _, err := run(ctx, append(append([]string{"set"}, set...), name)...); err != nil {
+			return fmt.Errorf("zfs set %s: %w", name, err)
+		}
 	}
-	sort.Strings(keys)
-	args := []string{"set"}
-	for _, k := range keys {
-		args = append(args, k+"="+props[k])
-	}
-	args = append(args, name)
-	if _, err := run(ctx, args...); err != nil {
-		return fmt.Errorf("zfs set %s: %w", name, err)
+	for _, k := range clear {
+		if _, err := run(ctx, "inherit", k, name); err != nil {
+			return fmt.Errorf("zfs inherit %s %s: %w", k, name, err)
+		}
 	}
 	return nil
 }
@@ -208,18 +248,17 @@ var (
 	destroyMaxDelay = 4 * time.Second
 )
 
-// Destroy destroys name and everything below it, snapshots included
-// (`zfs destroy -r`, through go-zfs). While zfs says the dataset is busy
+// Destroy destroys the filesystem name and everything below it, snapshots
+// included, or, for name "pool/ds@snap", that snapshot (and the snapshots
+// of the same name below ds) (`zfs destroy -r`, through go-zfs). While zfs says the dataset is busy
 // it tries again, up to retries more times, waiting 250ms, 500ms, ... (at
 // most 4s) in between; after that it returns an error matching ErrBusy.
 // A dataset whose snapshots have clones elsewhere is not destroyed
 // (ErrDependents): -R is never used, the clones must go first. A missing
 // dataset is ErrNotFound; callers that want idempotence ignore it.
 func Destroy(ctx context.Context, name string, retries int) error {
-	if err := checkFS(name); err != nil {
-		if checkSnap(name) != nil {
-			return fmt.Errorf("zfs destroy: %w", err)
-		}
+	if checkFS(name) != nil && checkSnap(name) != nil {
+		return fmt.Errorf("zfs destroy: %w: name %q", ErrInvalid, name)
 	}
 	d := &gozfs.Dataset{Name: name}
 	delay := destroyDelay
