@@ -111,12 +111,21 @@ func decode(file string, data []byte) *decoder {
 	if root == nil {
 		return d
 	}
-	d.index("", root)
+	if d.index("", root) {
+		// yaml.v3 decodes nothing of a mapping with a duplicate key, and
+		// panics on some keys that are not strings. Those are reported;
+		// decode the rest without them, so every other problem is reported
+		// too. Lines come from the index.
+		b, err := yaml.Marshal(root)
+		if err != nil {
+			d.yamlError(err)
+			return d
+		}
+		data = b
+	}
 
 	var raw rawManifest
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&raw); err != nil {
+	if err := strictDecode(data, &raw); err != nil {
 		d.yamlError(err)
 	}
 	d.svc = d.convert(&raw)
@@ -126,6 +135,21 @@ func decode(file string, data []byte) *decoder {
 		}
 	})
 	return d
+}
+
+// strictDecode decodes the first document of data into v, refusing fields
+// that v does not have. yaml.v3 can panic on odd input (merge keys with
+// keys that are not strings); a bad commit must not take the agent down, so
+// a panic becomes an error.
+func strictDecode(data []byte, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("cannot decode this YAML: %v", r)
+		}
+	}()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	return dec.Decode(v)
 }
 
 // parse reads the single YAML document and returns its top-level mapping,
@@ -165,39 +189,45 @@ func (d *decoder) parse(data []byte) *yaml.Node {
 	return root
 }
 
-// index records the line of every key and list item under path, and reports
-// duplicate keys (yaml.v3 only catches those in the struct-decoded mappings).
-// It does not follow aliases, so a document full of them costs no more than
-// its size.
-func (d *decoder) index(path string, n *yaml.Node) {
+// index records the line of every key and list item under path. It reports
+// duplicate keys and keys that are not strings, and removes them from the
+// tree (keeping the first of duplicates); it returns whether it removed any. It does not follow aliases, so a document
+// full of them costs no more than its size.
+func (d *decoder) index(path string, n *yaml.Node) (removed bool) {
 	switch n.Kind {
 	case yaml.MappingNode:
 		first := map[string]int{}
+		kept := n.Content[:0]
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if k.Kind != yaml.ScalarNode {
 				d.errorAt(k.Line, path, "keys must be plain strings, got %s", describe(k))
-				continue
-			}
-			if k.Value == "<<" { // a merge key; yaml.v3 merges it
+				removed = true
 				continue
 			}
 			f := join(path, k.Value)
-			if line, dup := first[k.Value]; dup {
+			if line, dup := first[k.Value]; dup && k.Value != "<<" {
 				d.errorAt(k.Line, f, "duplicate key (first set on line %d)", line)
+				removed = true
+				continue
+			}
+			kept = append(kept, k, v)
+			if k.Value == "<<" { // a merge key; yaml.v3 merges it
 				continue
 			}
 			first[k.Value] = k.Line
 			d.lines[f] = k.Line
-			d.index(f, v)
+			removed = d.index(f, v) || removed
 		}
+		n.Content = kept
 	case yaml.SequenceNode:
 		for i, item := range n.Content {
 			f := fmt.Sprintf("%s[%d]", path, i)
 			d.lines[f] = item.Line
-			d.index(f, item)
+			removed = d.index(f, item) || removed
 		}
 	}
+	return removed
 }
 
 var (
@@ -224,28 +254,53 @@ func (d *decoder) yamlError(err error) {
 			sub := reUnknown.FindStringSubmatch(msg)
 			rt := rawTypes[sub[2]]
 			f := join(rt.field, sub[1])
+			line = d.lineOr(f, line)
 			if s := suggest(sub[1], rt.keys); s != "" {
 				d.errorAt(line, f, "unknown field; did you mean %q?", s)
+				if sf := join(rt.field, s); d.lines[sf] == 0 {
+					d.bad[sf] = true // the typo is why it is missing
+				}
 			} else {
 				d.errorAt(line, f, "unknown field; known fields here: %s", strings.Join(rt.keys, ", "))
 			}
 		case reType.MatchString(msg):
 			sub := reType.FindStringSubmatch(msg)
 			rt := rawTypes[sub[2]]
-			d.errorAt(line, rt.field, "must be a mapping of %s, got a %s", strings.Join(rt.keys, ", "), tagName(sub[1]))
+			d.errorAt(d.lineOr(rt.field, line), rt.field, "must be a mapping of %s, got a %s", strings.Join(rt.keys, ", "), tagName(sub[1]))
+		case d.hasErrorAt(line):
+			// Another message is about this line already, such as a
+			// key that is not a string.
 		default:
 			d.errorAt(line, "", "%s", msg)
 		}
 	}
 }
 
+// splitLine takes the line number off a yaml.v3 message. yaml.v3 counts
+// from 0 in its parser's messages ("did not find expected ...") and from 1
+// everywhere else; the result counts from 1.
 func splitLine(msg string) (int, string) {
 	msg = strings.TrimPrefix(msg, "yaml: ")
 	if m := reLine.FindStringSubmatch(msg); m != nil {
 		n, _ := strconv.Atoi(m[1])
+		if strings.HasPrefix(m[2], "did not find expected") {
+			n++
+		}
 		return n, m[2]
 	}
 	return 0, msg
+}
+
+// lineOr returns the indexed line of field, or line when it has none.
+func (d *decoder) lineOr(field string, line int) int {
+	if l, ok := d.lines[field]; ok {
+		return l
+	}
+	return line
+}
+
+func (d *decoder) hasErrorAt(line int) bool {
+	return line > 0 && slices.ContainsFunc(d.errs, func(e *Error) bool { return e.Line == line })
 }
 
 // convert builds the Service from what was written, checks the YAML type of
@@ -267,11 +322,17 @@ func (d *decoder) convert(raw *rawManifest) *Service {
 		}
 		s.Port = port
 	}
-	s.Command = DefaultCommand(s.Service)
+	if s.Service != "" {
+		s.Command = DefaultCommand(s.Service)
+	} else {
+		d.bad["command"] = true // the default needs the service name
+	}
 	if cmd, ok := d.strList("command", raw.Command); ok {
 		s.Command = cmd
 	}
-	s.Env, _ = d.strMap("env", raw.Env)
+	if env, _ := d.strMap("env", raw.Env); len(env) > 0 {
+		s.Env = env
+	}
 	if f, ok := d.str("env_file", raw.EnvFile); ok {
 		if f == "" {
 			d.errorf("env_file", "must not be empty; leave env_file out when there are no secrets")
