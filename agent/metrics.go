@@ -77,10 +77,36 @@ func NewMetrics() *Metrics {
 		m.commitToLive, m.rollbacksTotal, m.healthFailures, m.fetchTotal, m.lastSuccess, m.sigFailures,
 		stateCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Series that exist from the start, so increase() and alerts see the
+	// first increment.
+	for _, r := range []string{"ok", "error"} {
+		m.reconcileTotal.WithLabelValues(r)
+		m.fetchTotal.WithLabelValues(r)
+	}
 	return m
 }
 
+// deployResults are the values of jailkeeper_deploys_total's result label.
+var deployResults = []string{"success", "failed", "reverted"}
+
+// initService creates a service's counter series at zero, so the first
+// failed deploy of a service is an increase a rule can see.
+func (m *Metrics) initService(service string) {
+	for _, r := range deployResults {
+		m.deploysTotal.WithLabelValues(service, r)
+	}
+	m.rollbacksTotal.WithLabelValues(service)
+	m.healthFailures.WithLabelValues(service)
+}
+
 func (m *Metrics) sourceFetched(snap gitsource.Snapshot, err error, now time.Time) {
+	// On error the snapshot is the last good one: its revision is still
+	// the one in effect.
+	if snap.Revision != "" {
+		m.mu.Lock()
+		m.revision = snap.Revision
+		m.mu.Unlock()
+	}
 	if err != nil {
 		m.fetchTotal.WithLabelValues("error").Inc()
 		if errors.Is(err, gitsource.ErrSignature) {
@@ -90,9 +116,6 @@ func (m *Metrics) sourceFetched(snap gitsource.Snapshot, err error, now time.Tim
 	}
 	m.fetchTotal.WithLabelValues("ok").Inc()
 	m.lastSuccess.Set(float64(now.UnixNano()) / 1e9)
-	m.mu.Lock()
-	m.revision = snap.Revision
-	m.mu.Unlock()
 }
 
 func (m *Metrics) passDone(res reconcile.Result, err error, d time.Duration) {
@@ -105,6 +128,9 @@ func (m *Metrics) passDone(res reconcile.Result, err error, d time.Duration) {
 	if res.Services == nil && err != nil {
 		return
 	}
+	for _, s := range res.Services {
+		m.initService(s.Service)
+	}
 	m.mu.Lock()
 	m.services = res.Services
 	m.releases = res.Releases
@@ -113,11 +139,14 @@ func (m *Metrics) passDone(res reconcile.Result, err error, d time.Duration) {
 
 func (m *Metrics) event(ev reconcile.Event) {
 	switch ev.Kind {
+	case reconcile.EventDeployStarted:
+		m.initService(ev.Service)
 	case reconcile.EventLive, reconcile.EventRolledBack:
 		m.deploysTotal.WithLabelValues(ev.Service, "success").Inc()
 		m.deployDuration.WithLabelValues(ev.Service).Observe(ev.Duration.Seconds())
 		if !ev.CommitTime.IsZero() {
-			m.commitToLive.WithLabelValues(ev.Service).Observe(ev.Time.Sub(ev.CommitTime).Seconds())
+			// A clock behind the committer's counts as zero, not negative.
+			m.commitToLive.WithLabelValues(ev.Service).Observe(max(ev.Time.Sub(ev.CommitTime), 0).Seconds())
 		}
 		if ev.Rollback {
 			m.rollbacksTotal.WithLabelValues(ev.Service).Inc()
@@ -143,6 +172,9 @@ var (
 		"The deploy-repo commit last fetched (value 1).", []string{"revision"}, nil)
 )
 
+// releaseStates are the values of jailkeeper_releases' state label.
+var releaseStates = []jails.State{jails.StateCreating, jails.StateReady, jails.StateLive, jails.StateRetired, jails.StateFailed}
+
 // stateCollector reports the last pass's snapshot, so series of a pruned
 // service disappear with it.
 type stateCollector struct{ m *Metrics }
@@ -167,13 +199,22 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(infoDesc, prometheus.GaugeValue, 1, s.Service, s.LiveSHA, s.LiveRelease)
 		}
 	}
-	type key struct{ service, state string }
-	counts := map[key]int{}
-	for _, r := range c.m.releases {
-		counts[key{r.Service, string(r.State)}]++
+	// Every state of every known service, zeros included, so a state
+	// that empties reads 0 rather than vanishing while the service exists.
+	counts := map[string]map[jails.State]int{}
+	for _, s := range c.m.services {
+		counts[s.Service] = map[jails.State]int{}
 	}
-	for k, n := range counts {
-		ch <- prometheus.MustNewConstMetric(releasesDesc, prometheus.GaugeValue, float64(n), k.service, k.state)
+	for _, r := range c.m.releases {
+		if counts[r.Service] == nil {
+			counts[r.Service] = map[jails.State]int{}
+		}
+		counts[r.Service][r.State]++
+	}
+	for svc, byState := range counts {
+		for _, st := range releaseStates {
+			ch <- prometheus.MustNewConstMetric(releasesDesc, prometheus.GaugeValue, float64(byState[st]), svc, string(st))
+		}
 	}
 	if c.m.revision != "" {
 		ch <- prometheus.MustNewConstMetric(revisionDesc, prometheus.GaugeValue, 1, c.m.revision)
