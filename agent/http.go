@@ -38,6 +38,9 @@ func (a *Agent) serve(ctx context.Context) (*server, error) {
 			return nil, fmt.Errorf("%w: %s: webhook_secret_file: %w", ErrConfig, a.cfg.File, err)
 		}
 		secret = []byte(strings.TrimSpace(string(b)))
+		if len(secret) == 0 {
+			return nil, fmt.Errorf("%w: %s: webhook_secret_file: %s is empty", ErrConfig, a.cfg.File, a.cfg.WebhookSecretFile)
+		}
 	}
 	ln, err := net.Listen("tcp", a.cfg.Listen)
 	if err != nil {
@@ -52,8 +55,11 @@ func (a *Agent) serve(ctx context.Context) (*server, error) {
 	}}, nil
 }
 
-// Handler serves the agent's endpoints. secret authenticates /hooks/git;
-// when it is empty the hook endpoint answers 404.
+// Handler serves the agent's endpoints (DESIGN.md "HTTP"). secret
+// authenticates /hooks/git; when it is empty the hook endpoint answers 404.
+// Any other authenticated hook request (a push from any branch, say) starts
+// a pass: a pass over an unmoved branch changes nothing. A wrong method gets
+// 405 with an Allow header. Safe for concurrent use.
 func (a *Agent) Handler(secret []byte) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.Registry, promhttp.HandlerOpts{Registry: a.metrics.Registry}))
@@ -96,7 +102,14 @@ func (a *Agent) Handler(secret []byte) http.Handler {
 			return
 		}
 		if !hookAuthorized(r.Header, body, secret) {
+			a.log.Warn("webhook refused: missing or bad signature", "remote", r.RemoteAddr)
 			http.Error(w, "missing or bad signature", http.StatusUnauthorized)
+			return
+		}
+		// GitHub sends a signed ping when a hook is created: it proves the
+		// secret matches and asks for nothing.
+		if r.Header.Get("X-GitHub-Event") == "ping" {
+			fmt.Fprintln(w, "pong")
 			return
 		}
 		a.Trigger()
@@ -106,8 +119,10 @@ func (a *Agent) Handler(secret []byte) http.Handler {
 	return mux
 }
 
-// hookAuthorized checks GitHub's and Gitea's X-Hub-Signature-256 (HMAC-SHA256
-// of the body) or GitLab's X-Gitlab-Token (the secret itself).
+// hookAuthorized checks GitHub's and Gitea's X-Hub-Signature-256
+// ("sha256=" and the hex HMAC-SHA256 of the body; Gitea sends it next to its
+// own X-Gitea-Signature) or GitLab's X-Gitlab-Token (the secret itself).
+// When X-Hub-Signature-256 is present it alone decides.
 func hookAuthorized(h http.Header, body, secret []byte) bool {
 	if sig := h.Get("X-Hub-Signature-256"); sig != "" {
 		got, err := hex.DecodeString(strings.TrimPrefix(sig, "sha256="))
@@ -119,7 +134,10 @@ func hookAuthorized(h http.Header, body, secret []byte) bool {
 		return hmac.Equal(got, mac.Sum(nil))
 	}
 	if tok := h.Get("X-Gitlab-Token"); tok != "" {
-		return subtle.ConstantTimeCompare([]byte(tok), secret) == 1
+		// Compare digests so the time taken says nothing about the
+		// secret's length either.
+		got, want := sha256.Sum256([]byte(tok)), sha256.Sum256(secret)
+		return subtle.ConstantTimeCompare(got[:], want[:]) == 1
 	}
 	return false
 }
