@@ -448,7 +448,7 @@ func TestProcessStopEscalatesToSIGKILL(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "releases")
 	p := newProcess(t, jails.ProcessConfig{Root: root, Template: shellTemplate(t), StopTimeout: 300 * time.Millisecond})
 	// sh and its sleep child both ignore SIGTERM.
-	spec := shellSpec(`trap "" TERM; echo ready; sleep 1000`)
+	spec := shellSpec(`trap "" TERM; echo ready; sleep 1000; echo unreachable`)
 	create(t, p, spec)
 	if err := p.Start(ctx, spec.Name); err != nil {
 		t.Fatal(err)
@@ -507,8 +507,9 @@ func TestProcessEnvironment(t *testing.T) {
 		k, v, _ := strings.Cut(line, "=")
 		got[k] = v
 	}
-	delete(got, "PWD") // set by sh itself
-	delete(got, "SHLVL")
+	for _, k := range []string{"PWD", "OLDPWD", "SHLVL", "_"} {
+		delete(got, k) // set by sh itself
+	}
 	want := map[string]string{
 		"PATH":     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"GREETING": "hi there",
