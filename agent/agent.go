@@ -31,6 +31,7 @@ type Agent struct {
 	proxy   *caddy.Client
 	exec    *reconcile.Executor
 	metrics *Metrics
+	notify  *Notifier // nil without notify.url
 	now     func() time.Time
 
 	trigger chan struct{}
@@ -78,6 +79,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	}
 	a.proxy = proxy
 	a.metrics = NewMetrics()
+	a.notify = NewNotifier(cfg.Notify, log)
 	a.exec = &reconcile.Executor{
 		Runtime:    rt,
 		Proxy:      proxy,
@@ -138,6 +140,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer srv.close()
+	defer a.notify.start(a.cfg.Notify.Timeout)()
 
 	sched := cron.New()
 	if _, err := sched.AddFunc(a.cfg.Repo.Poll, a.Trigger); err != nil {
@@ -301,6 +304,7 @@ func (a *Agent) event(ev reconcile.Event) {
 		level = slog.LevelWarn
 	}
 	a.log.Log(context.Background(), level, "deploy event", attrs...)
+	a.notify.Notify(ev)
 }
 
 func newRuntime(cfg *Config) (reconcile.Runtime, error) {
