@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -238,7 +239,40 @@ type response struct {
 
 // do sends one admin request. ifMatch, when not empty, is sent as If-Match.
 // A non-2xx answer is returned as *APIError.
+//
+// Every admin write makes Caddy replace its admin server too, and the old
+// one shuts down after answering: a new connection it accepted just then is
+// closed unanswered (EOF or reset). Such a request was never handled, and a
+// GET or a conditional write (If-Match) is safe to send again in any case
+// (a write that did land makes the retry fail with 412), so those are
+// retried a few times.
 func (c *Client) do(ctx context.Context, method, path string, body []byte, ifMatch string) (response, error) {
+	retry := method == http.MethodGet || ifMatch != ""
+	for attempt := 0; ; attempt++ {
+		resp, err := c.doOnce(ctx, method, path, body, ifMatch)
+		if err == nil || !retry || attempt == 3 || !connectionDropped(err) || ctx.Err() != nil {
+			return resp, err
+		}
+		select {
+		case <-ctx.Done():
+			return resp, err
+		case <-time.After(time.Duration(attempt+1) * 20 * time.Millisecond):
+		}
+	}
+}
+
+// connectionDropped reports whether err is the admin connection closing
+// before an answer.
+func connectionDropped(err error) bool {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return false
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED)
+}
+
+func (c *Client) doOnce(ctx context.Context, method, path string, body []byte, ifMatch string) (response, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	var rd io.Reader

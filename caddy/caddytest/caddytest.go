@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -275,7 +276,10 @@ type Response struct {
 }
 
 // Do sends one admin API request (body "" means none) and fails the test
-// when it cannot be sent. It does not judge the status.
+// when it cannot be sent. It does not judge the status. A connection that
+// Caddy closes unanswered is retried: after every config change Caddy
+// replaces its admin server, and the old one drops a connection it accepted
+// at that moment without handling its request.
 func (in *Instance) Do(t testing.TB, method, path, body string) Response {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -284,11 +288,16 @@ func (in *Instance) Do(t testing.TB, method, path, body string) Response {
 	if body != "" {
 		b = []byte(body)
 	}
-	resp, err := in.request(ctx, method, path, b)
-	if err != nil {
-		t.Fatalf("caddytest: admin %s %s: %v", method, path, err)
+	for attempt := 0; ; attempt++ {
+		resp, err := in.request(ctx, method, path, b)
+		if err == nil {
+			return resp
+		}
+		if attempt == 3 || !(errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+			t.Fatalf("caddytest: admin %s %s: %v", method, path, err)
+		}
+		time.Sleep(time.Duration(attempt+1) * 20 * time.Millisecond)
 	}
-	return resp
 }
 
 // MustDo is Do that also fails the test on a non-2xx answer.
