@@ -53,6 +53,8 @@ type APIError struct {
 	Body   string
 }
 
+// Error gives method, path, status and Caddy's answer, e.g.
+// `caddy admin PATCH /id/x/upstreams: 412 Precondition Failed: {...}`.
 func (e *APIError) Error() string {
 	return fmt.Sprintf("caddy admin %s %s: %d %s: %s", e.Method, e.Path, e.Status,
 		http.StatusText(e.Status), strings.TrimSpace(e.Body))
