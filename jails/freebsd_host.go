@@ -1,0 +1,310 @@
+package jails
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/jailkeeper/jailkeeper/internal/command"
+	"github.com/jailkeeper/jailkeeper/zfs"
+)
+
+// errDryRun is what a check "returns" in a dry run: nothing was looked at,
+// so every step is shown as needed.
+var errDryRun = errors.New("dry run")
+
+// hostSteps runs (or, in a dry run, prints) the commands of host init and
+// template create. Every command that changes something is printed before
+// it runs; checks run silently, and in a dry run they are printed as
+// comments and not run at all.
+type hostSteps struct {
+	ctx context.Context
+	r   command.Runner
+	dry bool
+	out io.Writer
+}
+
+// check runs a read-only command. In a dry run it prints it and returns
+// errDryRun.
+func (h *hostSteps) check(argv ...string) ([]byte, error) {
+	if h.dry {
+		fmt.Fprintf(h.out, "# check: %s\n", command.Quote(argv))
+		return nil, errDryRun
+	}
+	return h.r.Run(h.ctx, argv, nil)
+}
+
+// do prints argv and runs it (not in a dry run). What the command prints
+// is passed on, indented.
+func (h *hostSteps) do(argv ...string) error {
+	fmt.Fprintln(h.out, command.Quote(argv))
+	if h.dry {
+		return nil
+	}
+	out, err := h.r.Run(h.ctx, argv, nil)
+	for line := range strings.Lines(string(out)) {
+		fmt.Fprintf(h.out, "#   %s", line)
+		if !strings.HasSuffix(line, "\n") {
+			fmt.Fprintln(h.out)
+		}
+	}
+	return err
+}
+
+func (h *hostSteps) note(format string, args ...any) {
+	fmt.Fprintf(h.out, "# "+format+"\n", args...)
+}
+
+// sysrc sets an rc.conf(5) variable unless `sysrc -c` says it already has
+// that value (for name+=value: already lists it). sysrc -c exits 0 when no
+// change is needed and prints nothing without -v (sysrc(8)).
+func (h *hostSteps) sysrc(assign string) error {
+	if _, err := h.check("sysrc", "-c", assign); err == nil {
+		h.note("ok: %s", assign)
+		return nil
+	} else if !h.dry {
+		if _, ok := command.ExitCode(err); !ok {
+			return err
+		}
+	}
+	return h.do("sysrc", assign)
+}
+
+// zfsExists asks `zfs list -H -o name DS`: exit 0 if it exists, exit 1 with
+// "dataset does not exist" if not (FACTS §3, REAL). Only the exit status
+// and stderr are used. In a dry run it reports false.
+func (h *hostSteps) zfsExists(ds string) (bool, error) {
+	_, err := h.check("zfs", "list", "-H", "-o", "name", ds)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, errDryRun):
+		return false, nil
+	case strings.Contains(command.Stderr(err), "dataset does not exist"):
+		return false, nil
+	}
+	return false, err
+}
+
+// HostConfig is what host init prepares; it comes from the agent config's
+// jails section.
+type HostConfig struct {
+	Dataset   string       // zroot/jails
+	Root      string       // its mountpoint, /usr/local/jails
+	Interface string       // lo1
+	Pool      netip.Prefix // 172.16.0.0/12; the interface gets InterfaceAddr(Pool)/32
+	ConfDir   string       // /etc/jail.conf.d
+	// JailConf is the jail.conf(5) that must include ConfDir's files.
+	// Default /etc/jail.conf.
+	JailConf string
+}
+
+// HostInit prepares a FreeBSD host for the jail runtime, idempotently:
+// each step checks first and changes only what is missing.
+//
+//   - Interface as a cloned interface in rc.conf (cloned_interfaces+=lo1)
+//     with its own address, InterfaceAddr(Pool)/32, as ifconfig_lo1 (the
+//     interface's address in rc.conf(5); the releases' aliases are never
+//     put there: jail(8) adds and removes them, and an alias already
+//     present makes jail -c fail); created and addressed now too;
+//   - jail_enable=YES, so rc.d/jail starts the jails at boot;
+//   - the datasets Dataset (mounted at Root), Dataset/media (downloads),
+//     Dataset/templates and Dataset/containers;
+//   - ConfDir, and the line `.include "ConfDir/*.conf";` in JailConf
+//     (jail.conf(5), "Includes"), so rc.d/jail and jail(8) without -f see
+//     every release.
+//
+// Every command that changes something is printed to out before it runs.
+// With dryRun nothing is run, read or written: the checks are printed as
+// comments and every step is shown as if the host were fresh. Last, it
+// prints the pf(4) NAT rule the jails need to reach the outside, which it
+// does not install.
+func HostInit(ctx context.Context, cfg HostConfig, r command.Runner, dryRun bool, out io.Writer) error {
+	if cfg.JailConf == "" {
+		cfg.JailConf = "/etc/jail.conf"
+	}
+	if !cfg.Pool.IsValid() || !cfg.Pool.Addr().Is4() || cfg.Pool.Bits() > 30 {
+		return fmt.Errorf("host init: pool %s is not an IPv4 prefix of /30 or wider", cfg.Pool)
+	}
+	if !ifaceRE.MatchString(cfg.Interface) || !filepath.IsAbs(cfg.Root) || !filepath.IsAbs(cfg.ConfDir) || cfg.Dataset == "" {
+		return fmt.Errorf("host init: invalid jails config (interface %q, root %q, conf_dir %q, dataset %q)",
+			cfg.Interface, cfg.Root, cfg.ConfDir, cfg.Dataset)
+	}
+	h := &hostSteps{ctx: ctx, r: r, dry: dryRun, out: out}
+	if dryRun {
+		h.note("jailkeeper host init, dry run: nothing is run or written. Each step")
+		h.note("runs only where its check (shown) says it is needed; here all are shown.")
+	}
+	if err := hostInit(h, cfg); err != nil {
+		return fmt.Errorf("host init: %w", err)
+	}
+	printNAT(out, cfg.Pool)
+	return nil
+}
+
+func hostInit(h *hostSteps, cfg HostConfig) error {
+	iface := cfg.Interface
+	own := netip.PrefixFrom(InterfaceAddr(cfg.Pool), 32)
+
+	h.note("%s: a cloned interface for the jails' addresses, with its own address %s", iface, own)
+	if err := h.sysrc("cloned_interfaces+=" + iface); err != nil {
+		return err
+	}
+	if err := h.sysrc("ifconfig_" + iface + "=inet " + own.String()); err != nil {
+		return err
+	}
+	out, err := h.check("ifconfig", iface)
+	haveIface, haveAddr := err == nil, false
+	switch {
+	case err == nil:
+		addrs, perr := ParseIfconfig(bytes.NewReader(out))
+		if perr != nil {
+			return perr
+		}
+		for _, a := range addrs {
+			haveAddr = haveAddr || a.Prefix.Addr() == own.Addr()
+		}
+	case errors.Is(err, errDryRun):
+	case strings.Contains(command.Stderr(err), "does not exist"):
+		// ifconfig: interface lo1 does not exist (FACTS §2.4, REAL)
+	default:
+		return err
+	}
+	if !haveIface {
+		if err := h.do("ifconfig", iface, "create"); err != nil {
+			return err
+		}
+	}
+	if !haveAddr {
+		if err := h.do("ifconfig", iface, "inet", own.String(), "alias"); err != nil {
+			return err
+		}
+	} else {
+		h.note("ok: %s has %s", iface, own.Addr())
+	}
+
+	h.note("jails start at boot (rc.d/jail)")
+	if err := h.sysrc("jail_enable=YES"); err != nil {
+		return err
+	}
+
+	h.note("datasets: %s mounted at %s, with media, templates and containers", cfg.Dataset, cfg.Root)
+	ok, err := h.zfsExists(cfg.Dataset)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if err := h.do("zfs", "create", "-o", "mountpoint="+cfg.Root, cfg.Dataset); err != nil {
+			return err
+		}
+	} else {
+		out, err := h.check("zfs", "get", "-Hp", "-o", "name,property,value,source", "mountpoint", cfg.Dataset)
+		if err != nil {
+			return err
+		}
+		ds, err := zfs.ParseGet(bytes.NewReader(out))
+		if err != nil {
+			return err
+		}
+		if len(ds) != 1 || filepath.Clean(ds[0].Mountpoint) != filepath.Clean(cfg.Root) {
+			mp := "?"
+			if len(ds) == 1 {
+				mp = ds[0].Mountpoint
+			}
+			return fmt.Errorf("%s exists with mountpoint %s, but the config's jails.root is %s: change one of them", cfg.Dataset, mp, cfg.Root)
+		}
+		h.note("ok: %s mounted at %s", cfg.Dataset, cfg.Root)
+	}
+	for _, child := range []string{"media", "templates", "containers"} {
+		ds := cfg.Dataset + "/" + child
+		ok, err := h.zfsExists(ds)
+		if err != nil {
+			return err
+		}
+		if ok {
+			h.note("ok: %s", ds)
+			continue
+		}
+		if err := h.do("zfs", "create", ds); err != nil {
+			return err
+		}
+	}
+
+	h.note("jail.conf: one file per release in %s, included from %s", cfg.ConfDir, cfg.JailConf)
+	if err := ensureDir(h, cfg.ConfDir); err != nil {
+		return err
+	}
+	return ensureInclude(h, cfg.JailConf, `.include "`+filepath.Join(cfg.ConfDir, "*.conf")+`";`)
+}
+
+func ensureDir(h *hostSteps, dir string) error {
+	if !h.dry {
+		if st, err := os.Stat(dir); err == nil && st.IsDir() {
+			h.note("ok: %s", dir)
+			return nil
+		}
+	}
+	h.note("create directory %s (mode 0755)", dir)
+	if h.dry {
+		return nil
+	}
+	return os.MkdirAll(dir, 0o755)
+}
+
+// ensureInclude appends line to the file unless a line of it already
+// reads exactly that (leading and trailing blanks aside).
+func ensureInclude(h *hostSteps, file, line string) error {
+	var old []byte
+	if !h.dry {
+		var err error
+		old, err = os.ReadFile(file)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		for l := range strings.Lines(string(old)) {
+			if strings.TrimSpace(l) == line {
+				h.note("ok: %s has %s", file, line)
+				return nil
+			}
+		}
+	}
+	h.note("append to %s (created if missing, mode 0644): %s", file, line)
+	if h.dry {
+		return nil
+	}
+	data := old
+	if len(data) > 0 && !bytes.HasSuffix(data, []byte("\n")) {
+		data = append(data, '\n')
+	}
+	data = append(data, "# Added by jailkeeper host init: every jailkeeper release.\n"+line+"\n"...)
+	mode := os.FileMode(0o644)
+	if st, err := os.Stat(file); err == nil {
+		mode = st.Mode().Perm()
+	}
+	return writeFileAtomic(file, data, mode)
+}
+
+// printNAT prints the pf.conf(5) rule that lets the jails reach the
+// outside through the host's address. Addresses in 127.0.0.0/8 cannot be
+// translated (FACTS §8).
+func printNAT(out io.Writer, pool netip.Prefix) {
+	fmt.Fprintf(out, `#
+# Outbound traffic: jailkeeper does not touch pf. For the jails to reach the
+# outside (package mirrors, APIs), add to /etc/pf.conf, with ext_if the host's
+# outside interface, then: sysrc pf_enable=YES && service pf start
+#
+#   nat on $ext_if inet from %s to any -> ($ext_if)
+#
+# Caddy on the host reaches the jails over the cloned interface; pf's usual
+# "set skip on lo" covers it (its interface group is lo).
+`, pool)
+	if pool.Addr().IsLoopback() {
+		fmt.Fprintf(out, "# Warning: %s is in 127.0.0.0/8, which pf cannot translate: pick a private range.\n", pool)
+	}
+}

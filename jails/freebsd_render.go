@@ -1,0 +1,270 @@
+package jails
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net/netip"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jailkeeper/jailkeeper/internal/command"
+)
+
+// Paths inside a FreeBSD release's jail. The rc.d script, its environment,
+// log, pidfiles and newsyslog entry are named after the rc name (see
+// rcName).
+const (
+	jailRCDir        = "/usr/local/etc/rc.d"
+	jailEnvDir       = "/usr/local/etc/jailkeeper"
+	jailNewsyslogDir = "/usr/local/etc/newsyslog.conf.d" // newsyslog.conf's second <include>
+	jailRCConf       = "/etc/rc.conf"
+	jailPasswd       = "/etc/passwd"
+)
+
+// jailConf is what a release's jail.conf(5) file says.
+type jailConf struct {
+	Name        string
+	Service     string
+	Path        string // the jail's root on the host
+	Interface   string
+	IP          netip.Addr
+	ConsoleLog  string
+	ExecTimeout time.Duration
+	StopTimeout time.Duration
+	Allow       []string // without "allow."
+}
+
+// hostname is the release name with '_' turned into '-': underscores are
+// not valid in host names (RFC 952) and some programs refuse them.
+func jailHostname(release string) string { return strings.ReplaceAll(release, "_", "-") }
+
+// render writes the jail definition. Every value is a double-quoted
+// jail.conf string, in which jail(8) expands $variables and backslash
+// escapes (jail.conf(5), "String format", "Variables"): jailConfQuote escapes
+// them. exec.start/exec.stop are the base system's rc scripts, as in
+// jail.conf(5)'s example; ip4.addr "IF|ADDR/32" makes jail(8) add the alias
+// on start and remove it on stop (usr.sbin/jail/command.c). Only the
+// allow.* parameters the manifest asks for are set.
+func (c jailConf) render() []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# Release %s of service %s, written by jailkeeper.\n", c.Name, c.Service)
+	b.WriteString("# Do not edit: jailkeeper replaces or removes this file.\n")
+	fmt.Fprintf(&b, "%s {\n", c.Name)
+	param := func(k, v string) { fmt.Fprintf(&b, "\t%s = %s;\n", k, jailConfQuote(v)) }
+	flag := func(k string) { fmt.Fprintf(&b, "\t%s;\n", k) }
+	param("path", c.Path)
+	param("host.hostname", jailHostname(c.Name))
+	param("interface", c.Interface)
+	param("ip4.addr", c.Interface+"|"+c.IP.String()+"/32")
+	param("exec.start", "/bin/sh /etc/rc")
+	param("exec.stop", "/bin/sh /etc/rc.shutdown jail")
+	param("exec.consolelog", c.ConsoleLog)
+	flag("exec.clean")
+	flag("mount.devfs")
+	param("exec.timeout", fmt.Sprint(int(c.ExecTimeout.Round(time.Second)/time.Second)))
+	param("stop.timeout", fmt.Sprint(int(c.StopTimeout.Round(time.Second)/time.Second)))
+	allow := slices.Clone(c.Allow)
+	slices.Sort(allow)
+	for _, a := range slices.Compact(allow) {
+		flag("allow." + a)
+	}
+	b.WriteString("}\n")
+	return b.Bytes()
+}
+
+// jailConfQuote makes s a double-quoted jail.conf string that jail(8) reads
+// back as s.
+func jailConfQuote(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `\$`, "\n", `\n`, "\t", `\t`)
+	return `"` + r.Replace(s) + `"`
+}
+
+// rcScript is the rc.d(8) script that runs a release's app in its jail.
+type rcScript struct {
+	RCName  string // rc.d name: PROVIDE, rcvar prefix, file names
+	Service string
+	Release string
+	User    string
+	Command []string // as the jail sees it
+}
+
+func (s rcScript) pidfile() string      { return "/var/run/" + s.RCName + ".pid" }
+func (s rcScript) childPidfile() string { return "/var/run/" + s.RCName + "_child.pid" }
+func (s rcScript) logfile() string      { return "/var/log/" + s.RCName + ".log" }
+func (s rcScript) envFile() string      { return jailEnvDir + "/" + s.RCName + ".env" }
+func (s rcScript) path() string         { return jailRCDir + "/" + s.RCName }
+func (s rcScript) newsyslogPath() string {
+	return jailNewsyslogDir + "/" + s.RCName + ".conf"
+}
+
+// daemonArgv is the daemon(8) command line (man page of 14.x, and
+// usr.sbin/daemon/daemon.c): -f detaches stdin/stdout/stderr (output then
+// goes to -o only); -r restarts the app one second after it exits; -P is the
+// supervisor's pidfile, the process rc.subr stops (SIGTERM, which daemon
+// forwards to the app) and newsyslog signals; -p the app's own pidfile;
+// -u drops privileges in the child only, so the supervisor (root) can
+// reopen the log; -H reopens the -o file on SIGHUP; -t titles the
+// supervisor "daemon: NAME[pid]", which rc.subr's check_pidfile matches
+// against command=/usr/sbin/daemon. The app's command follows; daemon's
+// getopt string starts with '+', so its options stop there.
+func (s rcScript) daemonArgv() []string {
+	return append([]string{
+		"-f", "-r",
+		"-P", s.pidfile(),
+		"-p", s.childPidfile(),
+		"-u", s.User,
+		"-H", "-o", s.logfile(),
+		"-t", s.RCName,
+	}, s.Command...)
+}
+
+// render writes the script. rc.subr eval's "$command $command_args", so
+// command_args holds each word shell-quoted, and the whole is quoted once
+// more for the assignment.
+func (s rcScript) render() []byte {
+	var b bytes.Buffer
+	n := s.RCName
+	fmt.Fprintf(&b, `#!/bin/sh
+#
+# PROVIDE: %[1]s
+# REQUIRE: LOGIN NETWORKING
+# KEYWORD: shutdown
+#
+# Service %[2]s, release %[3]s.
+# Written by jailkeeper before the jail first started; a new release gets a
+# new jail, so do not edit this one.
+#
+# daemon(8) supervises the app: -P is daemon's own pidfile, which rc.subr
+# stops and newsyslog signals, -p the app's; -r restarts the app when it
+# exits; -u drops privileges for the app only; -o appends its output to the
+# log and -H reopens the log on SIGHUP, after newsyslog rotated it.
+
+. /etc/rc.subr
+
+name=%[1]s
+rcvar=%[1]s_enable
+desc="jailkeeper service %[2]s"
+
+load_rc_config $name
+
+: ${%[1]s_enable:=NO}
+
+pidfile=%[4]s
+command=/usr/sbin/daemon
+command_args=%[5]s
+start_precmd=%[1]s_prestart
+
+# The app's environment, secrets included: read here as root and passed on
+# by daemon(8). The file itself is readable only by the app's user.
+%[1]s_prestart()
+{
+	set -a
+	. %[6]s
+	set +a
+}
+
+run_rc_command "$1"
+`, n, s.Service, s.Release, command.QuoteWord(s.pidfile()),
+		command.QuoteWord(command.Quote(s.daemonArgv())), command.QuoteWord(s.envFile()))
+	return b.Bytes()
+}
+
+// newsyslogLine is the newsyslog.conf(5) entry for the app's log: kept 7
+// days, rotated daily at midnight, bzip2'd (J), and on rotation SIGHUP goes
+// to the pid in daemon's -P pidfile (the default signal), so daemon -H
+// reopens the file. root owns it: the supervisor, which writes it, stays
+// root. Field layout as in FreeBSD's own /etc/newsyslog.conf.
+func (s rcScript) newsyslogLine() []byte {
+	return fmt.Appendf(nil,
+		"# logfilename\t\t[owner:group]\tmode\tcount\tsize\twhen\tflags\t[/pid_file] [sig_num]\n"+
+			"%s\troot:wheel\t600\t7\t*\t@T00\tJ\t%s\n", s.logfile(), s.pidfile())
+}
+
+// sysrcArgv sets the jail's rc.conf(5) variables from the host: the app's
+// service, and syslogd without network sockets (-ss), as a jail that only
+// logs locally wants.
+func (s rcScript) sysrcArgv(root string) []string {
+	return []string{"sysrc", "-f", root + jailRCConf,
+		s.RCName + "_enable=YES",
+		"syslogd_flags=-ss",
+	}
+}
+
+// renderJailEnv writes env as sh(1) assignments, one per line, sorted by key,
+// each value single-quoted so that sourcing the file never runs anything.
+func renderJailEnv(service, user string, env map[string]string) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "# Environment of service %s, secrets included. Written by jailkeeper;\n", service)
+	fmt.Fprintf(&b, "# readable only by %s; sourced as root by the service's rc.d script.\n", user)
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s='%s'\n", k, strings.ReplaceAll(env[k], "'", `'\''`))
+	}
+	return b.Bytes()
+}
+
+var jailEnvKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// readJailEnvFile reads a secrets file of KEY=VALUE lines; blank lines and
+// lines starting with '#' are skipped and the value is everything after the
+// first '=', verbatim. Errors name the line, never a value.
+func readJailEnvFile(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	env := map[string]string{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSuffix(sc.Text(), "\r")
+		if t := strings.TrimSpace(line); t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		k = strings.TrimPrefix(strings.TrimSpace(k), "export ")
+		if !ok || !jailEnvKeyRE.MatchString(k) {
+			return nil, fmt.Errorf("env file %s line %d: want KEY=VALUE", path, n)
+		}
+		if strings.ContainsRune(v, 0) {
+			return nil, fmt.Errorf("env file %s line %d: NUL in value", path, n)
+		}
+		env[k] = v
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("env file %s: %w", path, err)
+	}
+	return env, nil
+}
+
+// jailLookupUser finds name in a passwd(5) file (the jail's /etc/passwd, read
+// on the host) and returns its uid and gid.
+func jailLookupUser(passwd, name string) (uid, gid int, err error) {
+	b, err := os.ReadFile(passwd)
+	if err != nil {
+		return 0, 0, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) < 4 || f[0] != name {
+			continue
+		}
+		if _, err := fmt.Sscan(f[2], &uid); err != nil {
+			return 0, 0, fmt.Errorf("%s: user %s: uid %q", passwd, name, f[2])
+		}
+		if _, err := fmt.Sscan(f[3], &gid); err != nil {
+			return 0, 0, fmt.Errorf("%s: user %s: gid %q", passwd, name, f[3])
+		}
+		return uid, gid, nil
+	}
+	return 0, 0, fmt.Errorf("user %s is not in the jail's %s", name, jailPasswd)
+}

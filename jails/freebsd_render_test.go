@@ -1,0 +1,187 @@
+package jails
+
+import (
+	"bytes"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/jailkeeper/jailkeeper/internal/command"
+	"github.com/jailkeeper/jailkeeper/internal/testenv"
+)
+
+const testRelease = "hello_4b825dc642cb_1a2b3c"
+
+func testRC() rcScript {
+	return rcScript{
+		RCName:  "hello",
+		Service: "hello",
+		Release: testRelease,
+		User:    "www",
+		Command: []string{"/usr/local/bin/hello", "--greeting=it's $HOME", "-v"},
+	}
+}
+
+func TestRenderJailConf(t *testing.T) {
+	c := jailConf{
+		Name:        testRelease,
+		Service:     "hello",
+		Path:        "/usr/local/jails/containers/" + testRelease,
+		Interface:   "lo1",
+		IP:          netip.MustParseAddr("172.16.0.2"),
+		ConsoleLog:  "/var/log/jail_" + testRelease + "_console.log",
+		ExecTimeout: 60 * time.Second,
+		StopTimeout: 30 * time.Second,
+		Allow:       []string{"sysvipc", "raw_sockets", "sysvipc"},
+	}
+	Golden(t, "freebsd/golden/jail.conf", c.render())
+	c.Allow = nil
+	if bytes.Contains(c.render(), []byte("allow.")) {
+		t.Error("allow.* parameters without a manifest asking for them")
+	}
+}
+
+func TestJailConfQuote(t *testing.T) {
+	if got, want := jailConfQuote(`/a b/$x "q" \`), `"/a b/\$x \"q\" \\"`; got != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+}
+
+func TestRenderRCScript(t *testing.T) {
+	rc := testRC()
+	script := rc.render()
+	Golden(t, "freebsd/golden/rc.d-hello", script)
+	Golden(t, "freebsd/golden/newsyslog-hello.conf", rc.newsyslogLine())
+	Golden(t, "freebsd/golden/sysrc-argv.txt", []byte(command.Quote(rc.sysrcArgv("/usr/local/jails/containers/"+testRelease))+"\n"))
+}
+
+// TestRCScriptShell checks the rendered script with sh -n and then runs it
+// with a stand-in for /etc/rc.subr whose run_rc_command does what rc.subr
+// does with command_args (eval "$command $command_args"), printing the
+// words it gets: they must be exactly daemon's argv, quotes and $ intact.
+func TestRCScriptShell(t *testing.T) {
+	sh := testenv.Command(t, "sh")
+	rc := testRC()
+	dir := t.TempDir()
+	script := filepath.Join(dir, "hello")
+	if err := os.WriteFile(script, rc.render(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(sh, "-n", script).CombinedOutput(); err != nil {
+		t.Fatalf("sh -n: %v\n%s", err, out)
+	}
+	subr := filepath.Join(dir, "rc.subr")
+	env := filepath.Join(dir, "hello.env")
+	stub := `load_rc_config() { :; }
+run_rc_command() {
+	` + "eval \"$start_precmd\"" + `
+	eval "set -- $command $command_args"
+	for a; do printf '%s\n' "$a"; done
+	printf 'GREETING=%s\n' "$GREETING"
+}
+`
+	if err := os.WriteFile(subr, []byte(stub), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(env, renderJailEnv("hello", "www", map[string]string{"GREETING": "hi 'there' $USER `x`"}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	body := strings.NewReplacer(". /etc/rc.subr", ". "+subr, rc.envFile(), env).Replace(string(rc.render()))
+	out, err := exec.Command(sh, "-c", body, "hello", "start").CombinedOutput()
+	if err != nil {
+		t.Fatalf("running the script: %v\n%s", err, out)
+	}
+	want := append([]string{"/usr/sbin/daemon"}, rc.daemonArgv()...)
+	want = append(want, "GREETING=hi 'there' $USER `x`")
+	if diff := cmp.Diff(want, strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")); diff != "" {
+		t.Errorf("argv after rc.subr's eval (-want +got):\n%s", diff)
+	}
+}
+
+func TestDaemonArgv(t *testing.T) {
+	got := testRC().daemonArgv()
+	want := []string{"-f", "-r", "-P", "/var/run/hello.pid", "-p", "/var/run/hello_child.pid", "-u", "www",
+		"-H", "-o", "/var/log/hello.log", "-t", "hello", "/usr/local/bin/hello", "--greeting=it's $HOME", "-v"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// TestNewsyslogLine checks the entry against the layout of FreeBSD's own
+// /etc/newsyslog.conf (captured): logfile, owner:group, mode, count, size,
+// when, flags, then the pid file that gets SIGHUP.
+func TestNewsyslogLine(t *testing.T) {
+	captured, err := os.ReadFile("testdata/freebsd/newsyslog.conf.14.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines [][]string
+	for l := range strings.Lines(string(captured)) {
+		if f := strings.Fields(l); len(f) > 0 && strings.HasPrefix(f[0], "/") {
+			lines = append(lines, f)
+		}
+	}
+	ours := ""
+	for l := range strings.Lines(string(testRC().newsyslogLine())) {
+		if !strings.HasPrefix(l, "#") {
+			ours = l
+		}
+	}
+	f := strings.Fields(ours)
+	if len(f) != 8 {
+		t.Fatalf("%d fields in %q, want 8", len(f), ours)
+	}
+	// The captured /var/log/all.log line has no owner:group; ours does.
+	all := lines[0]
+	if all[0] != "/var/log/all.log" || all[3] != "*" || all[4] != "@T00" || all[5] != "J" {
+		t.Fatalf("unexpected capture %q", all)
+	}
+	if f[0] != "/var/log/hello.log" || f[1] != "root:wheel" || f[2] != "600" || f[3] != "7" || f[4] != all[3] || f[5] != all[4] || f[6] != all[5] || f[7] != "/var/run/hello.pid" {
+		t.Errorf("entry %q", f)
+	}
+}
+
+func TestRenderEnvAndReadEnvFile(t *testing.T) {
+	Golden(t, "freebsd/golden/hello.env", renderJailEnv("hello", "www", map[string]string{
+		"PORT": "8080", "HOST": "172.16.0.2", "ADDR": "172.16.0.2:8080", "GREETING": "it's me",
+	}))
+	p := filepath.Join(t.TempDir(), "s.env")
+	os.WriteFile(p, []byte("# secrets\n\nTOKEN=a=b c\r\nexport DB_URL=postgres://x\n"), 0o600)
+	got, err := readJailEnvFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]string{"TOKEN": "a=b c", "DB_URL": "postgres://x"}, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	os.WriteFile(p, []byte("SECRET=hunter2\nnot a line\n"), 0o600)
+	if _, err := readJailEnvFile(p); err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("bad line: %v", err)
+	}
+}
+
+func TestLookupUser(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "passwd")
+	// Lines of FreeBSD's /etc/passwd (etc/master.passwd in freebsd-src).
+	os.WriteFile(p, []byte("root:*:0:0:Charlie &:/root:/bin/sh\nwww:*:80:80:World Wide Web Owner:/nonexistent:/usr/sbin/nologin\n"), 0o644)
+	if uid, gid, err := jailLookupUser(p, "www"); err != nil || uid != 80 || gid != 80 {
+		t.Errorf("www: %d %d %v", uid, gid, err)
+	}
+	if _, _, err := jailLookupUser(p, "nobody"); err == nil {
+		t.Error("missing user found")
+	}
+}
+
+func TestLastAddr(t *testing.T) {
+	for in, want := range map[string]string{"172.16.0.0/12": "172.31.255.255", "10.0.0.0/30": "10.0.0.3", "192.168.1.0/24": "192.168.1.255"} {
+		if got := lastAddr(netip.MustParsePrefix(in)); got.String() != want {
+			t.Errorf("lastAddr(%s) = %s, want %s", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,649 @@
+package jails_test
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jailkeeper/jailkeeper/internal/command/commandtest"
+	"github.com/jailkeeper/jailkeeper/internal/testenv"
+	"github.com/jailkeeper/jailkeeper/jails"
+	"github.com/jailkeeper/jailkeeper/reconcile"
+	"github.com/jailkeeper/jailkeeper/zfs"
+)
+
+// The FreeBSD runtime is what the reconciler drives.
+var _ reconcile.Runtime = (*jails.FreeBSD)(nil)
+
+const (
+	relName = "hello_4b825dc642cb_1a2b3c"
+	relDS   = "zroot/jails/containers/" + relName
+)
+
+var (
+	jlsArgv      = []string{"jls", "--libxo=json", "-v", "-d"}
+	jlsJArgv     = []string{"jls", "-j", relName}
+	ifconfigArgv = []string{"ifconfig", "-a"}
+	mountArgv    = []string{"mount", "-p", "--libxo=json"}
+)
+
+// Verbatim stderr texts from testdata/freebsd/errors.md.
+const (
+	// "jls(8) - jls -j NAME for a jail that does not exist", REAL.
+	jlsNotFound = `jls: jail "` + relName + `" not found` + "\n"
+	// "jail(8) - jail -c when that alias address is already configured on
+	// the interface", REAL, FreeBSD 14.1 (Bastille #730).
+	jailAliasExists = "ifconfig: ioctl (SIOCAIFADDR): File exists\n" +
+		"jail: spamd: /sbin/ifconfig bastille0 inet 10.13.0.8 netmask 255.255.255.255 alias: failed\n"
+	// "zfs - destroy ... while the dataset is mounted and busy", REAL (FreeBSD).
+	zfsBusy = "cannot unmount '/jails/containers/thejail': pool or dataset is busy\n"
+)
+
+type harness struct {
+	t       *testing.T
+	r       *commandtest.Replay
+	z       *fakeZFS
+	f       *jails.FreeBSD
+	tmp     string
+	root    string // Root of the runtime
+	confDir string
+	logDir  string
+	spec    jails.Spec
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	tmp := t.TempDir()
+	h := &harness{t: t, r: &commandtest.Replay{}, tmp: tmp,
+		root: filepath.Join(tmp, "jails"), confDir: filepath.Join(tmp, "jail.conf.d"), logDir: filepath.Join(tmp, "log")}
+	for _, d := range []string{h.confDir, h.logDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.z = newFakeZFS(h.r, "zroot/jails", h.root)
+	if err := h.z.addTemplate("14.3-RELEASE", "base", "base-20250101-000000"); err != nil {
+		t.Fatal(err)
+	}
+	f, err := jails.NewFreeBSD(jails.FreeBSDConfig{
+		Dataset:      "zroot/jails",
+		Root:         h.root,
+		Template:     "14.3-RELEASE",
+		Interface:    "lo1",
+		ConfDir:      h.confDir,
+		Pool:         netip.MustParsePrefix("172.16.0.0/12"),
+		DyingTimeout: 50 * time.Millisecond,
+		PollInterval: time.Millisecond,
+		LogDir:       h.logDir,
+		Runner:       h.r,
+		Datasets:     h.z,
+		Now:          func() time.Time { return time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.f = f
+	art := filepath.Join(tmp, "hello")
+	if err := os.WriteFile(art, []byte("#!/bin/sh\necho hello\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	secrets := filepath.Join(tmp, "hello.env")
+	if err := os.WriteFile(secrets, []byte("TOKEN=s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.spec = jails.Spec{
+		Name:     relName,
+		Service:  "hello",
+		SHA:      "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+		Spec:     "1a2b3c" + strings.Repeat("0", 58),
+		Port:     8080,
+		Command:  []string{"/usr/local/bin/hello"},
+		Env:      map[string]string{"GREETING": "hi"},
+		EnvFile:  secrets,
+		User:     "www",
+		Artifact: art,
+	}
+	// The host as the captures show it: lo1 with three aliases outside
+	// the pool (FreeBSD 14.0), no jails, nothing mounted below the root.
+	h.r.On(ifconfigArgv, h.file("ifconfig-lo1-14.0.txt"))
+	h.r.On(jlsArgv, h.file("jls-libxo-json-empty.txt"))
+	h.r.On(mountArgv, commandtest.OK(`{"mount": {"fstab": []}}`+"\n"))
+	return h
+}
+
+func (h *harness) file(name string) commandtest.Response {
+	h.t.Helper()
+	return commandtest.File(h.t, filepath.Join("testdata", "freebsd", name))
+}
+
+// mounts is the derived mount -p --libxo=json fixture with the release's
+// root in place of @ROOT@.
+func (h *harness) mounts() commandtest.Response {
+	b := fixture(h.t, "mount-p-libxo.DERIVED.json")
+	return commandtest.OK(strings.ReplaceAll(string(b), "@ROOT@", h.relRoot()))
+}
+
+func (h *harness) relRoot() string  { return filepath.Join(h.root, "containers", relName) }
+func (h *harness) confPath() string { return filepath.Join(h.confDir, relName+".conf") }
+
+// transcript is the Replay transcript with the temporary directory shown
+// as <tmp>.
+func (h *harness) transcript() string {
+	return strings.ReplaceAll(h.r.Transcript(), h.tmp, "<tmp>")
+}
+
+func (h *harness) create() jails.Release {
+	h.t.Helper()
+	rel, err := h.f.Create(context.Background(), h.spec)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return rel
+}
+
+func TestFreeBSDSequence(t *testing.T) {
+	testenv.Root(t) // the env file is chowned to the jail's www
+	h := newHarness(t)
+	ctx := context.Background()
+	var b strings.Builder
+	step := func(name string) {
+		b.WriteString("# " + name + "\n" + h.transcript())
+		h.r.Reset()
+	}
+
+	rel := h.create()
+	step("create")
+	if rel.State != jails.StateReady || rel.IP != netip.MustParseAddr("172.16.0.2") || rel.Addr() != "172.16.0.2:8080" {
+		t.Errorf("created %+v", rel)
+	}
+	if got := h.z.prop(relDS, "jailkeeper:state"); got != "ready" {
+		t.Errorf("state property %q", got)
+	}
+	root := h.relRoot()
+	for _, p := range []string{"usr/local/bin/hello", "usr/local/etc/rc.d/hello", "usr/local/etc/newsyslog.conf.d/hello.conf", "etc/rc.conf"} {
+		if _, err := os.Stat(filepath.Join(root, p)); err != nil {
+			t.Errorf("installed: %v", err)
+		}
+	}
+	env := filepath.Join(root, "usr/local/etc/jailkeeper/hello.env")
+	if st, err := os.Stat(env); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("env file: %v %v", st, err)
+	} else if uid, gid := fileOwner(t, st); uid != 80 || gid != 80 {
+		t.Errorf("env file owned by %d:%d, want www (80:80 in the jail's /etc/passwd)", uid, gid)
+	}
+	envText, _ := os.ReadFile(env)
+	for _, want := range []string{"GREETING='hi'", "TOKEN='s3cret'", "PORT='8080'", "HOST='172.16.0.2'", "ADDR='172.16.0.2:8080'"} {
+		if !strings.Contains(string(envText), want+"\n") {
+			t.Errorf("env file lacks %s:\n%s", want, envText)
+		}
+	}
+	conf, err := os.ReadFile(h.confPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(conf), `ip4.addr = "lo1|172.16.0.2/32";`) || !strings.Contains(string(conf), `path = "`+root+`";`) {
+		t.Errorf("conf:\n%s", conf)
+	}
+
+	rels, err := h.f.List(ctx)
+	if err != nil || len(rels) != 1 || rels[0].Name != relName || rels[0].Running || !rels[0].Created.Equal(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)) {
+		t.Errorf("List = %+v, %v", rels, err)
+	}
+	step("list")
+
+	h.r.On(jlsJArgv, commandtest.OK(""))
+	if err := h.f.Start(ctx, relName); err != nil {
+		t.Fatal(err)
+	}
+	step("start")
+
+	h.r.On(jlsArgv, h.file("jls-v-release-active.DERIVED.json"))
+	if up, err := h.f.Running(ctx, relName); err != nil || !up {
+		t.Errorf("Running = %v, %v", up, err)
+	}
+	if err := h.f.Start(ctx, relName); err != nil { // already running: nothing to do
+		t.Fatal(err)
+	}
+	if err := h.f.SetStatus(ctx, relName, jails.Status{State: jails.StateLive}); err != nil {
+		t.Fatal(err)
+	}
+	step("running, start again, set status live")
+
+	h.r.On(jlsArgv, h.file("jls-v-release-active.DERIVED.json"), h.file("jls-libxo-json-empty.txt"))
+	if err := h.f.Stop(ctx, relName); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.f.Stop(ctx, relName); err != nil { // stopped already
+		t.Fatal(err)
+	}
+	failedAt := time.Date(2026, 11, 25, 12, 5, 0, 0, time.UTC)
+	if err := h.f.SetStatus(ctx, relName, jails.Status{State: jails.StateFailed, Reason: "health: GET /up: 503\nService Unavailable", Failures: 2, FailedAt: failedAt}); err != nil {
+		t.Fatal(err)
+	}
+	rels, err = h.f.List(ctx)
+	if err != nil || rels[0].State != jails.StateFailed || rels[0].Failures != 2 || !rels[0].FailedAt.Equal(failedAt) || rels[0].Reason != "health: GET /up: 503 Service Unavailable" {
+		t.Errorf("after SetStatus: %+v %v", rels, err)
+	}
+	step("stop, stop again, set status failed, list")
+
+	h.r.On(mountArgv, h.mounts())
+	if err := h.f.Destroy(ctx, relName); err != nil {
+		t.Fatal(err)
+	}
+	if h.z.has(relDS) {
+		t.Error("dataset still there")
+	}
+	if _, err := os.Stat(h.confPath()); !os.IsNotExist(err) {
+		t.Errorf("conf still there: %v", err)
+	}
+	h.r.On(mountArgv, commandtest.OK(`{"mount": {"fstab": []}}`+"\n"))
+	if err := h.f.Destroy(ctx, relName); err != nil { // gone already
+		t.Errorf("second destroy: %v", err)
+	}
+	step("destroy, destroy again")
+	jails.Golden(t, "freebsd/golden/sequence.transcript", []byte(
+		"# The FreeBSD runtime's commands for one release's life (TestFreeBSDSequence).\n"+
+			"# The zfs lines are what the zfs package runs, recorded by the test's Datasets fake.\n"+b.String()))
+}
+
+func TestFreeBSDConcurrentCreatesGetDistinctAddresses(t *testing.T) {
+	testenv.Root(t)
+	h := newHarness(t)
+	specs := []jails.Spec{h.spec, h.spec, h.spec}
+	for i, svc := range []string{"hello", "world", "third"} {
+		specs[i].Service = svc
+		specs[i].Name = svc + "_4b825dc642cb_1a2b3c"
+	}
+	ips := make([]netip.Addr, len(specs))
+	errs := make([]error, len(specs))
+	var wg sync.WaitGroup
+	for i := range specs {
+		wg.Go(func() {
+			var rel jails.Release
+			rel, errs[i] = h.f.Create(context.Background(), specs[i])
+			ips[i] = rel.IP
+		})
+	}
+	wg.Wait()
+	seen := map[netip.Addr]bool{}
+	for i, ip := range ips {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if seen[ip] {
+			t.Errorf("address %s handed out twice: %v", ip, ips)
+		}
+		seen[ip] = true
+	}
+}
+
+func TestFreeBSDCreateUsesNewestSnapshotAndRCNameFallback(t *testing.T) {
+	testenv.Root(t)
+	h := newHarness(t)
+	h.spec.Service = "cron"
+	h.spec.Name = "cron_4b825dc642cb_1a2b3c"
+	if _, err := h.f.Create(context.Background(), h.spec); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(h.r.Transcript(), "zroot/jails/templates/14.3-RELEASE@base-20250101-000000 zroot/jails/containers/cron_") {
+		t.Errorf("not cloned from the newest snapshot:\n%s", h.r.Transcript())
+	}
+	// The base system has /etc/rc.d/cron: the app's script gets another name.
+	root := filepath.Join(h.root, "containers", h.spec.Name)
+	if _, err := os.Stat(filepath.Join(root, "usr/local/etc/rc.d/jailkeeper_cron")); err != nil {
+		t.Error(err)
+	}
+	if !strings.Contains(h.r.Transcript(), "jailkeeper_cron_enable=YES") {
+		t.Error("rc.conf not set for jailkeeper_cron")
+	}
+}
+
+func TestFreeBSDCreateFailureUndoes(t *testing.T) {
+	testenv.Root(t)
+	h := newHarness(t)
+	// sysrc fails (no captured text: the exit status is what counts).
+	h.r.OnPrefix([]string{"sysrc"}, commandtest.Fail(1, ""))
+	_, err := h.f.Create(context.Background(), h.spec)
+	if err == nil {
+		t.Fatal("create succeeded")
+	}
+	if h.z.has(relDS) {
+		t.Error("clone left behind")
+	}
+	if _, err := os.Stat(h.confPath()); !os.IsNotExist(err) {
+		t.Errorf("conf left behind: %v", err)
+	}
+	if !strings.Contains(h.r.Transcript(), "zfs destroy -r "+relDS) {
+		t.Errorf("no destroy in\n%s", h.r.Transcript())
+	}
+}
+
+func TestFreeBSDCreateRefusals(t *testing.T) {
+	testenv.Root(t)
+	ctx := context.Background()
+	h := newHarness(t)
+	bad := h.spec
+	bad.Template = "13.0-RELEASE"
+	if _, err := h.f.Create(ctx, bad); !errors.Is(err, jails.ErrNoTemplate) {
+		t.Errorf("missing template: %v", err)
+	}
+	bad = h.spec
+	bad.User = "nobody"
+	if _, err := h.f.Create(ctx, bad); err == nil || !strings.Contains(err.Error(), "nobody") || h.z.has(relDS) {
+		t.Errorf("unknown user: %v (dataset left: %v)", err, h.z.has(relDS))
+	}
+	for _, mod := range []func(*jails.Spec){
+		func(s *jails.Spec) { s.Service = "other" },
+		func(s *jails.Spec) { s.Command = []string{"hello"} },
+		func(s *jails.Spec) { s.Allow = []string{"raw_sockets; persist"} },
+		func(s *jails.Spec) { s.Env = map[string]string{"A B": "x"} },
+		func(s *jails.Spec) { s.User = "root;x" },
+	} {
+		s := h.spec
+		mod(&s)
+		if _, err := h.f.Create(ctx, s); err == nil {
+			t.Errorf("spec %+v accepted", s)
+		}
+	}
+	h.create()
+	if _, err := h.f.Create(ctx, h.spec); !errors.Is(err, zfs.ErrExists) {
+		t.Errorf("second create: %v", err)
+	}
+}
+
+func TestFreeBSDStartJailFails(t *testing.T) {
+	testenv.Root(t)
+	h := newHarness(t)
+	h.create()
+	h.r.Reset()
+	h.r.On([]string{"jail", "-f", h.confPath(), "-c", relName}, commandtest.Fail(1, jailAliasExists))
+	err := h.f.Start(context.Background(), relName)
+	if err == nil || !strings.Contains(err.Error(), "SIOCAIFADDR: File exists") && !strings.Contains(err.Error(), "(SIOCAIFADDR): File exists") {
+		t.Fatalf("Start = %v, want the jail -c error", err)
+	}
+	if strings.Contains(h.r.Transcript(), "jls -j") {
+		t.Error("jls -j ran after jail -c failed")
+	}
+
+	// "already exists" while the jail runs: someone else started it.
+	h.r.On([]string{"jail", "-f", h.confPath(), "-c", relName}, commandtest.Fail(1, `jail: "`+relName+`" already exists`+"\n"))
+	h.r.On(jlsJArgv, commandtest.OK(""))
+	if err := h.f.Start(context.Background(), relName); err != nil {
+		t.Errorf("already exists and running: %v", err)
+	}
+
+	// jail -c "succeeds" but the jail is gone at once (nothing kept it up).
+	h.r.On([]string{"jail", "-f", h.confPath(), "-c", relName}, commandtest.OK(relName+": created\n"))
+	h.r.On(jlsJArgv, commandtest.Fail(1, jlsNotFound))
+	if err := h.f.Start(context.Background(), relName); err == nil || !strings.Contains(err.Error(), "does not find") {
+		t.Errorf("jail vanished: %v", err)
+	}
+}
+
+func TestFreeBSDStartRemovesStaleAliasAndRefusesTakenAddress(t *testing.T) {
+	testenv.Root(t)
+	h := newHarness(t)
+	h.create()
+	// lo1 still has the release's address from a crash (the 12.x capture's
+	// block with the release's address in it), and no jail holds it.
+	stale := strings.Replace(string(fixture(t, "ifconfig-lo1-12.1.txt")), "172.31.255.17", "172.16.0.2", 1)
+	h.r.On(ifconfigArgv, commandtest.OK(stale))
+	h.r.On(jlsJArgv, commandtest.OK(""))
+	h.r.Reset()
+	if err := h.f.Start(context.Background(), relName); err != nil {
+		t.Fatal(err)
+	}
+	want := "ifconfig lo1 inet 172.16.0.2 -alias\njail -f <tmp>/jail.conf.d/" + relName + ".conf -c " + relName + "\n"
+	if !strings.Contains(h.transcript(), want) {
+		t.Errorf("transcript lacks\n%s\ngot:\n%s", want, h.transcript())
+	}
+
+	// Now another jail holds the address: refused, jail -c not run.
+	h.r.On(jlsArgv, h.file("jls-libxo-json-empty.txt"), h.file("jls-v-other-holds-ip.DERIVED.json"))
+	h.r.Reset()
+	err := h.f.Start(context.Background(), relName)
+	if !errors.Is(err, jails.ErrAddressTaken) || !strings.Contains(err.Error(), `"other"`) {
+		t.Errorf("Start = %v, want ErrAddressTaken naming the jail", err)
+	}
+	if strings.Contains(h.r.Transcript(), "jail -f") || strings.Contains(h.r.Transcript(), "-alias") {
+		t.Errorf("acted on a taken address:\n%s", h.r.Transcript())
+	}
+}
+
+func TestFreeBSDAllocate(t *testing.T) {
+	testenv.Root(t)
+	tests := []struct {
+		name     string
+		pool     string
+		ifconfig string
+		jls      string
+		wantIP   string
+		wantCmds []string // commands that must run
+	}{
+		{
+			// lo1's own address (the pool's first) and two jails' take .97-.99.
+			name: "skip own and jail addresses", pool: "172.16.20.96/28",
+			ifconfig: "ifconfig-lo1-14.0.txt", jls: "jls-libxo-json-v.3jails.json", wantIP: "172.16.20.100",
+		},
+		{
+			// 172.31.255.17 on lo1 is in the pool, not lo1's own address
+			// (.1) and no jail holds it: a leftover, removed.
+			name: "stale alias removed", pool: "172.31.255.0/24",
+			ifconfig: "ifconfig-lo1-12.1.txt", jls: "jls-libxo-json-empty.txt", wantIP: "172.31.255.2",
+			wantCmds: []string{"ifconfig lo1 inet 172.31.255.17 -alias"},
+		},
+		{
+			// The same address held by a dying jail is not a leftover.
+			name: "dying jail keeps its address", pool: "172.16.0.0/29",
+			ifconfig: "", jls: "jls-v-release-dying.DERIVED.json", wantIP: "172.16.0.3",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			f, err := jails.NewFreeBSD(jails.FreeBSDConfig{Dataset: "zroot/jails", Root: h.root, Template: "14.3-RELEASE",
+				Interface: "lo1", ConfDir: h.confDir, LogDir: h.logDir, Pool: netip.MustParsePrefix(tt.pool), Runner: h.r, Datasets: h.z})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.ifconfig != "" {
+				h.r.On(ifconfigArgv, h.file(tt.ifconfig))
+			} else {
+				h.r.On(ifconfigArgv, commandtest.OK(""))
+			}
+			h.r.On(jlsArgv, h.file(tt.jls))
+			rel, err := f.Create(context.Background(), h.spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rel.IP.String() != tt.wantIP {
+				t.Errorf("IP %s, want %s", rel.IP, tt.wantIP)
+			}
+			for _, c := range tt.wantCmds {
+				if !strings.Contains(h.r.Transcript(), c+"\n") {
+					t.Errorf("%q not run:\n%s", c, h.r.Transcript())
+				}
+			}
+			if !strings.Contains(h.r.Transcript(), "-alias") && len(tt.wantCmds) == 0 {
+				return
+			}
+			if len(tt.wantCmds) == 0 {
+				t.Errorf("removed an alias:\n%s", h.r.Transcript())
+			}
+		})
+	}
+
+	// A full pool: /30 has two hosts, the first is lo1's own.
+	h := newHarness(t)
+	f, _ := jails.NewFreeBSD(jails.FreeBSDConfig{Dataset: "zroot/jails", Root: h.root, Template: "14.3-RELEASE",
+		Interface: "lo1", ConfDir: h.confDir, LogDir: h.logDir, Pool: netip.MustParsePrefix("172.16.0.0/30"), Runner: h.r, Datasets: h.z})
+	h.r.On(jlsArgv, h.file("jls-v-release-dying.DERIVED.json")) // holds 172.16.0.2
+	if _, err := f.Create(context.Background(), h.spec); !errors.Is(err, jails.ErrPoolExhausted) {
+		t.Errorf("full pool: %v", err)
+	}
+}
+
+func TestFreeBSDDestroyBusy(t *testing.T) {
+	testenv.Root(t)
+	h := newHarness(t)
+	h.create()
+	h.r.Reset()
+	h.r.On([]string{"zfs", "destroy", "-r", relDS}, commandtest.Fail(1, zfsBusy))
+	err := h.f.Destroy(context.Background(), relName)
+	if !errors.Is(err, zfs.ErrBusy) {
+		t.Fatalf("Destroy = %v, want ErrBusy", err)
+	}
+	if n := strings.Count(h.r.Transcript(), "zfs destroy -r "+relDS); n != 6 {
+		t.Errorf("%d destroy attempts, want 1 + 5 retries", n)
+	}
+	// Everything stays for the next pass: dataset, files, conf.
+	if !h.z.has(relDS) {
+		t.Error("dataset gone")
+	}
+	if _, err := os.Stat(h.confPath()); err != nil {
+		t.Errorf("conf removed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(h.relRoot(), "usr/local/bin/hello")); err != nil {
+		t.Errorf("files removed: %v", err)
+	}
+}
+
+func TestFreeBSDDestroyUnmountsDeepestFirst(t *testing.T) {
+	testenv.Root(t)
+	h := newHarness(t)
+	h.create()
+	h.r.Reset()
+	h.r.On(mountArgv, h.mounts())
+	if err := h.f.Destroy(context.Background(), relName); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range h.r.Calls() {
+		if c.Argv[0] == "umount" || c.Argv[0] == "zfs" && c.Argv[1] == "destroy" {
+			got = append(got, strings.Join(c.Argv, " "))
+		}
+	}
+	want := []string{
+		"umount " + h.relRoot() + "/var/cache/pkg",
+		"umount " + h.relRoot() + "/dev",
+		"zfs destroy -r " + relDS,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// An unmount that fails stops the destroy: nothing is destroyed while
+	// something is still mounted below the root.
+	h = newHarness(t)
+	h.create()
+	h.r.On(mountArgv, h.mounts())
+	h.r.On([]string{"umount", h.relRoot() + "/dev"}, commandtest.Fail(1, ""))
+	h.r.Reset()
+	if err := h.f.Destroy(context.Background(), relName); err == nil {
+		t.Fatal("destroy went on after a failed unmount")
+	}
+	if strings.Contains(h.r.Transcript(), "zfs destroy") || !h.z.has(relDS) {
+		t.Errorf("destroyed with a mount left:\n%s", h.r.Transcript())
+	}
+}
+
+func TestFreeBSDStuckDying(t *testing.T) {
+	testenv.Root(t)
+	h := newHarness(t)
+	h.create()
+	h.r.On(jlsArgv, h.file("jls-v-release-dying.DERIVED.json"))
+	h.r.Reset()
+	ctx := context.Background()
+	// Stopping a dying jail: already stopped.
+	if err := h.f.Stop(ctx, relName); err != nil {
+		t.Errorf("Stop of a dying jail: %v", err)
+	}
+	if up, err := h.f.Running(ctx, relName); up || err != nil {
+		t.Errorf("Running of a dying jail = %v, %v", up, err)
+	}
+	// Destroy and start wait for it, then give up.
+	if err := h.f.Destroy(ctx, relName); !errors.Is(err, jails.ErrDying) {
+		t.Errorf("Destroy = %v, want ErrDying", err)
+	}
+	if err := h.f.Start(ctx, relName); !errors.Is(err, jails.ErrDying) {
+		t.Errorf("Start = %v, want ErrDying", err)
+	}
+	tr := h.r.Transcript()
+	if strings.Contains(tr, "jail -") || strings.Contains(tr, "zfs destroy") || strings.Contains(tr, "umount") {
+		t.Errorf("acted on a dying jail:\n%s", tr)
+	}
+	if !h.z.has(relDS) {
+		t.Error("dataset destroyed")
+	}
+
+	// A jail that finishes dying while we wait: destroyed.
+	h.r.On(jlsArgv, h.file("jls-v-release-dying.DERIVED.json"), h.file("jls-v-release-dying.DERIVED.json"), h.file("jls-libxo-json-empty.txt"))
+	if err := h.f.Destroy(ctx, relName); err != nil {
+		t.Errorf("Destroy after dying ended: %v", err)
+	}
+}
+
+func TestFreeBSDStopNotFound(t *testing.T) {
+	testenv.Root(t)
+	h := newHarness(t)
+	h.create()
+	// jls saw it, but it is gone by the time jail -r runs.
+	h.r.On(jlsArgv, h.file("jls-v-release-active.DERIVED.json"), h.file("jls-libxo-json-empty.txt"))
+	// errors.md: "jail(8) - jail -r / jail -m on a jail that does not exist", DERIVED.
+	h.r.On([]string{"jail", "-f", h.confPath(), "-r", relName}, commandtest.Fail(1, `jail: "`+relName+`" not found`+"\n"))
+	if err := h.f.Stop(context.Background(), relName); err != nil {
+		t.Errorf("Stop = %v", err)
+	}
+	// Any other failure is an error.
+	h.r.On(jlsArgv, h.file("jls-v-release-active.DERIVED.json"))
+	h.r.On([]string{"jail", "-f", h.confPath(), "-r", relName}, commandtest.Fail(1, "jail: "+relName+": jail_remove: Operation not permitted\n"))
+	if err := h.f.Stop(context.Background(), relName); err == nil {
+		t.Error("Stop ignored a jail -r failure")
+	}
+}
+
+func TestFreeBSDListSkipsUnmanaged(t *testing.T) {
+	testenv.Root(t)
+	h := newHarness(t)
+	h.create()
+	// A dataset an operator made by hand, and one that inherits nothing
+	// jailkeeper reads: not releases.
+	h.z.props["zroot/jails/containers/manual"] = map[string]string{}
+	h.z.props["zroot/jails/containers/"+relName+"/data"] = map[string]string{"jailkeeper:managed": "yes"}
+	h.r.On(jlsArgv, h.file("jls-v-release-active.DERIVED.json"))
+	rels, err := h.f.List(context.Background())
+	if err != nil || len(rels) != 1 || !rels[0].Running || rels[0].Port != 8080 || rels[0].Service != "hello" {
+		t.Errorf("List = %+v, %v", rels, err)
+	}
+	if _, err := h.f.Running(context.Background(), "../etc"); err == nil {
+		t.Error("invalid name accepted")
+	}
+}
+
+func TestNewFreeBSDChecksConfig(t *testing.T) {
+	good := jails.FreeBSDConfig{Dataset: "zroot/jails", Root: "/usr/local/jails", Template: "14.3-RELEASE",
+		Interface: "lo1", ConfDir: "/etc/jail.conf.d", Pool: netip.MustParsePrefix("172.16.0.0/12")}
+	if _, err := jails.NewFreeBSD(good); err != nil {
+		t.Fatal(err)
+	}
+	for _, mod := range []func(*jails.FreeBSDConfig){
+		func(c *jails.FreeBSDConfig) { c.Dataset = "" },
+		func(c *jails.FreeBSDConfig) { c.Root = "jails" },
+		func(c *jails.FreeBSDConfig) { c.Interface = "lo1; rm" },
+		func(c *jails.FreeBSDConfig) { c.Pool = netip.MustParsePrefix("fd00::/64") },
+		func(c *jails.FreeBSDConfig) { c.Pool = netip.MustParsePrefix("172.16.0.0/31") },
+		func(c *jails.FreeBSDConfig) { c.Template = "../x" },
+	} {
+		c := good
+		mod(&c)
+		if _, err := jails.NewFreeBSD(c); err == nil {
+			t.Errorf("config %+v accepted", c)
+		}
+	}
+}
