@@ -128,7 +128,7 @@ func startDaemon(t testing.TB, zfsFuse, zpool string) {
 		}
 		leaseFile = f
 	})
-	if leaseErr != nil {
+	if leaseFile == nil {
 		t.Fatalf("zfstest lease: %v", leaseErr)
 	}
 
