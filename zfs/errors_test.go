@@ -112,3 +112,17 @@ func TestErrorUnwrap(t *testing.T) {
 		t.Error("fromGoZFS changed a plain error or nil")
 	}
 }
+
+func TestReadBack(t *testing.T) {
+	list := &gozfs.Error{Err: errors.New("exit status 1"), Debug: "/sbin/zfs list -Hp -o name,origin p/a"}
+	create := &gozfs.Error{Err: errors.New("exit status 1"), Debug: "/sbin/zfs create p/a"}
+	if got := readBack(list); got == "" {
+		t.Error("readBack(list error) = \"\", want a note that the dataset exists")
+	}
+	if got := readBack(create); got != "" {
+		t.Errorf("readBack(create error) = %q, want \"\"", got)
+	}
+	if got := readBack(errors.New("x")); got != "" {
+		t.Errorf("readBack(plain error) = %q", got)
+	}
+}

@@ -94,6 +94,18 @@ func nonEmpty(props map[string]string) map[string]string {
 	return m
 }
 
+// readBack returns a note for an error of go-zfs's `zfs list` that follows
+// a successful create or snapshot, or "" for an error of the command itself.
+func readBack(err error) string {
+	var ge *gozfs.Error
+	if errors.As(err, &ge) {
+		if f := strings.Fields(ge.Debug); len(f) > 1 && f[1] == "list" {
+			return "done, but reading it back: "
+		}
+	}
+	return ""
+}
+
 // run runs `zfs args...` from PATH and returns its stdout. On failure it
 // returns an *Error and never the partial stdout.
 func run(ctx context.Context, args ...string) ([]byte, error) {
@@ -113,7 +125,8 @@ func run(ctx context.Context, args ...string) ([]byte, error) {
 // (`zfs create -o k=v ... name`, through go-zfs). The parent must exist.
 // Properties with an empty value are left unset. It fails with ErrExists
 // if name exists. The returned Dataset carries the non-empty jailkeeper:*
-// entries of props.
+// entries of props. go-zfs reads the new dataset back with `zfs list`; if
+// only that fails, the dataset exists and the error says so.
 func Create(ctx context.Context, name string, props map[string]string) (Dataset, error) {
 	if err := checkFS(name); err != nil {
 		return Dataset{}, fmt.Errorf("zfs create: %w", err)
@@ -127,7 +140,7 @@ func Create(ctx context.Context, name string, props map[string]string) (Dataset,
 	props = nonEmpty(props)
 	d, err := gozfs.CreateFilesystem(name, props)
 	if err != nil {
-		return Dataset{}, fmt.Errorf("zfs create %s: %w", name, fromGoZFS(err))
+		return Dataset{}, fmt.Errorf("zfs create %s: %s%w", name, readBack(err), fromGoZFS(err))
 	}
 	return fromGo(d, props), nil
 }
@@ -144,7 +157,7 @@ func Snapshot(ctx context.Context, name string) error {
 	}
 	ds, snap, _ := strings.Cut(name, "@")
 	if _, err := (&gozfs.Dataset{Name: ds}).Snapshot(snap, false); err != nil {
-		return fmt.Errorf("zfs snapshot %s: %w", name, fromGoZFS(err))
+		return fmt.Errorf("zfs snapshot %s: %s%w", name, readBack(err), fromGoZFS(err))
 	}
 	return nil
 }
