@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,10 +37,12 @@ type Agent struct {
 
 	trigger chan struct{}
 
-	mu      sync.Mutex
-	desired *reconcile.Desired // last valid desired state; nil before the first
-	status  Status
-	passes  int
+	mu        sync.Mutex
+	desired   *reconcile.Desired // last valid desired state; nil before the first
+	status    Status
+	sourceErr string // the deploy repo could not be read or was invalid
+	passErr   string // the last pass was refused
+	passes    int
 }
 
 // Status is the body of GET /status.
@@ -112,7 +115,15 @@ func (a *Agent) Trigger() {
 func (a *Agent) Status() Status {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.status
+	st := a.status
+	var errs []string
+	for _, e := range []string{a.sourceErr, a.passErr} {
+		if e != "" {
+			errs = append(errs, e)
+		}
+	}
+	st.Error = strings.Join(errs, "; ")
+	return st
 }
 
 // Ready reports whether a pass has completed.
@@ -201,6 +212,9 @@ func (a *Agent) poll(ctx context.Context) *reconcile.Desired {
 		return a.lastDesired()
 	}
 	if prev := a.lastDesired(); prev != nil && prev.Revision == snap.Revision {
+		if err == nil {
+			a.setError("")
+		}
 		return prev
 	}
 	d, err := a.load(snap)
@@ -211,6 +225,9 @@ func (a *Agent) poll(ctx context.Context) *reconcile.Desired {
 	}
 	a.mu.Lock()
 	a.desired = d
+	if err == nil {
+		a.sourceErr = ""
+	}
 	a.mu.Unlock()
 	a.log.Info("new revision", "revision", snap.Revision)
 	return d
@@ -226,7 +243,7 @@ func (a *Agent) lastDesired() *reconcile.Desired {
 
 func (a *Agent) setError(msg string) {
 	a.mu.Lock()
-	a.status.Error = msg
+	a.sourceErr = msg
 	a.mu.Unlock()
 }
 
@@ -274,8 +291,10 @@ func (a *Agent) pass(ctx context.Context, d reconcile.Desired) {
 	if res.Services != nil || err == nil {
 		a.status.Services = res.Services
 	}
+	a.passErr = ""
 	if err != nil {
 		if errors.Is(err, reconcile.ErrPruneAll) {
+			a.passErr = fmt.Sprintf("revision %s: %v", short(d.Revision), err)
 			a.log.Error("pass refused", "err", err)
 		} else {
 			a.log.Warn("pass finished with errors", "err", err)

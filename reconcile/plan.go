@@ -121,7 +121,7 @@ func routeEqual(a, b caddy.Route) bool {
 	ha, hb := slices.Clone(a.Hostnames), slices.Clone(b.Hostnames)
 	slices.Sort(ha)
 	slices.Sort(hb)
-	return a.Service == b.Service && a.Upstream == b.Upstream &&
+	return !a.Drifted && !b.Drifted && a.Service == b.Service && a.Upstream == b.Upstream &&
 		a.StreamCloseDelay == b.StreamCloseDelay && slices.Equal(ha, hb)
 }
 
