@@ -1,7 +1,9 @@
 // Package zfs manages the ZFS datasets jailkeeper keeps its releases on:
-// create, snapshot, clone, set properties and destroy, through
-// github.com/mistifyio/go-zfs/v3, plus an inventory of every dataset under a
-// root and its jailkeeper:* user properties read with one `zfs get` call.
+// create, snapshot and destroy through github.com/mistifyio/go-zfs/v3;
+// clone and set properties with zfs run directly, because go-zfs's clone
+// always passes -p and its set takes one property (see Clone, SetProps);
+// and an inventory of every dataset under a root with its jailkeeper:* user
+// properties, read with one `zfs get` call.
 //
 // State lives in ZFS user properties (zfsprops(7), "User Properties"); only a
 // property whose source is local counts, so a child that inherits
