@@ -76,7 +76,7 @@ func sortedProps(props map[string]string) []string {
 }
 
 func (z *fakeZFS) Clone(ctx context.Context, snapshot, name string, props map[string]string) (zfs.Dataset, error) {
-	argv := []string{"zfs", "clone", "-p"}
+	argv := []string{"zfs", "clone"}
 	for _, kv := range sortedProps(props) {
 		argv = append(argv, "-o", kv)
 	}

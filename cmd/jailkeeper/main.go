@@ -69,6 +69,8 @@ func newRootCmd() *cobra.Command {
 		newPlanCmd(),
 		newStatusCmd(),
 		newSyncCmd(),
+		newHostCmd(),
+		newTemplateCmd(),
 	)
 	return root
 }

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// -update rewrites the golden files of these tests (registered once for
+// the package's tests).
+func init() {
+	if flag.Lookup("update") == nil {
+		flag.Bool("update", false, "rewrite the golden files under testdata/")
+	}
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if f := flag.Lookup("update"); f != nil && f.Value.String() == "true" {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test -update creates it)", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("%s differs (-want +got):\n%s", path, diff)
+	}
+}
+
+// The dry runs print the exact commands a fresh FreeBSD host gets, and run
+// nothing (there is no sysrc, jail or FreeBSD zfs here to run).
+func TestHostInitDryRun(t *testing.T) {
+	code, out, errOut := runCapture(t, "host", "init", "--dry-run", "--config", "testdata/freebsd.yaml")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	golden(t, "host-init-dry-run.golden", out)
+}
+
+func TestTemplateCreateDryRun(t *testing.T) {
+	code, out, errOut := runCapture(t, "template", "create", "14.3-RELEASE", "--dry-run", "--arch", "amd64", "--config", "testdata/freebsd.yaml")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	golden(t, "template-create-dry-run.golden", out)
+
+	code, out, errOut = runCapture(t, "template", "create", "14.3-RELEASE", "--dry-run", "--update", "--file", "/usr/freebsd-dist/base.txz", "--config", "testdata/freebsd.yaml")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		"# use /usr/freebsd-dist/base.txz, checked against /usr/freebsd-dist/MANIFEST\n",
+		"tar -x -C /usr/local/jails/templates/14.3-RELEASE --unlink -f /usr/freebsd-dist/base.txz\n",
+		"env PAGER=/bin/cat freebsd-update --not-running-from-cron --currently-running 14.3-RELEASE -b /usr/local/jails/templates/14.3-RELEASE fetch install\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--file --update output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestHostTemplateUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"template", "create", "--dry-run", "--config", "testdata/freebsd.yaml"},
+		{"template", "create", "14.3-RELEASE", "--url", "https://x/", "--file", "/b.txz", "--dry-run", "--config", "testdata/freebsd.yaml"},
+		{"host", "init", "extra", "--config", "testdata/freebsd.yaml"},
+		{"host", "init", "--dry-run", "--config", "testdata/does-not-exist.yaml"},
+		{"host"},
+	} {
+		if code, _, _ := runCapture(t, args...); code != exitInvalid {
+			t.Errorf("%q: exit %d, want %d", args, code, exitInvalid)
+		}
+	}
+	// A bad version is a failure of the command, not a crash.
+	if code, _, errOut := runCapture(t, "template", "create", "latest", "--dry-run", "--config", "testdata/freebsd.yaml"); code == 0 || !strings.Contains(errOut, "14.3-RELEASE") {
+		t.Errorf("bad version: exit %d, %s", code, errOut)
+	}
+}

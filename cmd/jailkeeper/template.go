@@ -1,0 +1,67 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/jailkeeper/jailkeeper/internal/command"
+	"github.com/jailkeeper/jailkeeper/jails"
+)
+
+// newTemplateCmd is `jailkeeper template`, with `template create VERSION`.
+func newTemplateCmd() *cobra.Command {
+	tmpl := &cobra.Command{
+		Use:   "template",
+		Short: "Manage the ZFS templates releases are cloned from",
+		Args:  noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return usageError{fmt.Errorf("template needs a subcommand: create")}
+		},
+	}
+	create := &cobra.Command{
+		Use:   "create VERSION",
+		Short: "Make the template <dataset>/templates/VERSION from the release's base.txz",
+		Long: `template create makes <dataset>/templates/VERSION (VERSION like 14.3-RELEASE):
+base.txz from download.freebsd.org (or --url, or a local --file with its
+MANIFEST beside it) is checked against the release MANIFEST's sha256 and
+extracted with tar --unlink; the host's resolv.conf and localtime are copied
+in; with --update, freebsd-update patches it; the snapshot @base is what
+releases clone. A template that releases were cloned from is never replaced:
+--update patches it in place and snapshots it as @base-<time>, which new
+releases use. With --dry-run it downloads, runs and writes nothing and
+prints every step.`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageError{fmt.Errorf("template create needs exactly one VERSION, like 14.3-RELEASE")}
+			}
+			return nil
+		},
+	}
+	cfgPath := configFlag(create)
+	dry := create.Flags().Bool("dry-run", false, "print the commands, download and change nothing")
+	url := create.Flags().String("url", "", "release directory with MANIFEST and base.txz (default https://download.freebsd.org/releases/<arch>/VERSION/)")
+	file := create.Flags().String("file", "", "local base.txz to use; its MANIFEST must be in the same directory")
+	arch := create.Flags().String("arch", jails.ReleaseArch(), "architecture path on download.freebsd.org")
+	update := create.Flags().Bool("update", false, "run freebsd-update on the template (on an existing one: patch it and snapshot it again)")
+	create.RunE = func(c *cobra.Command, args []string) error {
+		cfg, err := loadConfig(*cfgPath)
+		if err != nil {
+			return err
+		}
+		if *url != "" && *file != "" {
+			return usageError{fmt.Errorf("--url and --file exclude each other")}
+		}
+		return jails.TemplateCreate(c.Context(), jails.TemplateConfig{
+			Dataset: cfg.Jails.Dataset,
+			Root:    cfg.Jails.Root,
+			Version: args[0],
+			URL:     *url,
+			File:    *file,
+			Arch:    *arch,
+			Update:  *update,
+		}, command.Exec{}, *dry, c.OutOrStdout())
+	}
+	tmpl.AddCommand(create)
+	return tmpl
+}

@@ -1,0 +1,125 @@
+package jails_test
+
+import (
+	"bytes"
+	"context"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jailkeeper/jailkeeper/internal/command/commandtest"
+	"github.com/jailkeeper/jailkeeper/jails"
+)
+
+func hostConfig(t *testing.T, pool string) (jails.HostConfig, string) {
+	t.Helper()
+	tmp := t.TempDir()
+	return jails.HostConfig{
+		Dataset:   "zroot/jails",
+		Root:      "/usr/local/jails",
+		Interface: "lo1",
+		Pool:      netip.MustParsePrefix(pool),
+		ConfDir:   filepath.Join(tmp, "jail.conf.d"),
+		JailConf:  filepath.Join(tmp, "jail.conf"),
+	}, tmp
+}
+
+// A fresh host: every check fails the way FreeBSD's tools do.
+func TestHostInitFresh(t *testing.T) {
+	cfg, tmp := hostConfig(t, "172.16.0.0/12")
+	var r commandtest.Replay
+	// sysrc -c exits 1 when a change is needed and prints nothing (sysrc(8)).
+	r.OnPrefix([]string{"sysrc", "-c"}, commandtest.Fail(1, ""))
+	// FACTS §2.4 / errors.md (REAL): the interface is missing.
+	r.On([]string{"ifconfig", "lo1"}, commandtest.Fail(1, "ifconfig: interface lo1 does not exist\n"))
+	// errors.md "zfs - get/list/destroy of a dataset that does not exist" (REAL), per dataset.
+	for _, ds := range []string{"zroot/jails", "zroot/jails/media", "zroot/jails/templates", "zroot/jails/containers"} {
+		r.On([]string{"zfs", "list", "-H", "-o", "name", ds}, commandtest.Fail(1, "cannot open '"+ds+"': dataset does not exist\n"))
+	}
+	var out bytes.Buffer
+	if err := jails.HostInit(context.Background(), cfg, &r, false, &out); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.ReplaceAll(r.Transcript(), tmp, "<tmp>")
+	jails.Golden(t, "freebsd/golden/host-init-fresh.transcript", []byte(got))
+	jails.Golden(t, "freebsd/golden/host-init-fresh.out", []byte(strings.ReplaceAll(out.String(), tmp, "<tmp>")))
+	conf, err := os.ReadFile(cfg.JailConf)
+	if err != nil || !strings.Contains(string(conf), `.include "`+cfg.ConfDir+`/*.conf";`+"\n") {
+		t.Errorf("jail.conf: %q %v", conf, err)
+	}
+	if st, err := os.Stat(cfg.ConfDir); err != nil || !st.IsDir() {
+		t.Errorf("conf dir: %v", err)
+	}
+}
+
+// A host that is ready already: only checks run, nothing changes.
+func TestHostInitIdempotent(t *testing.T) {
+	// ifconfig-lo1-12.1.txt (REAL) shows lo1 with 172.31.255.17/32, which is
+	// InterfaceAddr of this pool.
+	cfg, _ := hostConfig(t, "172.31.255.16/28")
+	if err := os.MkdirAll(cfg.ConfDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	before := "# existing\n.include \"" + cfg.ConfDir + "/*.conf\";\n"
+	if err := os.WriteFile(cfg.JailConf, []byte(before), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var r commandtest.Replay
+	r.On([]string{"ifconfig", "lo1"}, commandtest.File(t, "testdata/freebsd/ifconfig-lo1-12.1.txt"))
+	r.On([]string{"zfs", "get", "-Hp", "-o", "name,property,value,source", "mountpoint", "zroot/jails"},
+		commandtest.File(t, "testdata/freebsd/zfs-get-mountpoint.DERIVED.tsv"))
+	var out bytes.Buffer
+	if err := jails.HostInit(context.Background(), cfg, &r, false, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range r.Calls() {
+		check := c.Argv[0] == "sysrc" && c.Argv[1] == "-c" || c.Argv[0] == "ifconfig" && len(c.Argv) == 2 ||
+			c.Argv[0] == "zfs" && (c.Argv[1] == "list" || c.Argv[1] == "get")
+		if !check {
+			t.Errorf("changed something on a ready host: %q", c.Argv)
+		}
+	}
+	if after, _ := os.ReadFile(cfg.JailConf); string(after) != before {
+		t.Errorf("jail.conf rewritten:\n%s", after)
+	}
+	if !strings.Contains(out.String(), "# ok: lo1 has 172.31.255.17") {
+		t.Errorf("output:\n%s", out.String())
+	}
+}
+
+func TestHostInitMountpointMismatch(t *testing.T) {
+	cfg, _ := hostConfig(t, "172.16.0.0/12")
+	cfg.Root = "/jails"
+	var r commandtest.Replay
+	r.On([]string{"zfs", "get", "-Hp", "-o", "name,property,value,source", "mountpoint", "zroot/jails"},
+		commandtest.File(t, "testdata/freebsd/zfs-get-mountpoint.DERIVED.tsv"))
+	err := jails.HostInit(context.Background(), cfg, &r, false, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "/usr/local/jails") {
+		t.Fatalf("HostInit = %v", err)
+	}
+	if strings.Contains(r.Transcript(), "zfs set") || strings.Contains(r.Transcript(), "zfs create") {
+		t.Errorf("changed datasets:\n%s", r.Transcript())
+	}
+}
+
+func TestHostInitDryRunRunsNothing(t *testing.T) {
+	cfg, _ := hostConfig(t, "127.0.2.0/24")
+	var r commandtest.Replay
+	var out bytes.Buffer
+	if err := jails.HostInit(context.Background(), cfg, &r, true, &out); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(r.Calls()); n != 0 {
+		t.Errorf("dry run ran %d commands", n)
+	}
+	if _, err := os.Stat(cfg.JailConf); !os.IsNotExist(err) {
+		t.Errorf("dry run wrote %s", cfg.JailConf)
+	}
+	for _, want := range []string{"sysrc cloned_interfaces+=lo1\n", "ifconfig lo1 inet 127.0.2.1/32 alias\n", "zfs create zroot/jails/containers\n", "nat on $ext_if inet from 127.0.2.0/24", "cannot translate"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("dry run output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
