@@ -1,8 +1,13 @@
 package agent
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -13,6 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/jailkeeper/jailkeeper/agent/gitsource"
+	"github.com/jailkeeper/jailkeeper/internal/testenv"
 	"github.com/jailkeeper/jailkeeper/jails"
 	"github.com/jailkeeper/jailkeeper/reconcile"
 )
@@ -433,6 +439,164 @@ func TestSourceMetrics(t *testing.T) {
 	for _, c := range checks {
 		if v, ok := value(t, m, c.name, c.labels); !ok || v != c.want {
 			t.Errorf("%s%v = %v, %v; want %v", c.name, c.labels, v, ok, c.want)
+		}
+	}
+}
+
+// metricRE finds metric names in PromQL and prose.
+var metricRE = regexp.MustCompile(`\b(?:jailkeeper|go|process)_[a-z0-9_]*[a-z0-9]`)
+
+// checkMetricsExist fails for each metric name in text that the agent's
+// registry does not expose (histogram series names map to their family).
+func checkMetricsExist(t *testing.T, what, text string) {
+	t.Helper()
+	m := NewMetrics()
+	exercise(m)
+	fams := gather(t, m)
+	names := map[string]bool{}
+	for _, name := range metricRE.FindAllString(text, -1) {
+		names[name] = true
+	}
+	if len(names) == 0 {
+		t.Fatalf("%s names no metric", what)
+	}
+	for name := range names {
+		if _, ok := fams[name]; ok {
+			continue
+		}
+		found := false
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if mf, ok := fams[strings.TrimSuffix(name, suffix)]; ok && strings.HasSuffix(name, suffix) && mf.GetType() == dto.MetricType_HISTOGRAM {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s queries %s, which the agent does not expose", what, name)
+		}
+	}
+}
+
+func repoFile(t *testing.T, rel string) string {
+	t.Helper()
+	return filepath.Join(testenv.RepoRoot(t), filepath.FromSlash(rel))
+}
+
+func readRepoFile(t *testing.T, rel string) string {
+	t.Helper()
+	b, err := os.ReadFile(repoFile(t, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// docs/alerts.yml is valid, its rules behave (agent/testdata/alerts_test.yml),
+// it queries only real metrics, and docs/metrics.md shows it verbatim.
+func TestAlertRules(t *testing.T) {
+	promtool := testenv.Command(t, "promtool")
+	for _, args := range [][]string{
+		{"check", "rules", repoFile(t, "docs/alerts.yml")},
+		{"test", "rules", repoFile(t, "agent/testdata/alerts_test.yml")},
+	} {
+		out, err := exec.Command(promtool, args...).CombinedOutput()
+		if err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args[:2], " "), err, out)
+		}
+	}
+	rules := readRepoFile(t, "docs/alerts.yml")
+	checkMetricsExist(t, "docs/alerts.yml", rules)
+	doc := readRepoFile(t, "docs/metrics.md")
+	if !strings.Contains(doc, "```yaml\n"+rules+"```\n") {
+		t.Error("docs/metrics.md does not include docs/alerts.yml verbatim in a yaml block")
+	}
+	for _, want := range []string{"JailkeeperDeployFailed", "JailkeeperNotConverged", "JailkeeperSourceStale"} {
+		if !strings.Contains(rules, "alert: "+want+"\n") {
+			t.Errorf("docs/alerts.yml has no %s", want)
+		}
+	}
+}
+
+// docs/metrics.md's table lists exactly the jailkeeper metrics the agent
+// exposes.
+func TestMetricsDocTable(t *testing.T) {
+	doc := readRepoFile(t, "docs/metrics.md")
+	var documented []string
+	for _, line := range strings.Split(doc, "\n") {
+		if name, ok := strings.CutPrefix(line, "| `jailkeeper_"); ok {
+			documented = append(documented, "jailkeeper_"+name[:strings.Index(name, "`")])
+		}
+	}
+	sort.Strings(documented)
+	m := NewMetrics()
+	exercise(m)
+	var exposed []string
+	for name := range gather(t, m) {
+		if strings.HasPrefix(name, "jailkeeper_") {
+			exposed = append(exposed, name)
+		}
+	}
+	sort.Strings(exposed)
+	if diff := cmp.Diff(exposed, documented); diff != "" {
+		t.Errorf("docs/metrics.md table (-exposed +documented):\n%s", diff)
+	}
+}
+
+// dashboardExprs walks a Grafana dashboard and returns every "expr" and
+// every templating "query" string.
+func dashboardExprs(v any) []string {
+	var out []string
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if s, ok := x.(string); ok && (k == "expr" || k == "query" || k == "definition") {
+				out = append(out, s)
+				continue
+			}
+			out = append(out, dashboardExprs(x)...)
+		}
+	case []any:
+		for _, x := range v {
+			out = append(out, dashboardExprs(x)...)
+		}
+	}
+	return out
+}
+
+func TestGrafanaDashboard(t *testing.T) {
+	var dash map[string]any
+	if err := json.Unmarshal([]byte(readRepoFile(t, "docs/grafana-dashboard.json")), &dash); err != nil {
+		t.Fatalf("docs/grafana-dashboard.json: %v", err)
+	}
+	panels, _ := dash["panels"].([]any)
+	if len(panels) == 0 {
+		t.Fatal("dashboard has no panels")
+	}
+	ids := map[float64]bool{}
+	for i, p := range panels {
+		p, _ := p.(map[string]any)
+		if title, _ := p["title"].(string); title == "" {
+			t.Errorf("panel %d has no title", i)
+		}
+		id, _ := p["id"].(float64)
+		if ids[id] {
+			t.Errorf("panel %d: duplicate id %v", i, id)
+		}
+		ids[id] = true
+		if p["type"] == "row" {
+			continue
+		}
+		targets, _ := p["targets"].([]any)
+		if len(targets) == 0 {
+			t.Errorf("panel %q has no query", p["title"])
+		}
+	}
+	exprs := dashboardExprs(dash)
+	checkMetricsExist(t, "docs/grafana-dashboard.json", strings.Join(exprs, "\n"))
+	// Every DESIGN metric is on the dashboard somewhere.
+	all := strings.Join(exprs, "\n")
+	for _, d := range designMetrics {
+		if !strings.Contains(all, d.name) {
+			t.Errorf("dashboard does not show %s", d.name)
 		}
 	}
 }

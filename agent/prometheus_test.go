@@ -191,6 +191,22 @@ func TestPrometheusScrapesDeploys(t *testing.T) {
 		}
 	}
 
+	// Every query of the Grafana dashboard is PromQL that this Prometheus
+	// accepts, with the dashboard's variables filled in.
+	exprs := grafanaExprs(t)
+	if len(exprs) < 10 {
+		t.Fatalf("dashboard queries: %d, want them all", len(exprs))
+	}
+	vars := strings.NewReplacer("$instance", ".+", "$service", ".+", "$job", ".+", "$__rate_interval", "1m")
+	for _, q := range exprs {
+		if _, err := p.query(vars.Replace(q)); err != nil {
+			t.Errorf("dashboard query: %v", err)
+		}
+	}
+	if v := p.value(vars.Replace(`count(jailkeeper_service_info{instance=~"$instance",service=~"$service"})`)); v != "1" {
+		t.Errorf("live releases on the dashboard = %q, want 1", v)
+	}
+
 	// The rules loaded and evaluate without error; none fires on a
 	// converged host.
 	e.waitFor("alerting rules evaluated", 30*time.Second, func() bool {
@@ -246,4 +262,39 @@ func (p *promServer) rules() []promRuleGroup {
 		p.t.Fatal(err)
 	}
 	return r.Data.Groups
+}
+
+// grafanaExprs returns the PromQL of every panel target and annotation of
+// docs/grafana-dashboard.json.
+func grafanaExprs(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "docs", "grafana-dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+		Annotations struct {
+			List []struct {
+				Expr string `json:"expr"`
+			} `json:"list"`
+		} `json:"annotations"`
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			out = append(out, tg.Expr)
+		}
+	}
+	for _, a := range dash.Annotations.List {
+		out = append(out, a.Expr)
+	}
+	return out
 }
