@@ -6,7 +6,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 FUZZTIME  ?= 15s
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all build tools deps lint test test-go fuzz demo bench clean
+.PHONY: all build tools deps lint test test-go fuzz demo demo-check bench clean
 
 all: build
 
@@ -34,7 +34,7 @@ lint: $(BIN)/staticcheck
 	$(BIN)/staticcheck ./...
 	GOOS=freebsd $(BIN)/staticcheck ./...
 
-test: deps tools lint test-go fuzz
+test: deps tools lint test-go fuzz demo-check
 
 test-go:
 	CI=$${CI:-true} $(GO) test -race -count=1 -timeout 40m ./...
@@ -50,6 +50,10 @@ bench: tools
 
 demo: build tools
 	scripts/demo.sh
+
+# The demo, run to its first answer and stopped, on ports the tests don't use.
+demo-check: build tools
+	DEMO_CHECK=1 DEMO_HTTP=127.0.0.1:18080 DEMO_AGENT=127.0.0.1:19180 scripts/demo.sh
 
 clean:
 	rm -rf $(BIN) .demo

@@ -1,12 +1,35 @@
 package agent
 
 import (
-	"errors"
+	"fmt"
 
+	"github.com/jailkeeper/jailkeeper/jails"
 	"github.com/jailkeeper/jailkeeper/reconcile"
 )
 
-// newJailRuntime builds the FreeBSD jail runtime from cfg.Jails.
+// Wire-up checks: both runtimes satisfy reconcile's interface.
+var (
+	_ reconcile.Runtime = (*jails.FreeBSD)(nil)
+	_ reconcile.Runtime = (*jails.Process)(nil)
+)
+
+// newJailRuntime builds the FreeBSD jail runtime from cfg.Jails; it runs
+// jail(8), jls, ifconfig and zfs for real.
 func newJailRuntime(cfg *Config) (reconcile.Runtime, error) {
-	return nil, errors.New("runtime jail: the FreeBSD runtime is not wired into the agent yet")
+	pool, err := parsePrefix(cfg, "jails.pool", cfg.Jails.Pool)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := jails.NewFreeBSD(jails.FreeBSDConfig{
+		Dataset:   cfg.Jails.Dataset,
+		Root:      cfg.Jails.Root,
+		Template:  cfg.Jails.Template,
+		Interface: cfg.Jails.Interface,
+		ConfDir:   cfg.Jails.ConfDir,
+		Pool:      pool,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: jails: %w", ErrConfig, cfg.File, err)
+	}
+	return rt, nil
 }

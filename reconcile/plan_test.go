@@ -166,3 +166,17 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+func TestPlanRewritesDriftedRoute(t *testing.T) {
+	v := svc("hello", sha1)
+	r := rel(v, 11, jails.StateLive, t0, true)
+	route := routeTo(v, r)
+	route.Drifted = true // someone edited the handler by hand
+	steps, err := Plan(Desired{Services: []manifest.Service{v}}, Observed{Releases: []jails.Release{r}, Routes: map[string]caddy.Route{"hello": route}}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if steps[0].Kind != KindNone || steps[0].Route == nil || steps[0].Route.Drifted {
+		t.Errorf("step = %s, want the route rewritten", steps[0])
+	}
+}

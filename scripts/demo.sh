@@ -99,6 +99,11 @@ echo
 echo "\$ curl -H 'Host: hello.example.com' http://$caddy_http/"
 echo "$out"
 echo
+say "waiting for the first pass to finish (health watch, then status)"
+for _ in $(seq 120); do
+	curl -sf "http://$agent_http/readyz" >/dev/null && break
+	sleep 0.5
+done
 "$bin/jailkeeper" status --addr "$agent_http"
 cat <<EOF
 
