@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
@@ -186,16 +185,6 @@ func TestReadyz(t *testing.T) {
 	if rec := do(h, "GET", "/readyz", nil, nil); rec.Code != http.StatusOK {
 		t.Errorf("after a pass: /readyz = %d, want 200", rec.Code)
 	}
-}
-
-// sortedKeys lists a JSON object's keys.
-func sortedKeys(m map[string]any) []string {
-	var k []string
-	for key := range m {
-		k = append(k, key)
-	}
-	sort.Strings(k)
-	return k
 }
 
 // The body of /status is DESIGN.md's "HTTP" JSON, key for key.
