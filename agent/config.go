@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -100,8 +101,10 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("%w: %s: %s", ErrConfig, path, yamlMessage(err))
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		var root yaml.Node
+		_ = yaml.Unmarshal(data, &root)
+		return nil, fmt.Errorf("%w: %s: %s", ErrConfig, path, yamlMessage(err, &root))
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -116,12 +119,54 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	return &c, nil
 }
 
-func yamlMessage(err error) string {
+// yamlMessage rewrites yaml.v3's "line N: ..." messages to name the field
+// at that line as well.
+func yamlMessage(err error, root *yaml.Node) string {
 	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		return strings.Join(te.Errors, "; ")
+	if !errors.As(err, &te) {
+		return strings.TrimPrefix(err.Error(), "yaml: ")
 	}
-	return strings.TrimPrefix(err.Error(), "yaml: ")
+	msgs := make([]string, len(te.Errors))
+	for i, m := range te.Errors {
+		msgs[i] = m
+		var line int
+		if strings.Contains(m, " not found in type ") {
+			continue // names the unknown field already
+		}
+		if _, err := fmt.Sscanf(m, "line %d:", &line); err == nil {
+			if f := fieldAt(root, line, ""); f != "" {
+				msgs[i] = f + ": " + m
+			}
+		}
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// fieldAt returns the dotted path of the key whose value starts at line.
+func fieldAt(n *yaml.Node, line int, prefix string) string {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if f := fieldAt(c, line, prefix); f != "" {
+				return f
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			path := k.Value
+			if prefix != "" {
+				path = prefix + "." + k.Value
+			}
+			if f := fieldAt(v, line, path); f != "" {
+				return f
+			}
+			if k.Line == line || v.Line == line {
+				return path
+			}
+		}
+	}
+	return ""
 }
 
 func (c *Config) setDefaults() {

@@ -1,0 +1,101 @@
+package agent
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "jailkeeper.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestConfigDefaults(t *testing.T) {
+	p := writeConfig(t, "repo: {url: file:///srv/deploy.git}\nruntime: process\n")
+	c, err := LoadConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ field, got, want string }{
+		{"repo.branch", c.Repo.Branch, "main"},
+		{"repo.path", c.Repo.Path, "services"},
+		{"repo.poll", c.Repo.Poll, "@every 30s"},
+		{"state_dir", c.StateDir, "/var/db/jailkeeper"},
+		{"process.root", c.Process.Root, "/var/db/jailkeeper/releases"},
+		{"process.pool", c.Process.Pool, "127.77.0.0/16"},
+		{"jails.pool", c.Jails.Pool, "172.16.0.0/12"},
+		{"jails.interface", c.Jails.Interface, "lo1"},
+		{"caddy.admin", c.Caddy.Admin, "unix//var/run/caddy/admin.sock"},
+		{"caddy.server", c.Caddy.Server, "jailkeeper"},
+		{"listen", c.Listen, "127.0.0.1:9180"},
+		{"secrets", c.SecretsDir(), filepath.Join(filepath.Dir(p), "secrets")},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s = %q, want %q", tc.field, tc.got, tc.want)
+		}
+	}
+	if c.Parallel != 4 || c.Notify.Timeout != 5*time.Second {
+		t.Errorf("parallel %d, notify.timeout %s", c.Parallel, c.Notify.Timeout)
+	}
+	if c.Host == "" {
+		t.Error("host did not default to the hostname")
+	}
+}
+
+func TestConfigErrorsNameFileAndField(t *testing.T) {
+	for _, tc := range []struct{ name, body, field string }{
+		{"no repo url", "runtime: process\n", "repo.url"},
+		{"unknown field", "repo: {url: x}\nruntme: process\n", "runtme"},
+		{"unknown nested field", "repo: {url: x, brnch: main}\n", "brnch"},
+		{"bad poll", "repo: {url: x, poll: \"every 5\"}\n", "repo.poll"},
+		{"bad runtime", "repo: {url: x}\nruntime: docker\n", "runtime"},
+		{"relative state dir", "repo: {url: x}\nstate_dir: var/db\n", "state_dir"},
+		{"bad jails pool", "repo: {url: x}\njails: {pool: 172.16.0.0/33}\n", "jails.pool"},
+		{"process pool not loopback", "repo: {url: x}\nprocess: {pool: 10.0.0.0/8}\n", "process.pool"},
+		{"bad listen", "repo: {url: x}\nlisten: localhost\n", "listen"},
+		{"parallel too high", "repo: {url: x}\nparallel: 1000\n", "parallel"},
+		{"bad notify url", "repo: {url: x}\nnotify: {url: ftp://x}\n", "notify.url"},
+		{"wrong type", "repo: {url: x}\nparallel: many\n", "parallel"},
+		{"not yaml", "repo: [\n", "jailkeeper.yaml"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := writeConfig(t, tc.body)
+			_, err := LoadConfig(p)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !errors.Is(err, ErrConfig) {
+				t.Errorf("error %v is not ErrConfig", err)
+			}
+			for _, want := range []string{p, tc.field} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not name %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestNewBuildsBothRuntimes(t *testing.T) {
+	dir := t.TempDir()
+	for _, rt := range []string{"process", "jail"} {
+		p := writeConfig(t, "repo: {url: file://"+dir+"/deploy.git}\nruntime: "+rt+"\nstate_dir: "+dir+"\ncaddy: {admin: 127.0.0.1:2019}\n")
+		c, err := LoadConfig(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := New(c, nil)
+		if err != nil {
+			t.Fatalf("runtime %s: %v", rt, err)
+		}
+		a.proxy.Close()
+	}
+}
