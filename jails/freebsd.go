@@ -454,8 +454,11 @@ func (f *FreeBSD) checkSpec(spec Spec) error {
 		return fmt.Errorf("template %q is not a template name", spec.Template)
 	}
 	for k, v := range spec.Env {
-		if !jailEnvKeyRE.MatchString(k) || strings.ContainsRune(v, 0) {
-			return fmt.Errorf("env %q is not a variable name or its value holds NUL", k)
+		if err := processCheckEnvKey(k); err != nil {
+			return fmt.Errorf("env: %w", err)
+		}
+		if strings.ContainsRune(v, 0) {
+			return fmt.Errorf("env %s: NUL in value", k)
 		}
 	}
 	for _, a := range spec.Allow {
@@ -575,7 +578,10 @@ func (f *FreeBSD) create(ctx context.Context, spec Spec) (_ Release, err error) 
 		StopTimeout: f.cfg.StopTimeout,
 		Allow:       spec.Allow,
 	}
-	if err := writeFileAtomic(f.confPath(r.Name), conf.render(), 0o644); err != nil {
+	// Written to a temporary file and renamed: jail(8) never reads half a
+	// conf, and the temporary name (a leading dot, no .conf suffix) matches
+	// no include glob.
+	if err := processWriteFile(f.confPath(r.Name), conf.render(), 0o644); err != nil {
 		return Release{}, fmt.Errorf("jail conf: %w", err)
 	}
 	if err := f.cfg.Datasets.SetProps(ctx, ds, map[string]string{propState: string(StateReady)}); err != nil {
@@ -633,7 +639,7 @@ func (f *FreeBSD) install(ctx context.Context, spec Spec, r Release) error {
 	if err := os.MkdirAll(filepath.Dir(envPath), 0o755); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(envPath, renderJailEnv(spec.Service, spec.User, env), 0o600); err != nil {
+	if err := processWriteFile(envPath, renderJailEnv(spec.Service, spec.User, env), 0o600); err != nil {
 		return fmt.Errorf("env: %w", err)
 	}
 	if err := os.Chown(envPath, uid, gid); err != nil {
@@ -653,7 +659,7 @@ func (f *FreeBSD) install(ctx context.Context, spec Spec, r Release) error {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
 		}
-		if err := writeFileAtomic(p, fl.data, fl.mode); err != nil {
+		if err := processWriteFile(p, fl.data, fl.mode); err != nil {
 			return err
 		}
 	}
@@ -668,36 +674,6 @@ func (f *FreeBSD) install(ctx context.Context, spec Spec, r Release) error {
 		return fmt.Errorf("rc.conf: %w", err)
 	}
 	return nil
-}
-
-// writeFileAtomic writes data to a temporary file beside path and renames
-// it into place, so that a reader (jail(8), newsyslog) never sees half a
-// file. The temporary name starts with a dot and does not end in .conf,
-// so no include glob picks it up.
-func writeFileAtomic(path string, data []byte, mode fs.FileMode) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // Start starts the release's jail with `jail -f CONF -c NAME` (not `service

@@ -287,7 +287,7 @@ func ensureInclude(h *hostSteps, file, line string) error {
 	if st, err := os.Stat(file); err == nil {
 		mode = st.Mode().Perm()
 	}
-	return writeFileAtomic(file, data, mode)
+	return processWriteFile(file, data, mode)
 }
 
 // printNAT prints the pf.conf(5) rule that lets the jails reach the

@@ -1,12 +1,10 @@
 package jails
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"net/netip"
 	"os"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -211,37 +209,22 @@ func renderJailEnv(service, user string, env map[string]string) []byte {
 	return b.Bytes()
 }
 
-var jailEnvKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
-// readJailEnvFile reads a secrets file of KEY=VALUE lines; blank lines and
-// lines starting with '#' are skipped and the value is everything after the
-// first '=', verbatim. Errors name the line, never a value.
+// readJailEnvFile reads a secrets file in the format the process runtime
+// reads too (processParseEnv: KEY=VALUE lines, values literal). Errors
+// name the line, never a value.
 func readJailEnvFile(path string) (map[string]string, error) {
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	env := map[string]string{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSuffix(sc.Text(), "\r")
-		if t := strings.TrimSpace(line); t == "" || strings.HasPrefix(t, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		k = strings.TrimPrefix(strings.TrimSpace(k), "export ")
-		if !ok || !jailEnvKeyRE.MatchString(k) {
-			return nil, fmt.Errorf("env file %s line %d: want KEY=VALUE", path, n)
-		}
-		if strings.ContainsRune(v, 0) {
-			return nil, fmt.Errorf("env file %s line %d: NUL in value", path, n)
-		}
-		env[k] = v
-	}
-	if err := sc.Err(); err != nil {
+	kvs, err := processParseEnv(b)
+	if err != nil {
 		return nil, fmt.Errorf("env file %s: %w", path, err)
+	}
+	env := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
 	}
 	return env, nil
 }
