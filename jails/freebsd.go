@@ -260,25 +260,33 @@ func (f *FreeBSD) run(ctx context.Context, argv ...string) ([]byte, error) {
 	return f.cfg.Runner.Run(ctx, argv, nil)
 }
 
-// releases reads the releases from the dataset inventory, by name.
-func (f *FreeBSD) releases(ctx context.Context) (map[string]Release, error) {
+// releases reads the releases from the dataset inventory, by name. It also
+// returns the leftovers: datasets directly below Dataset/containers with a
+// release's name but without jailkeeper:managed=yes. Only a crash between
+// zfs clone creating a clone and setting its properties leaves one (see
+// zfs.Clone); it would block that release's name forever.
+func (f *FreeBSD) releases(ctx context.Context) (rels map[string]Release, leftovers map[string]bool, err error) {
 	ds, err := f.cfg.Datasets.Inventory(ctx, f.containers())
 	if err != nil {
-		return nil, fmt.Errorf("list releases: %w", err)
+		return nil, nil, fmt.Errorf("list releases: %w", err)
 	}
-	out := map[string]Release{}
+	rels, leftovers = map[string]Release{}, map[string]bool{}
 	for _, d := range ds {
 		name, ok := strings.CutPrefix(d.Name, f.containers()+"/")
-		if !ok || strings.Contains(name, "/") || d.Props[propManaged] != "yes" || ValidName(name) != nil {
+		if !ok || strings.Contains(name, "/") || ValidName(name) != nil {
+			continue
+		}
+		if d.Props[propManaged] != "yes" {
+			leftovers[name] = true
 			continue
 		}
 		r, err := releaseFromProps(name, d.Props)
 		if err != nil {
-			return nil, fmt.Errorf("list releases: dataset %s: %w", d.Name, err)
+			return nil, nil, fmt.Errorf("list releases: dataset %s: %w", d.Name, err)
 		}
-		out[name] = r
+		rels[name] = r
 	}
-	return out, nil
+	return rels, leftovers, nil
 }
 
 func releaseFromProps(name string, p map[string]string) (Release, error) {
@@ -355,7 +363,7 @@ func (f *FreeBSD) jail(ctx context.Context, name string) (Jail, bool, error) {
 // name. Datasets below Dataset/containers without jailkeeper:managed=yes
 // set locally are not releases and are left out.
 func (f *FreeBSD) List(ctx context.Context) ([]Release, error) {
-	rels, err := f.releases(ctx)
+	rels, _, err := f.releases(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -485,7 +493,9 @@ var allowRE = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$`)
 // then marks the release ready. The jail is not started. On any error the
 // clone and the conf are removed again; a release that exists already is
 // an error matching zfs.ErrExists (an interrupted create is destroyed by
-// the caller first: its state is still creating).
+// the caller first: its state is still creating); a dataset of that name
+// without jailkeeper:managed, left by a crash inside zfs clone, is destroyed
+// and cloned again.
 func (f *FreeBSD) Create(ctx context.Context, spec Spec) (Release, error) {
 	if err := f.checkSpec(spec); err != nil {
 		return Release{}, fmt.Errorf("create %s: %w", spec.Name, err)
@@ -529,7 +539,22 @@ func (f *FreeBSD) create(ctx context.Context, spec Spec) (_ Release, err error) 
 	// Choose the address and clone while holding the address lock: the
 	// clone's jailkeeper:ip property is what reserves the address.
 	f.net.Lock()
-	r.IP, err = f.allocate(ctx)
+	rels, leftovers, err := f.releases(ctx)
+	if err != nil {
+		f.net.Unlock()
+		return Release{}, err
+	}
+	if old, ok := rels[spec.Name]; ok {
+		f.net.Unlock()
+		return Release{}, fmt.Errorf("%w: %s exists in state %s", zfs.ErrExists, ds, old.State)
+	}
+	if leftovers[spec.Name] {
+		if err := f.cfg.Datasets.Destroy(ctx, ds, f.cfg.DestroyRetries); err != nil {
+			f.net.Unlock()
+			return Release{}, fmt.Errorf("remove the leftover %s of an interrupted clone: %w", ds, err)
+		}
+	}
+	r.IP, err = f.allocate(ctx, rels)
 	if err == nil {
 		var d zfs.Dataset
 		d, err = f.cfg.Datasets.Clone(ctx, snapshot, ds, map[string]string{
@@ -693,7 +718,7 @@ func (f *FreeBSD) Start(ctx context.Context, name string) error {
 }
 
 func (f *FreeBSD) start(ctx context.Context, name string) error {
-	rels, err := f.releases(ctx)
+	rels, _, err := f.releases(ctx)
 	if err != nil {
 		return err
 	}

@@ -45,12 +45,8 @@ func lastAddr(p netip.Prefix) netip.Addr {
 // addresses of the pool on the runtime's interface that no jail holds,
 // left by a crash between jail(8) adding an alias and the jail existing,
 // or by a jail -r that failed half-way; jail -c would fail on them.
-// The caller holds f.net exclusively.
-func (f *FreeBSD) allocate(ctx context.Context) (netip.Addr, error) {
-	rels, err := f.releases(ctx)
-	if err != nil {
-		return netip.Addr{}, err
-	}
+// rels are the releases on the host; the caller holds f.net exclusively.
+func (f *FreeBSD) allocate(ctx context.Context, rels map[string]Release) (netip.Addr, error) {
 	ifs, err := f.ifaddrs(ctx)
 	if err != nil {
 		return netip.Addr{}, err

@@ -221,11 +221,8 @@ func inUse(tds string, err error) error {
 	if !strings.Contains(stderr, "dependent clones") {
 		return err
 	}
-	var clones []string
 	_, list, _ := strings.Cut(stderr, "following datasets:")
-	for _, l := range strings.Fields(list) {
-		clones = append(clones, l)
-	}
+	clones := strings.Fields(list)
 	return fmt.Errorf("%w: %s has clones %s; patch it with --update or destroy those releases first", ErrTemplateInUse, tds, strings.Join(clones, ", "))
 }
 

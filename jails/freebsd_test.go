@@ -357,6 +357,23 @@ func TestFreeBSDCreateRefusals(t *testing.T) {
 	}
 }
 
+func TestFreeBSDCreateReplacesCloneLeftover(t *testing.T) {
+	testenv.Root(t)
+	h := newHarness(t)
+	// A clone whose properties were never set (a crash inside zfs clone).
+	h.z.props[relDS] = map[string]string{}
+	if err := os.MkdirAll(h.relRoot(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rel := h.create()
+	if rel.State != jails.StateReady || h.z.prop(relDS, "jailkeeper:managed") != "yes" {
+		t.Errorf("created %+v", rel)
+	}
+	if !strings.Contains(h.r.Transcript(), "zfs destroy -r "+relDS+"\n") {
+		t.Errorf("leftover not destroyed:\n%s", h.r.Transcript())
+	}
+}
+
 func TestFreeBSDStartJailFails(t *testing.T) {
 	testenv.Root(t)
 	h := newHarness(t)
