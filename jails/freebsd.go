@@ -440,7 +440,8 @@ func (f *FreeBSD) checkSpec(spec Spec) error {
 	if err := ValidName(spec.Name); err != nil {
 		return err
 	}
-	if spec.Name[:len(spec.Name)-len("_0123456789ab_012345")] != spec.Service {
+	// <service>_<sha12>_<spec6> (ValidName): all but the last 1+12+1+6 bytes.
+	if spec.Name[:len(spec.Name)-20] != spec.Service {
 		return fmt.Errorf("release name %s does not belong to service %q", spec.Name, spec.Service)
 	}
 	if spec.Port < 1 || spec.Port > 65535 {
