@@ -537,47 +537,7 @@ func (f *FreeBSD) create(ctx context.Context, spec Spec) (_ Release, err error) 
 	}
 	ds := f.dataset(spec.Name)
 
-	// Choose the address and clone while holding the address lock: the
-	// clone's jailkeeper:ip property is what reserves the address.
-	f.net.Lock()
-	rels, leftovers, err := f.releases(ctx)
-	if err != nil {
-		f.net.Unlock()
-		return Release{}, err
-	}
-	if old, ok := rels[spec.Name]; ok {
-		f.net.Unlock()
-		return Release{}, fmt.Errorf("%w: %s exists in state %s", zfs.ErrExists, ds, old.State)
-	}
-	if leftovers[spec.Name] {
-		if err := f.cfg.Datasets.Destroy(ctx, ds, f.cfg.DestroyRetries); err != nil {
-			f.net.Unlock()
-			return Release{}, fmt.Errorf("remove the leftover %s of an interrupted clone: %w", ds, err)
-		}
-	}
-	r.IP, err = f.allocate(ctx, rels)
-	if err == nil {
-		var d zfs.Dataset
-		d, err = f.cfg.Datasets.Clone(ctx, snapshot, ds, map[string]string{
-			propManaged: "yes",
-			propService: r.Service,
-			propSHA:     propValue(r.SHA),
-			propSpec:    propValue(r.Spec),
-			propIP:      r.IP.String(),
-			propPort:    strconv.Itoa(r.Port),
-			propState:   string(StateCreating),
-			propCreated: r.Created.Format(time.RFC3339),
-		})
-		if err == nil && d.Mountpoint != "" && filepath.Clean(d.Mountpoint) != f.root(spec.Name) {
-			err = fmt.Errorf("clone %s is mounted at %s, not at %s: check the mountpoint of %s (jailkeeper host init)",
-				ds, d.Mountpoint, f.root(spec.Name), f.cfg.Dataset)
-			err = errors.Join(err, f.cfg.Datasets.Destroy(ctx, ds, f.cfg.DestroyRetries))
-			f.net.Unlock()
-			return Release{}, err
-		}
-	}
-	f.net.Unlock()
-	if err != nil {
+	if r.IP, err = f.clone(ctx, snapshot, r); err != nil {
 		return Release{}, err
 	}
 	defer func() {
@@ -615,6 +575,51 @@ func (f *FreeBSD) create(ctx context.Context, spec Spec) (_ Release, err error) 
 	}
 	r.State = StateReady
 	return r, nil
+}
+
+// clone picks the release's address and clones snapshot into its dataset,
+// with every property set by the clone, holding the address lock
+// throughout: the clone's jailkeeper:ip property is what reserves the
+// address for later creates.
+func (f *FreeBSD) clone(ctx context.Context, snapshot string, r Release) (netip.Addr, error) {
+	f.net.Lock()
+	defer f.net.Unlock()
+	ds := f.dataset(r.Name)
+	rels, leftovers, err := f.releases(ctx)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if old, ok := rels[r.Name]; ok {
+		return netip.Addr{}, fmt.Errorf("%w: %s exists in state %s", zfs.ErrExists, ds, old.State)
+	}
+	if leftovers[r.Name] {
+		if err := f.cfg.Datasets.Destroy(ctx, ds, f.cfg.DestroyRetries); err != nil {
+			return netip.Addr{}, fmt.Errorf("remove the leftover %s of an interrupted clone: %w", ds, err)
+		}
+	}
+	ip, err := f.allocate(ctx, rels)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	d, err := f.cfg.Datasets.Clone(ctx, snapshot, ds, map[string]string{
+		propManaged: "yes",
+		propService: r.Service,
+		propSHA:     propValue(r.SHA),
+		propSpec:    propValue(r.Spec),
+		propIP:      ip.String(),
+		propPort:    strconv.Itoa(r.Port),
+		propState:   string(StateCreating),
+		propCreated: r.Created.Format(time.RFC3339),
+	})
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if d.Mountpoint != "" && filepath.Clean(d.Mountpoint) != f.root(r.Name) {
+		err = fmt.Errorf("clone %s is mounted at %s, not at %s: check the mountpoint of %s (jailkeeper host init)",
+			ds, d.Mountpoint, f.root(r.Name), f.cfg.Dataset)
+		return netip.Addr{}, errors.Join(err, f.cfg.Datasets.Destroy(ctx, ds, f.cfg.DestroyRetries))
+	}
+	return ip, nil
 }
 
 // rcName is the rc.d name of the service in its jail: the service name,
