@@ -711,7 +711,7 @@ func (f *FreeBSD) install(ctx context.Context, spec Spec, r Release) error {
 // jail`, which exits 0 when a jail fails) and checks it with `jls -j NAME`.
 // A running jail is left alone. A dying one is waited for (DyingTimeout).
 // jail(8) adds the release's alias itself, and fails with "SIOCAIFADDR:
-// File exists" when it is already there (FACTS §3), so an alias of the
+// File exists" when it is already there (testdata/freebsd/FACTS.md §3), so an alias of the
 // release's address that no jail holds, left by a crash, is removed first.
 func (f *FreeBSD) Start(ctx context.Context, name string) error {
 	if err := ValidName(name); err != nil {
@@ -773,7 +773,7 @@ func (f *FreeBSD) start(ctx context.Context, name string) error {
 }
 
 // running asks `jls -j NAME`, which exits 1 with `jls: jail "NAME" not
-// found` when there is no such jail (FACTS §1, REAL). Only the exit status
+// found` when there is no such jail (testdata/freebsd/FACTS.md §1, REAL). Only the exit status
 // is used.
 func (f *FreeBSD) running(ctx context.Context, name string) (bool, error) {
 	_, err := f.run(ctx, "jls", "-j", name)
@@ -843,7 +843,7 @@ func (f *FreeBSD) stop(ctx context.Context, name string) error {
 	_, err = f.run(ctx, argv...)
 	f.net.RUnlock()
 	if err != nil {
-		// jail: "NAME" not found (FACTS §3): it went away by itself.
+		// jail: "NAME" not found (testdata/freebsd/FACTS.md §3): it went away by itself.
 		if !strings.Contains(command.Stderr(err), `"`+name+`" not found`) {
 			return err
 		}

@@ -77,7 +77,7 @@ func (h *hostSteps) sysrc(assign string) error {
 }
 
 // zfsExists asks `zfs list -H -o name DS`: exit 0 if it exists, exit 1 with
-// "dataset does not exist" if not (FACTS §3, REAL). Only the exit status
+// "dataset does not exist" if not (testdata/freebsd/FACTS.md §3, REAL). Only the exit status
 // and stderr are used. In a dry run it reports false.
 func (h *hostSteps) zfsExists(ds string) (bool, error) {
 	_, err := h.check("zfs", "list", "-H", "-o", "name", ds)
@@ -172,7 +172,7 @@ func hostInit(h *hostSteps, cfg HostConfig) error {
 		}
 	case errors.Is(err, errDryRun):
 	case strings.Contains(command.Stderr(err), "does not exist"):
-		// ifconfig: interface lo1 does not exist (FACTS §2.4, REAL)
+		// ifconfig: interface lo1 does not exist (testdata/freebsd/FACTS.md §2.4, REAL)
 	default:
 		return err
 	}
@@ -292,7 +292,7 @@ func ensureInclude(h *hostSteps, file, line string) error {
 
 // printNAT prints the pf.conf(5) rule that lets the jails reach the
 // outside through the host's address. Addresses in 127.0.0.0/8 cannot be
-// translated (FACTS §8).
+// translated (testdata/freebsd/FACTS.md §8).
 func printNAT(out io.Writer, pool netip.Prefix) {
 	fmt.Fprintf(out, `#
 # Outbound traffic: jailkeeper does not touch pf. For the jails to reach the

@@ -32,7 +32,7 @@ func TestHostInitFresh(t *testing.T) {
 	var r commandtest.Replay
 	// sysrc -c exits 1 when a change is needed and prints nothing (sysrc(8)).
 	r.OnPrefix([]string{"sysrc", "-c"}, commandtest.Fail(1, ""))
-	// FACTS §2.4 / errors.md (REAL): the interface is missing.
+	// testdata/freebsd/FACTS.md §2.4 / errors.md (REAL): the interface is missing.
 	r.On([]string{"ifconfig", "lo1"}, commandtest.Fail(1, "ifconfig: interface lo1 does not exist\n"))
 	// errors.md "zfs - get/list/destroy of a dataset that does not exist" (REAL), per dataset.
 	for _, ds := range []string{"zroot/jails", "zroot/jails/media", "zroot/jails/templates", "zroot/jails/containers"} {

@@ -39,13 +39,13 @@ var ErrParse = errors.New("unreadable command output")
 //
 // with or without a newline before the last brace (14.x prints one, 15.x
 // does not) and with an empty list when there are no jails. Both jail
-// shapes are understood (shared/freebsd FACTS §1, jls.c): the default one
+// shapes are understood (testdata/freebsd/FACTS.md §1, jls.c): the default one
 // (jid, ipv4 holding only the first address, hostname, path) and -v's (jid,
 // hostname, path, name, state, cpusetid, ipv4_addrs, ipv6_addrs), as well as
 // the parameter mode where every value is a string ("jid":"1") and
 // addresses come as "ip4.addr"/"ip6.addr" lists. Never call it on the
 // output of a jls that exited non-zero: its stdout may hold half an
-// envelope (FACTS §10.3).
+// envelope (testdata/freebsd/FACTS.md §10.3).
 func ParseJLS(r io.Reader) ([]Jail, error) {
 	var doc struct {
 		Version *string `json:"__version"`
@@ -176,7 +176,7 @@ type IfAddr struct {
 // "NAME: flags=..." at the start of a line; its detail lines are indented
 // (a TAB on FreeBSD). Addresses are "inet A.B.C.D netmask 0xffffffff" or,
 // with -f inet:cidr, "inet A.B.C.D/32". ifconfig has no libxo output in
-// 14.x (FACTS §2.4).
+// 14.x (testdata/freebsd/FACTS.md §2.4).
 func ParseIfconfig(r io.Reader) ([]IfAddr, error) {
 	var out []IfAddr
 	iface := ""

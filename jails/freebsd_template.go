@@ -215,7 +215,7 @@ func templateCreate(h *hostSteps, cfg TemplateConfig) error {
 // inUse turns zfs's refusal to destroy a template with clones into
 // ErrTemplateInUse, naming the clones: "cannot destroy 'P/D@s': snapshot
 // has dependent clones" / "use '-R' to destroy the following datasets:" /
-// one dataset per line (FACTS §3, REAL on 14.1).
+// one dataset per line (testdata/freebsd/FACTS.md §3, REAL on 14.1).
 func inUse(tds string, err error) error {
 	stderr := command.Stderr(err)
 	if !strings.Contains(stderr, "dependent clones") {
