@@ -103,7 +103,7 @@ process: {pool: %q}
 caddy: {admin: %q, server: jailkeeper, listen: [%q]}
 listen: %q
 parallel: 4
-`, "file://"+e.remote, poll, e.stateDir, e.pool, e.caddy.Admin, e.caddy.HTTPAddr, e.listen)
+`, "file://"+e.remote, poll, e.stateDir, e.pool, e.caddy.Admin, e.caddy.Listen, e.listen)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -49,8 +49,17 @@ func BenchmarkSwitch(b *testing.B) {
 // by the old server at the moment of the reload is closed after its request
 // is read (net/http drops requests read once Shutdown has begun). With
 // keep-alive connections TestSwitchUnderLoad sees none lost.
+// BenchmarkFreshConnectionsDuringSwitch counts requests on fresh connections
+// that get no answer across switches, with Caddy binding the address itself
+// (a new SO_REUSEPORT socket per reload on Linux) and with the socket
+// inherited as fd/3 (one socket for all reloads).
 func BenchmarkFreshConnectionsDuringSwitch(b *testing.B) {
-	in := caddytest.Start(b)
+	b.Run("address", func(b *testing.B) { benchFreshConnections(b) })
+	b.Run("fd", func(b *testing.B) { benchFreshConnections(b, caddytest.InheritListener()) })
+}
+
+func benchFreshConnections(b *testing.B, opts ...caddytest.Option) {
+	in := caddytest.Start(b, opts...)
 	c := newClient(b, in)
 	ups := []string{backend(b, "A"), backend(b, "B")}
 	if err := c.Set(b.Context(), route("web", ups[0])); err != nil {

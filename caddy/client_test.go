@@ -25,7 +25,7 @@ import (
 // newClient returns a client for in whose server listens on in.HTTPAddr.
 func newClient(t testing.TB, in *caddytest.Instance) *caddy.Client {
 	t.Helper()
-	c, err := caddy.New(caddy.Config{Admin: in.Admin, Listen: []string{in.HTTPAddr}})
+	c, err := caddy.New(caddy.Config{Admin: in.Admin, Listen: []string{in.Listen}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,9 +32,19 @@ const stopTimeout = 10 * time.Second
 type Option func(*options)
 
 type options struct {
-	tcp  bool
-	apps json.RawMessage
+	tcp     bool
+	inherit bool
+	apps    json.RawMessage
 }
+
+// InheritListener opens the HTTP listening socket in the test process and
+// hands it to Caddy as file descriptor 3, as a service manager's socket
+// activation would; Instance.Listen is then "fd/3". Caddy re-creates its
+// listener from that descriptor on every reload, so the socket and its
+// accept queue survive config writes (with a plain address, Linux
+// SO_REUSEPORT gives each reload a new socket, and connections queued on the
+// old one are dropped when it closes).
+func InheritListener() Option { return func(o *options) { o.inherit = true } }
 
 // TCPAdmin puts the admin endpoint on 127.0.0.1:<free port> instead of a
 // unix socket.
@@ -53,8 +63,12 @@ type Instance struct {
 	// "unix//<dir>/admin.sock" or "127.0.0.1:<port>".
 	Admin string
 	// HTTPAddr is a free 127.0.0.1:<port> that nothing listens on yet, for
-	// the test to pass as the jailkeeper server's listen address.
+	// the test to pass as the jailkeeper server's listen address; with
+	// InheritListener, the address of the inherited socket.
 	HTTPAddr string
+	// Listen is what to put in caddy.Config.Listen: HTTPAddr, or "fd/3"
+	// with InheritListener.
+	Listen string
 	// Dir is the instance's directory: config file, log, Caddy's data.
 	Dir string
 	// LogPath is the file that receives Caddy's stdout and stderr.
@@ -62,8 +76,9 @@ type Instance struct {
 
 	bin        string
 	configPath string
-	sock       string // unix socket path, or ""
-	tcpAddr    string // admin host:port, or ""
+	listenFile *os.File // the inherited socket, or nil
+	sock       string   // unix socket path, or ""
+	tcpAddr    string   // admin host:port, or ""
 	client     *http.Client
 	base       string
 
@@ -86,6 +101,20 @@ func Start(t testing.TB, opts ...Option) *Instance {
 	in.LogPath = filepath.Join(in.Dir, "caddy.log")
 	in.configPath = filepath.Join(in.Dir, "caddy.json")
 	in.HTTPAddr = FreeAddr(t)
+	in.Listen = in.HTTPAddr
+	if o.inherit {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("caddytest: listen: %v", err)
+		}
+		f, err := ln.(*net.TCPListener).File()
+		ln.Close() // f is a dup and keeps the socket listening
+		if err != nil {
+			t.Fatalf("caddytest: listener file: %v", err)
+		}
+		t.Cleanup(func() { f.Close() })
+		in.listenFile, in.HTTPAddr, in.Listen = f, ln.Addr().String(), "fd/3"
+	}
 
 	tr := &http.Transport{DisableKeepAlives: true}
 	if o.tcp {
@@ -161,6 +190,9 @@ func (in *Instance) start(t testing.TB) {
 	}
 	cmd := exec.Command(in.bin, "run", "--config", in.configPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if in.listenFile != nil {
+		cmd.ExtraFiles = []*os.File{in.listenFile} // fd 3 in Caddy
+	}
 	// Keep Caddy's autosave, data and instance id inside the test dir.
 	cmd.Env = append(os.Environ(),
 		"HOME="+in.Dir,
