@@ -282,6 +282,11 @@ func LoadDesired(fsys fs.FS, host, secretsDir, revision string, commitTime time.
 // pass runs one reconcile pass and records its outcome.
 func (a *Agent) pass(ctx context.Context, d reconcile.Desired) {
 	start := a.now()
+	// Re-assert jailkeeper's server first: Caddy may have restarted without
+	// --resume or re-read a Caddyfile. A no-op when all is in place.
+	if err := a.proxy.Ensure(ctx); err != nil {
+		a.log.Warn("caddy: ensure server", "err", err)
+	}
 	res, err := a.exec.Pass(ctx, d)
 	a.metrics.passDone(res, err, a.now().Sub(start))
 	a.mu.Lock()

@@ -22,7 +22,7 @@ import (
 func TestE2EFirstDeploy(t *testing.T) {
 	e := newEnv(t, "@every 1s")
 	e.commit("add hello", map[string]string{"services/hello.yaml": e.helloManifest("hello", "v1", "")})
-	e.runAgent()
+	stop := e.runAgent()
 	e.waitVersion("hello", "v1", 60*time.Second)
 	code, body, err := e.through(http.DefaultClient, "hello", "/")
 	if err != nil || code != 200 || body != "Hello World!\n" {
@@ -32,6 +32,26 @@ func TestE2EFirstDeploy(t *testing.T) {
 		s, ok := e.serviceStatus("hello")
 		return ok && s.Converged && s.State == "live"
 	})
+	// A graceful stop of the agent leaves the release serving.
+	stop()
+	if v := e.version("hello"); v != "v1" || e.helloProcesses() != 1 {
+		t.Errorf("after the agent stopped: serving %q with %d hello processes", v, e.helloProcesses())
+	}
+}
+
+// Caddy restarted without --resume loses jailkeeper's server; the next pass
+// re-creates it and the live route, without touching the release.
+func TestE2ECaddyLostConfig(t *testing.T) {
+	e := newEnv(t, "@every 1s")
+	e.commit("add hello", map[string]string{"services/hello.yaml": e.helloManifest("hello", "v1", "")})
+	e.runAgent()
+	e.waitVersion("hello", "v1", 60*time.Second)
+	before := e.releaseDirs()
+	e.caddy.Restart(t)
+	e.waitVersion("hello", "v1", 30*time.Second)
+	if after := e.releaseDirs(); strings.Join(after, ",") != strings.Join(before, ",") || e.helloProcesses() != 1 {
+		t.Errorf("releases %v -> %v, %d processes", before, after, e.helloProcesses())
+	}
 }
 
 // Scenario 2: an upgrade under steady load loses no request, and the old
