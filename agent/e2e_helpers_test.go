@@ -83,7 +83,11 @@ func newEnv(t *testing.T, poll string) *env {
 	t.Helper()
 	testenv.Command(t, "git")
 	e := &env{t: t, dir: t.TempDir(), bin: binaries(t)}
-	e.caddy = caddytest.Start(t)
+	// Caddy runs as docs/freebsd.md runs it: under `jailkeeper run-caddy`,
+	// serving jailkeeper's routes on the socket it inherits as fd/3.
+	e.caddy = caddytest.Start(t, caddytest.Wrapper(func(addr string) []string {
+		return []string{filepath.Join(e.bin, "jailkeeper"), "run-caddy", "--listen", addr, "--"}
+	}))
 	e.remote = filepath.Join(e.dir, "deploy.git")
 	e.work = filepath.Join(e.dir, "work")
 	e.git("", "init", "-q", "--bare", "-b", "main", e.remote)

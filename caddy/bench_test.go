@@ -42,30 +42,34 @@ func BenchmarkSwitch(b *testing.B) {
 	}
 }
 
-// BenchmarkFreshConnectionsDuringSwitch measures a Caddy behaviour, not the
-// client: while switches run, 4 goroutines send requests through Caddy each
-// on a new TCP connection, and lost/switch reports how many of them failed
-// (EOF or reset) per switch. Caddy 2.11.9 loses some: a connection accepted
-// by the old server at the moment of the reload is closed after its request
-// is read (net/http drops requests read once Shutdown has begun). With
-// keep-alive connections TestSwitchUnderLoad sees none lost.
-// BenchmarkFreshConnectionsDuringSwitch counts requests on fresh connections
-// that get no answer across switches, with Caddy binding the address itself
-// (a new SO_REUSEPORT socket per reload on Linux) and with the socket
-// inherited as fd/3 (one socket for all reloads).
-func BenchmarkFreshConnectionsDuringSwitch(b *testing.B) {
-	b.Run("address", func(b *testing.B) { benchFreshConnections(b) })
-	b.Run("fd", func(b *testing.B) { benchFreshConnections(b, caddytest.InheritListener()) })
+// BenchmarkRequestsLostAtSwitch measures a Caddy behaviour, not the client:
+// while switches run, 4 goroutines send requests through Caddy, and
+// lost/switch reports how many failed (EOF or reset) per switch. Each reload
+// makes Caddy shut its old http.Server down, and net/http may close a
+// connection it accepted at that moment after reading its request
+// (golang/go#65802); on Linux every reload also binds a new SO_REUSEPORT
+// socket and drops what is queued on the old one, which an inherited socket
+// (fd/3) avoids. Sub-benchmarks: fresh connection per request or keep-alive,
+// Caddy binding the address or inheriting the socket.
+func BenchmarkRequestsLostAtSwitch(b *testing.B) {
+	for _, keepAlive := range []bool{false, true} {
+		name := "fresh"
+		if keepAlive {
+			name = "keepalive"
+		}
+		b.Run(name+"/address", func(b *testing.B) { benchFreshConnections(b, keepAlive) })
+		b.Run(name+"/fd", func(b *testing.B) { benchFreshConnections(b, keepAlive, caddytest.InheritListener()) })
+	}
 }
 
-func benchFreshConnections(b *testing.B, opts ...caddytest.Option) {
+func benchFreshConnections(b *testing.B, keepAlive bool, opts ...caddytest.Option) {
 	in := caddytest.Start(b, opts...)
 	c := newClient(b, in)
 	ups := []string{backend(b, "A"), backend(b, "B")}
 	if err := c.Set(b.Context(), route("web", ups[0])); err != nil {
 		b.Fatal(err)
 	}
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: !keepAlive}, Timeout: 30 * time.Second}
 	var stop atomic.Bool
 	var sent, lost atomic.Int64
 	var wg sync.WaitGroup

@@ -127,7 +127,7 @@ func TestEnsure(t *testing.T) {
 			if httpApp.GracePeriod != tc.wantGrace {
 				t.Errorf("grace_period = %q, want %q", httpApp.GracePeriod, tc.wantGrace)
 			}
-			wantSrv := `{"automatic_https":{"disable":true},"listen":["` + in.HTTPAddr + `"],"routes":[]}`
+			wantSrv := `{"automatic_https":{"disable":true},"listen":["` + in.HTTPAddr + `"],"routes":[` + fallbackJSON + `]}`
 			if got := string(httpApp.Servers["jailkeeper"]); got != wantSrv {
 				t.Errorf("server = %s, want %s", got, wantSrv)
 			}
@@ -676,5 +676,52 @@ func TestAdminErrors(t *testing.T) {
 	}
 	if err := c.Set(t.Context(), caddy.Route{Service: "x"}); !errors.Is(err, caddy.ErrInvalid) {
 		t.Errorf("Set of an invalid route: %v, want ErrInvalid", err)
+	}
+}
+
+// fallbackJSON is the fallback route as Caddy returns it.
+const fallbackJSON = `{"@id":"jailkeeper__fallback","handle":[{"body":"no service for this host\n","handler":"static_response","status_code":404}],"terminal":true}`
+
+// TestFallback: a host no service claims gets a 404, not Caddy's empty 200;
+// the fallback stays last when routes are appended after it.
+func TestFallback(t *testing.T) {
+	in := caddytest.Start(t)
+	c := newClient(t, in)
+	if err := c.Ensure(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	if code, body, err := get(t, client, in.HTTPAddr, "nobody.example.com"); err != nil || code != 404 || body != "no service for this host\n" {
+		t.Fatalf("unclaimed host: %d %q %v, want 404", code, body, err)
+	}
+	if err := c.Set(t.Context(), route("web", backend(t, "web"))); err != nil {
+		t.Fatal(err)
+	}
+	if code, body, err := get(t, client, in.HTTPAddr, "web.example.com"); err != nil || code != 200 || body != "web" {
+		t.Fatalf("web: %d %q %v", code, body, err)
+	}
+	// Someone appends a route behind the fallback; Ensure moves the fallback
+	// back to the end so the route can match.
+	foreign := `{"match":[{"host":["foreign.example.com"]}],"handle":[{"handler":"static_response","body":"foreign"}],"terminal":true}`
+	in.MustDo(t, http.MethodPost, "/config/apps/http/servers/jailkeeper/routes", foreign)
+	if err := c.Ensure(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var routes []map[string]any
+	if err := json.Unmarshal([]byte(in.MustDo(t, http.MethodGet, "/config/apps/http/servers/jailkeeper/routes", "").Body), &routes); err != nil {
+		t.Fatal(err)
+	}
+	if len(routes) != 3 || routes[2]["@id"] != "jailkeeper__fallback" {
+		t.Fatalf("routes after Ensure: %v", routes)
+	}
+	if code, body, err := get(t, client, in.HTTPAddr, "foreign.example.com"); err != nil || code != 200 || body != "foreign" {
+		t.Errorf("foreign: %d %q %v", code, body, err)
+	}
+	got, err := c.Routes(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got["_fallback"]; ok || len(got) != 1 {
+		t.Errorf("Routes = %v, want only web", got)
 	}
 }

@@ -75,8 +75,18 @@ func (c *Client) nextEnsureStep(root map[string]any) (method, path string, body 
 	if auto["disable"] != true {
 		return putOrPatch(auto, "disable"), c.srvPath + "/automatic_https/disable", []byte("true"), nil
 	}
-	if _, ok := srv["routes"].([]any); !ok {
-		return putOrPatch(srv, "routes"), c.srvPath + "/routes", []byte("[]"), nil
+	routes, ok := srv["routes"].([]any)
+	if !ok {
+		return putOrPatch(srv, "routes"), c.srvPath + "/routes", mustJSON([]json.RawMessage{fallbackRoute}), nil
+	}
+	switch i := fallbackIndex(routes); {
+	case i < 0:
+		// POST to an array appends: the fallback goes last.
+		return http.MethodPost, c.srvPath + "/routes", fallbackRoute, nil
+	case i != len(routes)-1:
+		// Routes were appended after it and could never match: take it
+		// out; the next round appends it again.
+		return http.MethodDelete, "/id/" + FallbackID, nil, nil
 	}
 	if d, err := parseDuration(httpApp["grace_period"]); err != nil || d <= 0 {
 		return putOrPatch(httpApp, "grace_period"), "/config/apps/http/grace_period", grace, nil
@@ -109,4 +119,14 @@ func mustJSON(v any) json.RawMessage {
 		panic(fmt.Sprintf("caddy: encoding %T: %v", v, err))
 	}
 	return b
+}
+
+// fallbackIndex is the index of the route with @id FallbackID, or -1.
+func fallbackIndex(routes []any) int {
+	for i, r := range routes {
+		if m, ok := r.(map[string]any); ok && m["@id"] == FallbackID {
+			return i
+		}
+	}
+	return -1
 }

@@ -25,6 +25,24 @@ const (
 
 const idPrefix = "jailkeeper_"
 
+// FallbackID is the @id of the last route of jailkeeper's server: a 404 for
+// hosts no service claims. Without it Caddy answers a request that matches
+// no route with an empty 200, so a hostname whose route is missing would
+// look healthy. No service can have this @id: service names start with a
+// letter.
+const FallbackID = idPrefix + "_fallback"
+
+// fallbackRoute is the route with @id FallbackID.
+var fallbackRoute = mustJSON(map[string]any{
+	"@id": FallbackID,
+	"handle": []any{map[string]any{
+		"handler":     "static_response",
+		"status_code": 404,
+		"body":        "no service for this host\n",
+	}},
+	"terminal": true,
+})
+
 // RouteID is the @id of a service's route in Caddy's config.
 func RouteID(service string) string { return idPrefix + service }
 
@@ -132,12 +150,12 @@ func (r Route) render() ([]byte, error) {
 	return json.Marshal(rj)
 }
 
-// renderServer returns the server object Ensure creates: listen, no routes,
-// plain HTTP.
+// renderServer returns the server object Ensure creates: listen, only the
+// fallback route, plain HTTP.
 func renderServer(listen []string) ([]byte, error) {
 	return json.Marshal(serverJSON{
 		Listen:         listen,
-		Routes:         []json.RawMessage{},
+		Routes:         []json.RawMessage{fallbackRoute},
 		AutomaticHTTPS: autoHTTPSJSON{Disable: true},
 	})
 }
@@ -203,7 +221,7 @@ func parseRoute(raw json.RawMessage) (service string, r Route, ok bool) {
 		return "", Route{}, false
 	}
 	service = strings.TrimPrefix(head.ID, idPrefix)
-	if service == "" {
+	if service == "" || head.ID == FallbackID {
 		return "", Route{}, false
 	}
 	r.Service = service

@@ -250,14 +250,19 @@ type routePlan struct {
 
 // plan computes the new routes array from the current one. Routes that are
 // not jailkeeper's keep their place and content; changed routes keep their
-// place; new routes go at the end.
+// place; new routes go at the end, and the fallback route after them.
 func plan(infos []routeInfo, changes []change) (routePlan, error) {
 	idx := make(map[string]int, len(infos))
+	fallback := -1
 	for i, ri := range infos {
 		if ri.service != "" {
 			idx[ri.service] = i
 		}
+		if fallback < 0 && isFallback(ri.raw) {
+			fallback = i
+		}
 	}
+	var added []json.RawMessage
 	routes := make([]json.RawMessage, len(infos))
 	for i, ri := range infos {
 		routes[i] = ri.raw
@@ -280,7 +285,7 @@ func plan(infos []routeInfo, changes []change) (routePlan, error) {
 			return routePlan{}, fmt.Errorf("caddy route %s: %w", ch.service, err)
 		}
 		if !exists {
-			routes = append(routes, want)
+			added = append(added, want)
 			n++
 			continue
 		}
@@ -302,13 +307,26 @@ func plan(infos []routeInfo, changes []change) (routePlan, error) {
 		p.switchOnly = sw
 		return p, nil
 	}
-	p.routes = make([]json.RawMessage, 0, len(routes))
+	p.routes = make([]json.RawMessage, 0, len(routes)+len(added))
 	for i, r := range routes {
-		if !removed[i] {
+		if !removed[i] && i != fallback {
 			p.routes = append(p.routes, r)
 		}
 	}
+	p.routes = append(p.routes, added...)
+	if fallback >= 0 {
+		// Last, whatever was appended after it meanwhile.
+		p.routes = append(p.routes, routes[fallback])
+	}
 	return p, nil
+}
+
+// isFallback reports whether raw is the route with @id FallbackID.
+func isFallback(raw json.RawMessage) bool {
+	var head struct {
+		ID string `json:"@id"`
+	}
+	return json.Unmarshal(raw, &head) == nil && head.ID == FallbackID
 }
 
 // onlyUpstreamDiffers reports whether want is cur with another upstream.

@@ -420,7 +420,7 @@ func (e *Executor) create(ctx context.Context, s *manifest.Service, name string)
 	}
 	r, err := e.Runtime.Create(ctx, spec)
 	if err != nil {
-		return jails.Release{}, fmt.Errorf("create %s: %w", name, err)
+		return jails.Release{}, err // the runtime names the release
 	}
 	return r, nil
 }

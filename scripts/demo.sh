@@ -59,11 +59,11 @@ git commit -q -m "Deploy hello v1"
 git push -q origin main
 cd "$top"
 
-say "starting Caddy (admin API on a unix socket)"
+say "starting Caddy (admin API on a unix socket, $caddy_http handed over as fd/3)"
 cat > "$demo/caddy.json" <<JSON
 {"admin": {"listen": "unix/$demo/caddy-admin.sock"}}
 JSON
-"$bin/caddy" run --config "$demo/caddy.json" > "$demo/caddy.log" 2>&1 &
+"$bin/jailkeeper" run-caddy --listen "$caddy_http" -- "$bin/caddy" run --config "$demo/caddy.json" > "$demo/caddy.log" 2>&1 &
 caddy_pid=$!
 trap cleanup INT TERM EXIT
 
@@ -72,7 +72,7 @@ repo: {url: "file://$demo/deploy.git", branch: main, path: services, poll: "@eve
 runtime: process
 state_dir: $demo/state
 process: {pool: 127.77.0.0/16}
-caddy: {admin: "unix/$demo/caddy-admin.sock", server: jailkeeper, listen: ["$caddy_http"]}
+caddy: {admin: "unix/$demo/caddy-admin.sock", server: jailkeeper, listen: ["fd/3"]}
 listen: $agent_http
 YAML
 for _ in $(seq 50); do [ -S "$demo/caddy-admin.sock" ] && break; sleep 0.1; done

@@ -34,7 +34,16 @@ type Option func(*options)
 type options struct {
 	tcp     bool
 	inherit bool
+	wrapper func(httpAddr string) []string
 	apps    json.RawMessage
+}
+
+// Wrapper runs Caddy under a command that opens the HTTP socket on httpAddr
+// and hands it to Caddy as fd 3, such as `jailkeeper run-caddy --listen
+// httpAddr --`; wrap returns that command's argv, to which Start appends
+// Caddy's. Instance.Listen is then "fd/3".
+func Wrapper(wrap func(httpAddr string) []string) Option {
+	return func(o *options) { o.wrapper = wrap }
 }
 
 // InheritListener opens the HTTP listening socket in the test process and
@@ -77,6 +86,7 @@ type Instance struct {
 	bin        string
 	configPath string
 	listenFile *os.File // the inherited socket, or nil
+	wrapper    []string // argv Caddy runs under, or nil
 	sock       string   // unix socket path, or ""
 	tcpAddr    string   // admin host:port, or ""
 	client     *http.Client
@@ -114,6 +124,9 @@ func Start(t testing.TB, opts ...Option) *Instance {
 		}
 		t.Cleanup(func() { f.Close() })
 		in.listenFile, in.HTTPAddr, in.Listen = f, ln.Addr().String(), "fd/3"
+	}
+	if o.wrapper != nil {
+		in.wrapper, in.Listen = o.wrapper(in.HTTPAddr), "fd/3"
 	}
 
 	tr := &http.Transport{DisableKeepAlives: true}
@@ -188,7 +201,8 @@ func (in *Instance) start(t testing.TB) {
 	if err != nil {
 		t.Fatalf("caddytest: %v", err)
 	}
-	cmd := exec.Command(in.bin, "run", "--config", in.configPath)
+	argv := append(append([]string(nil), in.wrapper...), in.bin, "run", "--config", in.configPath)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if in.listenFile != nil {
 		cmd.ExtraFiles = []*os.File{in.listenFile} // fd 3 in Caddy
@@ -267,6 +281,7 @@ func (in *Instance) Stop() {
 }
 
 // PID is the process id of the running Caddy, or 0.
+// With Wrapper it is the wrapper's pid.
 func (in *Instance) PID() int {
 	in.mu.Lock()
 	defer in.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -69,10 +70,27 @@ func newRootCmd() *cobra.Command {
 		newPlanCmd(),
 		newStatusCmd(),
 		newSyncCmd(),
+		newRunCaddyCmd(),
 		newHostCmd(),
 		newTemplateCmd(),
 	)
+	usageArgs(root)
 	return root
+}
+
+// usageArgs makes every argument-count error a usage error (exit 2).
+func usageArgs(c *cobra.Command) {
+	if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				return usageError{err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		usageArgs(sub)
+	}
 }
 
 // usageError marks a flag or argument error (exit 2).
@@ -82,7 +100,8 @@ func (u usageError) Unwrap() error { return u.error }
 
 func isUsage(err error) bool {
 	var u usageError
-	return errors.As(err, &u) || errors.Is(err, errUsage)
+	// cobra's own "unknown command" error has no type of its own.
+	return errors.As(err, &u) || errors.Is(err, errUsage) || strings.HasPrefix(err.Error(), "unknown command ")
 }
 
 var errUsage = errors.New("usage")
