@@ -212,6 +212,12 @@ func checkEnv(env map[string]string, report reporter) {
 			report(f, "is set by jailkeeper (%s); remove it", what)
 			continue
 		}
+		if strings.HasPrefix(k, "LD_") {
+			// Dynamic-loader variables reach whatever the service runs
+			// under (daemon(8) in a jail) before the app itself.
+			report(f, "LD_* variables are not allowed: they change how every program in the release is loaded")
+			continue
+		}
 		if strings.ContainsAny(v, "\x00\n\r") {
 			report(f, "must be a single line without NUL; put multi-line values in env_file")
 		}

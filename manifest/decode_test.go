@@ -206,6 +206,7 @@ func TestDecodeInvalid(t *testing.T) {
 		{"env reserved PORT", base + "env:\n  GREETING: hi\n  PORT: 9090\n", "env.PORT", 10, "set by jailkeeper"},
 		{"env reserved ADDR", base + "env: {ADDR: x}\n", "env.ADDR", 8, "set by jailkeeper"},
 		{"env bad name", base + "env:\n  1X: y\n", "env.1X", 9, "variable name"},
+		{"env loader variable", base + "env:\n  LD_PRELOAD: /tmp/x.so\n", "env.LD_PRELOAD", 9, "LD_* variables are not allowed"},
 		{"env value is a mapping", base + "env:\n  X: {a: b}\n", "env.X", 9, "must be a single value, got a mapping"},
 		{"env value multi-line", base + "env:\n  X: |\n    a\n    b\n", "env.X", 9, "single line"},
 		{"env value null", base + "env:\n  X:\n", "env.X", 9, "null"},
