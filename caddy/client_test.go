@@ -1,7 +1,6 @@
 package caddy_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -374,81 +373,6 @@ func TestRemove(t *testing.T) {
 	}
 	if c.Stats().Writes != writes {
 		t.Error("removing a missing route wrote")
-	}
-}
-
-func TestDrain(t *testing.T) {
-	in := caddytest.Start(t)
-	c := newClient(t, in)
-	started := make(chan struct{}, 1)
-	release := make(chan struct{})
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		started <- struct{}{}
-		<-release
-		io.WriteString(w, "slow")
-	}))
-	t.Cleanup(slow.Close)
-	slowAddr := strings.TrimPrefix(slow.URL, "http://")
-	fast := backend(t, "fast")
-	if err := c.Set(t.Context(), route("svc", slowAddr)); err != nil {
-		t.Fatal(err)
-	}
-
-	type result struct {
-		st   int
-		body string
-		err  error
-	}
-	reqDone := make(chan result, 1)
-	go func() {
-		st, body, err := get(t, http.DefaultClient, in.HTTPAddr, "svc.example.com")
-		reqDone <- result{st, body, err}
-	}()
-	select {
-	case <-started:
-	case r := <-reqDone:
-		t.Fatalf("request finished before reaching the backend: %+v", r)
-	}
-	if err := c.Set(t.Context(), route("svc", fast)); err != nil {
-		t.Fatal(err)
-	}
-	wantBody(t, in, "svc.example.com", "fast")
-
-	var released atomic.Bool
-	drained := make(chan error, 1)
-	go func() {
-		err := c.Drain(t.Context(), slowAddr, time.Hour)
-		if !released.Load() {
-			err = fmt.Errorf("Drain returned while the request was in flight (err %v)", err)
-		}
-		drained <- err
-	}()
-	// Give Drain time to (wrongly) return early; it must not.
-	select {
-	case err := <-drained:
-		t.Fatalf("Drain returned early: %v", err)
-	case <-time.After(500 * time.Millisecond):
-	}
-	released.Store(true)
-	close(release)
-	if err := <-drained; err != nil {
-		t.Fatal(err)
-	}
-	if r := <-reqDone; r.err != nil || r.st != http.StatusOK || r.body != "slow" {
-		t.Fatalf("in-flight request: %+v, want 200 slow", r)
-	}
-
-	// Nothing in flight: Drain returns without waiting for max.
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	if err := c.Drain(ctx, slowAddr, time.Hour); err != nil {
-		t.Fatalf("Drain of an idle upstream: %v", err)
-	}
-	// ctx ends first: ctx.Err().
-	done, cancel2 := context.WithCancel(t.Context())
-	cancel2()
-	if err := c.Drain(done, fast, time.Hour); !errors.Is(err, context.Canceled) && err != nil {
-		t.Fatalf("Drain with a done ctx = %v", err)
 	}
 }
 
