@@ -3,6 +3,11 @@
 // before anything else sees them, caches them by that sum, and installs them
 // into a release root, extracting a gzip'd tarball safely.
 //
+// A file URL is read only from below the one directory the agent's operator
+// named (Options.FileRoot), never through a symbolic link leading out of it,
+// and no error ever tells the actual sha256 of what was read: the deploy
+// repo's author must learn nothing about the host's files.
+//
 // Nothing unverified ever leaves a Store: a download lands in a temporary
 // file next to the cache and is renamed to its sum only after the sum
 // matched. Install refuses tarball entries that would write outside the root

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -52,6 +53,13 @@ type Options struct {
 	// Timeout bounds one download, connection to last byte; 0 means
 	// DefaultTimeout.
 	Timeout time.Duration
+	// FileRoot is the one directory file:// URLs may read artifacts from
+	// (the agent's artifacts.file_root), an absolute path. A file URL must
+	// name a path below it and is opened through an os.Root on it, so that
+	// neither a ".." nor a symbolic link leads out of it. Empty means file
+	// URLs are refused: whoever writes the deploy repo must not be able to
+	// make the agent read an arbitrary host file.
+	FileRoot string
 }
 
 // Stats counts what a Store did since it was made.
@@ -65,10 +73,11 @@ type Stats struct {
 // fetches of one sum download it once. Several Stores (or processes) may share
 // a directory: every file in it is complete and verified.
 type Store struct {
-	dir     string
-	client  *http.Client
-	maxSize int64
-	timeout time.Duration
+	dir      string
+	client   *http.Client
+	maxSize  int64
+	timeout  time.Duration
+	fileRoot string // cleaned Options.FileRoot; "" refuses file URLs
 
 	downloads atomic.Int64
 	hits      atomic.Int64
@@ -78,10 +87,14 @@ type Store struct {
 }
 
 // NewStore returns a Store caching in dir, creating dir (mode 0750) if needed
-// and removing downloads left behind by an earlier crash.
+// and removing downloads left behind by an earlier crash. opts.FileRoot, when
+// set, must be an absolute path; it need not exist yet.
 func NewStore(dir string, opts Options) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("artifact store: empty directory")
+	}
+	if opts.FileRoot != "" && !filepath.IsAbs(opts.FileRoot) {
+		return nil, fmt.Errorf("artifact store: file root %q is not an absolute path", opts.FileRoot)
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("artifact store: %w", err)
@@ -101,6 +114,9 @@ func NewStore(dir string, opts Options) (*Store, error) {
 		maxSize: opts.MaxSize,
 		timeout: opts.Timeout,
 		locks:   map[string]*sync.Mutex{},
+	}
+	if opts.FileRoot != "" {
+		s.fileRoot = filepath.Clean(opts.FileRoot)
 	}
 	if s.client == nil {
 		s.client = &http.Client{Transport: http.DefaultTransport}
@@ -127,11 +143,14 @@ func (s *Store) Path(sum string) string {
 // Fetch returns the local path of the artifact at rawURL whose sha256 is sum
 // (64 hex digits, either case). A cached artifact is re-hashed and returned
 // without any network access; a cached file that no longer matches its name
-// is replaced. Otherwise the artifact is downloaded (http, https or
-// file:///absolute/path) into a temporary file within the size and time
-// limits and renamed into the cache only when its sum matches. Errors wrap
-// ErrChecksum (naming the expected and the actual sum) or ErrFetch (naming the
-// HTTP status or the cause). The returned file must not be modified.
+// is replaced. Otherwise the artifact is downloaded (http, https, or
+// file:///absolute/path below Options.FileRoot) into a temporary file within
+// the size and time limits and renamed into the cache only when its sum
+// matches. Errors wrap ErrChecksum (naming the expected sum, never the actual
+// one: the sum of something the agent can read but the deploy repo's author
+// cannot, be it a host file or a loopback service, is what that author would
+// need to install it into a release) or ErrFetch (naming the HTTP status or
+// the cause). The returned file must not be modified.
 func (s *Store) Fetch(ctx context.Context, rawURL, sum string) (string, error) {
 	sum = strings.ToLower(sum)
 	if !sumRE.MatchString(sum) {
@@ -210,7 +229,8 @@ func (s *Store) download(ctx context.Context, rawURL, sum, dst string) (err erro
 		return fmt.Errorf("%w: larger than the limit of %d bytes", ErrFetch, s.maxSize)
 	}
 	if actual := hex.EncodeToString(h.Sum(nil)); actual != sum {
-		return fmt.Errorf("%w: expected sha256 %s, got %s", ErrChecksum, sum, actual)
+		// Never the actual sum: see Fetch.
+		return fmt.Errorf("%w: the content does not have the expected sha256 %s", ErrChecksum, sum)
 	}
 	if err := tmp.Chmod(0o644); err != nil {
 		return err
@@ -262,23 +282,65 @@ func (s *Store) open(ctx context.Context, rawURL string) (io.ReadCloser, int64, 
 		if u.Opaque != "" || !filepath.IsAbs(u.Path) {
 			return nil, 0, fmt.Errorf("%w: file URL needs an absolute path (file:///path)", ErrFetch)
 		}
-		f, err := os.Open(u.Path)
-		if err != nil {
-			return nil, 0, fmt.Errorf("%w: %w", ErrFetch, err)
-		}
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, 0, fmt.Errorf("%w: %w", ErrFetch, err)
-		}
-		if !fi.Mode().IsRegular() {
-			f.Close()
-			return nil, 0, fmt.Errorf("%w: %s is not a regular file", ErrFetch, u.Path)
-		}
-		return f, fi.Size(), nil
+		return s.openFile(u.Path)
 	default:
 		return nil, 0, fmt.Errorf("%w: unsupported URL scheme %q (http, https, file)", ErrFetch, u.Scheme)
 	}
+}
+
+// openFile opens the absolute path p for reading if it lies below FileRoot,
+// through an os.Root so that no symbolic link leads out of it.
+func (s *Store) openFile(p string) (io.ReadCloser, int64, error) {
+	if s.fileRoot == "" {
+		return nil, 0, fmt.Errorf("%w: file URLs are disabled: set artifacts.file_root to the directory they may read from", ErrFetch)
+	}
+	rel, err := s.fileRel(p)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", ErrFetch, err)
+	}
+	root, err := os.OpenRoot(s.fileRoot)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: artifacts.file_root: %w", ErrFetch, err)
+	}
+	// The file stays open after the root is closed.
+	defer root.Close()
+	f, err := root.Open(rel)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", ErrFetch, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("%w: %w", ErrFetch, err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, 0, fmt.Errorf("%w: %s is not a regular file", ErrFetch, p)
+	}
+	return f, fi.Size(), nil
+}
+
+// fileRel returns p (absolute, slash-separated as in a URL) relative to
+// FileRoot, or an error if p has a ".." component or is not below FileRoot.
+func (s *Store) fileRel(p string) (string, error) {
+	for _, c := range strings.Split(p, "/") {
+		if c == ".." {
+			return "", fmt.Errorf("file URL path %s has a \"..\" component", p)
+		}
+	}
+	clean := path.Clean(p)
+	root := filepath.ToSlash(s.fileRoot)
+	if root == "/" {
+		if clean == "/" {
+			return ".", nil
+		}
+		return strings.TrimPrefix(clean, "/"), nil
+	}
+	rel, ok := strings.CutPrefix(clean, root+"/")
+	if !ok {
+		return "", fmt.Errorf("%s is not below artifacts.file_root %s", p, s.fileRoot)
+	}
+	return rel, nil
 }
 
 // hashFile returns the hex sha256 of the file at p.

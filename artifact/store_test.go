@@ -129,19 +129,137 @@ func TestFetchHTTPCaches(t *testing.T) {
 
 func TestFetchFileURL(t *testing.T) {
 	content := []byte("artifact bytes")
-	src := filepath.Join(t.TempDir(), "hello.bin")
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(dir, "sub", "hello.bin")
 	if err := os.WriteFile(src, content, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, u := range []string{"file://" + src, "file://localhost" + src} {
+	// A link that stays inside the root is fine.
+	if err := os.Symlink("sub/hello.bin", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{
+		"file://" + src,
+		"file://localhost" + src,
+		"file://" + dir + "/./sub//hello.bin",
+		"file://" + dir + "/link",
+	} {
 		t.Run(u, func(t *testing.T) {
-			s, _ := newStore(t, artifact.Options{})
+			s, _ := newStore(t, artifact.Options{FileRoot: dir + "/"})
 			p, err := s.Fetch(context.Background(), u, sum(content))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if diff := cmp.Diff(content, readFile(t, p)); diff != "" {
 				t.Errorf("content (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestFetchFileRoot: a file URL reads nothing outside Options.FileRoot, and
+// nothing at all without it.
+func TestFetchFileRoot(t *testing.T) {
+	secret := []byte("host secret, e.g. /etc/shadow")
+	outside := t.TempDir()
+	secretPath := filepath.Join(outside, "shadow")
+	if err := os.WriteFile(secretPath, secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	parent := t.TempDir()
+	root := filepath.Join(parent, "artifacts")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A sibling whose name starts with the root's.
+	sibling := root + "-evil"
+	if err := os.Mkdir(sibling, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sibling, "shadow"), secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secretPath, filepath.Join(root, "abs-link")); err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(root, secretPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(rel, filepath.Join(root, "rel-link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(root, "dir-link")); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name     string
+		fileRoot string
+		url      string
+		mention  string
+	}{
+		{"file root unset", "", "file://" + secretPath, "artifacts.file_root"},
+		{"file root unset, path inside", "", "file://" + root + "/x", "artifacts.file_root"},
+		{"outside", root, "file://" + secretPath, "not below artifacts.file_root"},
+		{"sibling with the same prefix", root, "file://" + sibling + "/shadow", "not below"},
+		{"the root itself", root, "file://" + root, "not below"},
+		{"dot-dot", root, "file://" + root + "/../" + filepath.Base(outside) + "/shadow", `".."`},
+		{"escaped dot-dot", root, "file://" + root + "/%2e%2e/x", `".."`},
+		{"absolute symlink out", root, "file://" + root + "/abs-link", "escapes"},
+		{"relative symlink out", root, "file://" + root + "/rel-link", "escapes"},
+		{"directory symlink out", root, "file://" + root + "/dir-link/shadow", "escapes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, dir := newStore(t, artifact.Options{FileRoot: tt.fileRoot})
+			p, err := s.Fetch(context.Background(), tt.url, sum(secret))
+			if err == nil {
+				t.Fatalf("Fetch = %s, want an error", p)
+			}
+			t.Log(err)
+			if !errors.Is(err, artifact.ErrFetch) {
+				t.Errorf("error %q is not ErrFetch", err)
+			}
+			if !strings.Contains(err.Error(), tt.mention) {
+				t.Errorf("error %q does not mention %q", err, tt.mention)
+			}
+			if left, _ := os.ReadDir(dir); len(left) != 0 {
+				t.Errorf("cache holds %v after a refused fetch", left)
+			}
+		})
+	}
+
+	if _, err := artifact.NewStore(t.TempDir(), artifact.Options{FileRoot: "relative/dir"}); err == nil {
+		t.Error("NewStore accepted a relative FileRoot")
+	}
+}
+
+// TestFetchChecksumErrorHidesActualSum: a mismatch never tells what the
+// content's sum is, neither for a host file nor for a loopback URL.
+func TestFetchChecksumErrorHidesActualSum(t *testing.T) {
+	content := []byte("something only the agent can read")
+	want := sum([]byte("what the manifest claims"))
+	srv := newServer(t, map[string][]byte{"/a": content})
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "a"), content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{srv.URL + "/a", "file://" + root + "/a"} {
+		t.Run(u, func(t *testing.T) {
+			s, _ := newStore(t, artifact.Options{FileRoot: root})
+			_, err := s.Fetch(context.Background(), u, want)
+			if !errors.Is(err, artifact.ErrChecksum) {
+				t.Fatalf("Fetch error = %v, want ErrChecksum", err)
+			}
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not name the expected sum", err)
+			}
+			if actual := sum(content); strings.Contains(err.Error(), actual) {
+				t.Errorf("error %q tells the actual sum", err)
 			}
 		})
 	}
@@ -155,6 +273,10 @@ func TestFetchErrors(t *testing.T) {
 	if err := os.WriteFile(src, content, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	fileOpts := artifact.Options{FileRoot: filepath.Dir(src)}
+	if err := os.Mkdir(filepath.Join(fileOpts.FileRoot, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name    string
@@ -165,21 +287,21 @@ func TestFetchErrors(t *testing.T) {
 		mention []string
 	}{
 		{"checksum mismatch", artifact.Options{}, srv.URL + "/a", sum(other), artifact.ErrChecksum,
-			[]string{sum(other), sum(content)}},
-		{"file checksum mismatch", artifact.Options{}, "file://" + src, sum(other), artifact.ErrChecksum,
-			[]string{sum(other), sum(content)}},
+			[]string{sum(other)}},
+		{"file checksum mismatch", fileOpts, "file://" + src, sum(other), artifact.ErrChecksum,
+			[]string{sum(other)}},
 		{"not a sum", artifact.Options{}, srv.URL + "/a", "abc", artifact.ErrChecksum, []string{`"abc"`}},
 		{"404", artifact.Options{}, srv.URL + "/missing", sum(content), artifact.ErrFetch, []string{"404 Not Found"}},
 		{"query redacted", artifact.Options{}, srv.URL + "/missing?token=s3cret", sum(content), artifact.ErrFetch, []string{"404"}},
 		{"too large", artifact.Options{MaxSize: 4}, srv.URL + "/a", sum(content), artifact.ErrFetch, []string{"limit"}},
 		{"too large chunked", artifact.Options{MaxSize: 1000}, srv.URL + "/chunked", sum(content), artifact.ErrFetch, []string{"limit"}},
-		{"file too large", artifact.Options{MaxSize: 4}, "file://" + src, sum(content), artifact.ErrFetch, []string{"limit"}},
+		{"file too large", artifact.Options{MaxSize: 4, FileRoot: fileOpts.FileRoot}, "file://" + src, sum(content), artifact.ErrFetch, []string{"limit"}},
 		{"timeout", artifact.Options{Timeout: 200 * time.Millisecond}, srv.URL + "/hang", sum(content), artifact.ErrFetch, []string{"deadline exceeded"}},
-		{"missing file", artifact.Options{}, "file://" + src + ".nope", sum(content), artifact.ErrFetch, []string{"no such file"}},
+		{"missing file", fileOpts, "file://" + src + ".nope", sum(content), artifact.ErrFetch, []string{"no such file"}},
 		{"relative file", artifact.Options{}, "file:a", sum(content), artifact.ErrFetch, []string{"absolute path"}},
 		{"remote file", artifact.Options{}, "file://example.org/a", sum(content), artifact.ErrFetch, []string{"only local"}},
 		{"scheme", artifact.Options{}, "ftp://127.0.0.1/a", sum(content), artifact.ErrFetch, []string{`"ftp"`}},
-		{"directory", artifact.Options{}, "file://" + filepath.Dir(src), sum(content), artifact.ErrFetch, []string{"not a regular file"}},
+		{"directory", fileOpts, "file://" + fileOpts.FileRoot + "/d", sum(content), artifact.ErrFetch, []string{"not a regular file"}},
 		{"connection refused", artifact.Options{}, "http://127.0.0.1:1/a", sum(content), artifact.ErrFetch, []string{"refused"}},
 	}
 	for _, tt := range tests {
