@@ -452,8 +452,9 @@ func (f *FreeBSD) checkSpec(spec Spec) error {
 		return fmt.Errorf("command %q: command[0] must be an absolute path inside the jail", spec.Command)
 	}
 	for _, a := range spec.Command {
-		if strings.ContainsRune(a, 0) {
-			return errors.New("command contains NUL")
+		// The rc.d script carries the command (command.ShellQuote).
+		if strings.ContainsAny(a, "\x00\n") {
+			return errors.New("command contains a NUL or a newline")
 		}
 	}
 	if !userRE.MatchString(spec.User) {
@@ -677,12 +678,16 @@ func (f *FreeBSD) install(ctx context.Context, spec Spec, r Release) error {
 		return fmt.Errorf("env: %w", err)
 	}
 
+	script, err := rc.render()
+	if err != nil {
+		return err
+	}
 	files := []struct {
 		path string
 		data []byte
 		mode fs.FileMode
 	}{
-		{rc.path(), rc.render(), 0o755},
+		{rc.path(), script, 0o755},
 		{rc.newsyslogPath(), rc.newsyslogLine(), 0o644},
 	}
 	for _, fl := range files {

@@ -120,10 +120,18 @@ func (s rcScript) daemonArgv() []string {
 	}, s.Command...)
 }
 
-// render writes the script. rc.subr eval's "$command $command_args", so
-// command_args holds each word shell-quoted, and the whole is quoted once
-// more for the assignment.
-func (s rcScript) render() []byte {
+// render writes the script. rc.subr's run_rc_command builds
+// `_doit="... $command $rc_flags $command_args"` and runs it with
+// `eval "$@"` (_run_rc_doit in libexec/rc/rc.subr), so command_args holds
+// each word quoted for evaluation (command.ShellQuote), and the whole is
+// quoted once more for the assignment. A word ShellQuote refuses (a
+// newline) is an error.
+func (s rcScript) render() ([]byte, error) {
+	args, err := command.ShellQuote(s.daemonArgv())
+	if err != nil {
+		return nil, fmt.Errorf("rc.d script: command: %w", err)
+	}
+	args, _ = command.ShellQuote([]string{args}) // no newline left to refuse
 	var b bytes.Buffer
 	n := s.RCName
 	fmt.Fprintf(&b, `#!/bin/sh
@@ -153,6 +161,8 @@ load_rc_config $name
 
 pidfile=%[4]s
 command=/usr/sbin/daemon
+# daemon's arguments; command_args holds them quoted for rc.subr's eval:
+#   %[7]s
 command_args=%[5]s
 start_precmd=%[1]s_prestart
 
@@ -167,8 +177,8 @@ start_precmd=%[1]s_prestart
 
 run_rc_command "$1"
 `, n, s.Service, s.Release, command.QuoteWord(s.pidfile()),
-		command.QuoteWord(command.Quote(s.daemonArgv())), command.QuoteWord(s.envFile()))
-	return b.Bytes()
+		args, command.QuoteWord(s.envFile()), command.Quote(s.daemonArgv()))
+	return b.Bytes(), nil
 }
 
 // newsyslogLine is the newsyslog.conf(5) entry for the app's log: kept 7

@@ -2,6 +2,7 @@ package jails
 
 import (
 	"bytes"
+	"errors"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -55,7 +56,7 @@ func TestJailConfQuote(t *testing.T) {
 
 func TestRenderRCScript(t *testing.T) {
 	rc := testRC()
-	script := rc.render()
+	script := mustRender(t, rc)
 	Golden(t, "freebsd/golden/rc.d-hello", script)
 	Golden(t, "freebsd/golden/newsyslog-hello.conf", rc.newsyslogLine())
 	Golden(t, "freebsd/golden/sysrc-argv.txt", []byte(command.Quote(rc.sysrcArgv("/usr/local/jails/containers/"+testRelease))+"\n"))
@@ -70,7 +71,7 @@ func TestRCScriptShell(t *testing.T) {
 	rc := testRC()
 	dir := t.TempDir()
 	script := filepath.Join(dir, "hello")
-	if err := os.WriteFile(script, rc.render(), 0o755); err != nil {
+	if err := os.WriteFile(script, mustRender(t, rc), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command(sh, "-n", script).CombinedOutput(); err != nil {
@@ -92,7 +93,7 @@ run_rc_command() {
 	if err := os.WriteFile(env, renderJailEnv("hello", "www", map[string]string{"GREETING": "hi 'there' $USER `x`"}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	body := strings.NewReplacer(". /etc/rc.subr", ". "+subr, rc.envFile(), env).Replace(string(rc.render()))
+	body := strings.NewReplacer(". /etc/rc.subr", ". "+subr, rc.envFile(), env).Replace(string(mustRender(t, rc)))
 	out, err := exec.Command(sh, "-c", body, "hello", "start").CombinedOutput()
 	if err != nil {
 		t.Fatalf("running the script: %v\n%s", err, out)
@@ -101,6 +102,23 @@ run_rc_command() {
 	want = append(want, "GREETING=hi 'there' $USER `x`")
 	if diff := cmp.Diff(want, strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")); diff != "" {
 		t.Errorf("argv after rc.subr's eval (-want +got):\n%s", diff)
+	}
+}
+
+func mustRender(t *testing.T, rc rcScript) []byte {
+	t.Helper()
+	b, err := rc.render()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestRenderRCScriptRefusesNewline(t *testing.T) {
+	rc := testRC()
+	rc.Command = []string{"/usr/local/bin/hello", "a\nb"}
+	if _, err := rc.render(); !errors.Is(err, command.ErrUnquotable) {
+		t.Errorf("render with a newline in the command: %v", err)
 	}
 }
 

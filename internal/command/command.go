@@ -126,7 +126,8 @@ func (b *limitedBuffer) String() string { return b.buf.String() }
 // Quote renders argv as one line a POSIX shell would split back into the
 // same words: words made only of safe characters stay bare, the others are
 // single-quoted. It is for display (dry runs, transcripts, messages), never
-// for running anything.
+// for running anything: text a shell will evaluate is built with
+// ShellQuote.
 func Quote(argv []string) string {
 	var b strings.Builder
 	for i, a := range argv {
@@ -155,4 +156,36 @@ func unsafeRune(r rune) bool {
 		return false
 	}
 	return !strings.ContainsRune("@%+=:,./_-", r)
+}
+
+// ErrUnquotable is a word ShellQuote refuses: it holds a NUL or a newline.
+var ErrUnquotable = errors.New("word cannot be shell-quoted")
+
+// ShellQuote renders argv as text that a POSIX shell evaluating it (sh -c,
+// eval, rc.subr's `eval "$command $rc_flags $command_args"`) splits back
+// into exactly argv, with nothing expanded or run. Every word is put in
+// single quotes, inside which sh(1) keeps every character literally except
+// the single quote itself ("Single Quotes" in sh(1) and in POSIX XCU 2.2.2);
+// a single quote is written as '\'' (close, escaped quote, reopen). Even
+// plain words are quoted, so that none is ever read as an assignment,
+// keyword, tilde or glob. An empty argv gives "".
+//
+// A word with a NUL (no argument of a process can hold one) or a newline is
+// refused with ErrUnquotable naming its index: the text lands in
+// line-oriented files (rc.d scripts, rc.conf.d) where a newline in an
+// argument is a mistake or an attack, never something to pass on.
+func ShellQuote(argv []string) (string, error) {
+	var b strings.Builder
+	for i, a := range argv {
+		if strings.ContainsAny(a, "\x00\n") {
+			return "", fmt.Errorf("%w: word %d contains a NUL or a newline", ErrUnquotable, i)
+		}
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteByte('\'')
+		b.WriteString(strings.ReplaceAll(a, "'", `'\''`))
+		b.WriteByte('\'')
+	}
+	return b.String(), nil
 }

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jailkeeper/jailkeeper/internal/command"
+	"github.com/jailkeeper/jailkeeper/internal/testenv"
 )
 
 // TestMain lets the test binary stand in for an external program: with
@@ -138,6 +140,63 @@ func TestQuote(t *testing.T) {
 	for _, tt := range tests {
 		if got := command.Quote(tt.argv); got != tt.want {
 			t.Errorf("Quote(%q) = %s, want %s", tt.argv, got, tt.want)
+		}
+	}
+}
+
+// TestShellQuoteRoundTrip evaluates ShellQuote's text with a real sh, the
+// way rc.subr evaluates command_args (eval), and checks that the words come
+// back exactly and nothing ran: a command substitution that ran would
+// create the marker file.
+func TestShellQuoteRoundTrip(t *testing.T) {
+	sh := testenv.Command(t, "sh")
+	marker := filepath.Join(t.TempDir(), "ran")
+	nasty := []string{
+		"x=y", // an assignment if it were the first bare word
+		"plain", "", "it's", "''", `'\''`, `"double"`, `back\slash`, `\`,
+		"$HOME", "${HOME}", "$(touch " + marker + ")", "`touch " + marker + "`",
+		"; touch " + marker, "| touch " + marker, "&& touch " + marker,
+		"*", "?", "[a]", "~", "~root", "{a,b}", "#comment", "a b\tc",
+		"-n", "--", "\r", "ünïcödé", "\x7f",
+	}
+	for _, argv := range [][]string{nasty, {"only"}, {}, {""}} {
+		q, err := command.ShellQuote(argv)
+		if err != nil {
+			t.Fatalf("ShellQuote(%q): %v", argv, err)
+		}
+		// $1 is the quoted text; eval splits it into the positional
+		// parameters, which are printed NUL-terminated.
+		out, err := exec.Command(sh, "-c", `eval "set -- $1"; for a; do printf '%s\0' "$a"; done`, "sh", q).Output()
+		if err != nil {
+			t.Fatalf("sh: %v", err)
+		}
+		got := []string{}
+		if len(out) > 0 {
+			got = strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")
+		}
+		if diff := cmp.Diff(argv, got); diff != "" {
+			t.Errorf("round trip of %s (-want +got):\n%s", q, diff)
+		}
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("evaluating the quoted text ran a command")
+	}
+
+	// The same text, quoted once more, survives an assignment and a second
+	// eval: what an rc.d script's command_args=... and rc.subr do.
+	inner, _ := command.ShellQuote(nasty)
+	outer, _ := command.ShellQuote([]string{inner})
+	out, err := exec.Command(sh, "-c", "args="+outer+`; eval "set -- $args"; for a; do printf '%s\0' "$a"; done`).Output()
+	if err != nil {
+		t.Fatalf("sh: %v", err)
+	}
+	if diff := cmp.Diff(nasty, strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")); diff != "" {
+		t.Errorf("double round trip (-want +got):\n%s", diff)
+	}
+
+	for _, bad := range [][]string{{"a\nb"}, {"ok", "nul\x00"}, {"\n"}} {
+		if q, err := command.ShellQuote(bad); !errors.Is(err, command.ErrUnquotable) {
+			t.Errorf("ShellQuote(%q) = %q, %v; want ErrUnquotable", bad, q, err)
 		}
 	}
 }
