@@ -11,7 +11,8 @@
 // Nothing unverified ever leaves a Store: a download lands in a temporary
 // file next to the cache and is renamed to its sum only after the sum
 // matched. Install refuses tarball entries that would write outside the root
-// or leave a link that points outside it.
+// or leave a link that points outside it, and never changes the mode or owner
+// of a directory it did not create.
 //
 // The package returns errors and does not log.
 package artifact

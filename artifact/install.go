@@ -36,9 +36,15 @@ const maxLinkHops = 40
 // entries whose path crosses a symbolic link, devices and fifos are refused
 // with ErrUnsafe. Permission bits and the sticky bit are kept, setuid and
 // setgid are dropped, and ownership is not (everything belongs to the
-// caller). Directory modes are applied last, so a read-only directory can
-// still be filled. Then command0, when not empty, must name a regular file
-// in root.
+// caller). A directory that already exists in root (the template's /usr, say)
+// is used as it is: its mode and owner never change, whatever its entry says,
+// so that an artifact cannot make the release's /usr world-writable. The
+// modes of directories the extraction created are applied last, so a
+// read-only directory can still be filled. A file entry replaces whatever
+// non-directory sits at its name (the artifact owns what it ships): the old
+// name is removed and a new file created, so neither a symbolic link nor a
+// hard link at that name is ever written through. Then command0, when not
+// empty, must name a regular file in root.
 //
 // Otherwise src is a single executable, copied to command0 taken relative to
 // root (so /usr/local/bin/hello lands in root/usr/local/bin/hello) with mode
@@ -142,7 +148,8 @@ func copyExecutable(src io.Reader, r *os.Root, command0 string) error {
 // extractor unpacks one tarball into a root.
 type extractor struct {
 	root     *os.Root
-	dirModes map[string]fs.FileMode // applied at the end
+	created  map[string]bool        // directories this extraction made
+	dirModes map[string]fs.FileMode // of created directories, applied at the end
 	links    []string               // symbolic links created, checked at the end
 	written  int64
 }
@@ -154,7 +161,7 @@ func extract(gz io.Reader, r *os.Root) error {
 	}
 	defer zr.Close()
 	tr := tar.NewReader(zr)
-	x := &extractor{root: r, dirModes: map[string]fs.FileMode{}}
+	x := &extractor{root: r, created: map[string]bool{}, dirModes: map[string]fs.FileMode{}}
 	err = x.entries(tr)
 	// A link may have been checked before a later entry changed what its
 	// target resolves through: check them all again on the final tree, even
@@ -240,10 +247,18 @@ func (x *extractor) entry(hdr *tar.Header, body io.Reader) error {
 
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		if err := x.root.Mkdir(name, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		switch err := x.root.Mkdir(name, 0o755); {
+		case err == nil:
+			x.created[name] = true
+		case !errors.Is(err, fs.ErrExist):
 			return err
 		}
-		x.dirModes[name] = mode(hdr.Mode)
+		// A directory that was there before (clear kept it: a real
+		// directory, not a link) keeps its mode: only ours take the
+		// entry's.
+		if x.created[name] {
+			x.dirModes[name] = mode(hdr.Mode)
+		}
 		return nil
 
 	case tar.TypeSymlink:
@@ -328,7 +343,8 @@ func entryPath(name string) (string, error) {
 }
 
 // parents makes sure every directory above name is a real directory (not a
-// symbolic link), creating missing ones with mode 0755.
+// symbolic link), creating missing ones with mode 0755 and noting them as
+// created.
 func (x *extractor) parents(name, orig string) error {
 	dir := path.Dir(name)
 	if dir == "." {
@@ -343,6 +359,7 @@ func (x *extractor) parents(name, orig string) error {
 			if err := x.root.Mkdir(cur, 0o755); err != nil {
 				return err
 			}
+			x.created[cur] = true
 		case err != nil:
 			return err
 		case fi.Mode()&fs.ModeSymlink != 0:

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -279,6 +280,92 @@ func TestInstallTarball(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, listing(t, s.root)); diff != "" {
 		t.Errorf("root (-want +got):\n%s", diff)
+	}
+	s.checkContained(t)
+}
+
+// TestInstallKeepsExistingDirectories: a tarball entry never loosens (or
+// tightens, or re-owns) a directory the template already has; only the
+// directories the extraction creates take their entry's mode. Files the
+// template has are replaced, never written through a link.
+func TestInstallKeepsExistingDirectories(t *testing.T) {
+	s := newSandbox(t)
+	tmpl := []struct {
+		name string
+		mode fs.FileMode
+	}{{"usr", 0o755}, {"usr/bin", 0o755}, {"etc", 0o700}, {"var", 0o755}}
+	for _, d := range tmpl {
+		p := filepath.Join(s.root, d.name)
+		if err := os.Mkdir(p, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, d.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tool := filepath.Join(s.root, "usr/bin/tool")
+	if err := os.WriteFile(tool, []byte("template"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A second name for the template's file, and a link to a file outside.
+	if err := os.Link(tool, filepath.Join(s.root, "usr/bin/tool-hardlink")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(s.outside, "target"), filepath.Join(s.root, "usr/bin/out")); err != nil {
+		t.Fatal(err)
+	}
+	// Ownership: as root, give the template's /usr to another user and
+	// check nothing takes it back.
+	const uid, gid = 4242, 4343
+	asRoot := os.Geteuid() == 0
+	if asRoot {
+		if err := os.Lchown(filepath.Join(s.root, "usr"), uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	tgz := tarGz(t,
+		dir("./", 0o777),
+		dir("usr/", 0o777),
+		dir("usr/bin/", 0o777),
+		dir("etc/", 0o755),
+		dir("usr/local/", 0o750),
+		file("usr/local/bin/app", "app", 0o755), // usr/local/bin created unlisted
+		dir("new/", 0o777),
+		dir("var/tmp/", 0o1777),
+		file("usr/bin/tool", "artifact", 0o700),
+		file("usr/bin/out", "not through the link", 0o644),
+	)
+	src := writeSrc(t, t.TempDir(), "a.tar.gz", tgz)
+	if err := Install(src, s.root, "/usr/local/bin/app"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		". drwxr-xr-x",
+		"etc drwx------",
+		"new drwxrwxrwx",
+		"usr drwxr-xr-x",
+		"usr/bin drwxr-xr-x",
+		`usr/bin/out -rw-r--r-- "not through the link"`,
+		`usr/bin/tool -rwx------ "artifact"`,
+		`usr/bin/tool-hardlink -rwxr-xr-x "template"`,
+		"usr/local drwxr-x---",
+		"usr/local/bin drwxr-xr-x",
+		`usr/local/bin/app -rwxr-xr-x "app"`,
+		"var drwxr-xr-x",
+		"var/tmp dtrwxrwxrwx",
+	}
+	if diff := cmp.Diff(want, listing(t, s.root)); diff != "" {
+		t.Errorf("root (-want +got):\n%s", diff)
+	}
+	if asRoot {
+		fi, err := os.Lstat(filepath.Join(s.root, "usr"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != uid || st.Gid != gid {
+			t.Errorf("usr owner = %d:%d, want the template's %d:%d", st.Uid, st.Gid, uid, gid)
+		}
 	}
 	s.checkContained(t)
 }
