@@ -166,8 +166,11 @@ var ErrUnquotable = errors.New("word cannot be shell-quoted")
 // into exactly argv, with nothing expanded or run. Every word is put in
 // single quotes, inside which sh(1) keeps every character literally except
 // the single quote itself ("Single Quotes" in sh(1) and in POSIX XCU 2.2.2);
-// a single quote is written as '\'' (close, escaped quote, reopen). Even
-// plain words are quoted, so that none is ever read as an assignment,
+// a single quote is closed, written escaped and reopened:
+//
+//	[]string{"it's", "$HOME"}  ->  'it'\''s' '$HOME'
+//
+// Even plain words are quoted, so that none is ever read as an assignment,
 // keyword, tilde or glob. An empty argv gives "".
 //
 // A word with a NUL (no argument of a process can hold one) or a newline is
