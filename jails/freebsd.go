@@ -147,7 +147,17 @@ type FreeBSD struct {
 	net sync.RWMutex
 }
 
-var templateRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+// templateRE is what a template name may be: it becomes a ZFS dataset name
+// component (Dataset/templates/<T>), a directory under Root and, for
+// `template create`, a release name in freebsd-update's and the download
+// mirror's paths. Letters and digits first (never an option to any of
+// those commands), then letters, digits, '.', '_' and '-', at most 64 in
+// all: the FreeBSD release names (14.3-RELEASE, 15.0-BETA2) and safe
+// custom ones. ZFS would also take ':' and ' ' (zfsconcepts(7)), but ':'
+// is special elsewhere (user-property namespaces, scp and rsync's
+// host:path) and no release name needs it, so neither is allowed. The
+// manifest's check uses the same pattern.
+var templateRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // NewFreeBSD checks cfg, fills in the defaults and returns the runtime. It
 // runs nothing.

@@ -344,6 +344,8 @@ func TestFreeBSDCreateRefusals(t *testing.T) {
 		func(s *jails.Spec) { s.Allow = []string{"raw_sockets; persist"} },
 		func(s *jails.Spec) { s.Env = map[string]string{"A B": "x"} },
 		func(s *jails.Spec) { s.User = "root;x" },
+		func(s *jails.Spec) { s.Template = "14.3:RELEASE" },
+		func(s *jails.Spec) { s.Template = "a b" },
 	} {
 		s := h.spec
 		mod(&s)
@@ -649,6 +651,13 @@ func TestNewFreeBSDChecksConfig(t *testing.T) {
 	if _, err := jails.NewFreeBSD(good); err != nil {
 		t.Fatal(err)
 	}
+	for _, tmpl := range []string{"15.0-BETA2", "14.3-RELEASE-p2", "custom_base.2", strings.Repeat("a", 64)} {
+		c := good
+		c.Template = tmpl
+		if _, err := jails.NewFreeBSD(c); err != nil {
+			t.Errorf("template %q refused: %v", tmpl, err)
+		}
+	}
 	for _, mod := range []func(*jails.FreeBSDConfig){
 		func(c *jails.FreeBSDConfig) { c.Dataset = "" },
 		func(c *jails.FreeBSDConfig) { c.Root = "jails" },
@@ -656,6 +665,9 @@ func TestNewFreeBSDChecksConfig(t *testing.T) {
 		func(c *jails.FreeBSDConfig) { c.Pool = netip.MustParsePrefix("fd00::/64") },
 		func(c *jails.FreeBSDConfig) { c.Pool = netip.MustParsePrefix("172.16.0.0/31") },
 		func(c *jails.FreeBSDConfig) { c.Template = "../x" },
+		func(c *jails.FreeBSDConfig) { c.Template = "14.3:RELEASE" },
+		func(c *jails.FreeBSDConfig) { c.Template = "-o" },
+		func(c *jails.FreeBSDConfig) { c.Template = strings.Repeat("a", 65) },
 	} {
 		c := good
 		mod(&c)
