@@ -557,7 +557,7 @@ func (f *FreeBSD) create(ctx context.Context, spec Spec) (_ Release, err error) 
 			if errors.Is(rmErr, fs.ErrNotExist) {
 				rmErr = nil
 			}
-			err = errors.Join(err, rmErr, f.cfg.Datasets.Destroy(context.WithoutCancel(ctx), ds, f.cfg.DestroyRetries))
+			err = errors.Join(err, rmErr, f.undoClone(ctx, ds))
 		}
 	}()
 
@@ -623,14 +623,31 @@ func (f *FreeBSD) clone(ctx context.Context, snapshot string, r Release) (netip.
 		propCreated: r.Created.Format(time.RFC3339),
 	})
 	if err != nil {
+		// zfs clone may have created the dataset before the error (zfs.Clone
+		// reads the clone back with a second command): remove whatever is
+		// there, unless the name was taken by someone else meanwhile.
+		if !errors.Is(err, zfs.ErrExists) {
+			err = errors.Join(err, f.undoClone(ctx, ds))
+		}
 		return netip.Addr{}, err
 	}
 	if d.Mountpoint != "" && filepath.Clean(d.Mountpoint) != f.root(r.Name) {
 		err = fmt.Errorf("clone %s is mounted at %s, not at %s: check the mountpoint of %s (jailkeeper host init)",
 			ds, d.Mountpoint, f.root(r.Name), f.cfg.Dataset)
-		return netip.Addr{}, errors.Join(err, f.cfg.Datasets.Destroy(ctx, ds, f.cfg.DestroyRetries))
+		return netip.Addr{}, errors.Join(err, f.undoClone(ctx, ds))
 	}
 	return ip, nil
+}
+
+// undoClone destroys the clone ds of a create that failed, even when ctx
+// is cancelled (the failure may be the cancellation). A clone that is not
+// there is no error.
+func (f *FreeBSD) undoClone(ctx context.Context, ds string) error {
+	err := f.cfg.Datasets.Destroy(context.WithoutCancel(ctx), ds, f.cfg.DestroyRetries)
+	if errors.Is(err, zfs.ErrNotFound) {
+		return nil
+	}
+	return err
 }
 
 // rcName is the rc.d name of the service in its jail: the service name,

@@ -324,6 +324,36 @@ func TestFreeBSDCreateFailureUndoes(t *testing.T) {
 	}
 }
 
+// zfs clone created the dataset but reading it back failed: the clone is
+// destroyed, not left to block the release name.
+func TestFreeBSDCreateUndoesCloneWhenReadBackFails(t *testing.T) {
+	testenv.Root(t)
+	h := newHarness(t)
+	// No captured text: the exit status is what counts.
+	h.r.On([]string{"zfs", "list", "-H", "-o", "mountpoint,origin", relDS}, commandtest.Fail(1, ""))
+	if _, err := h.f.Create(context.Background(), h.spec); err == nil {
+		t.Fatal("create succeeded")
+	}
+	if h.z.has(relDS) {
+		t.Errorf("clone left behind:\n%s", h.r.Transcript())
+	}
+	if !strings.Contains(h.r.Transcript(), "zfs destroy -r "+relDS+"\n") {
+		t.Errorf("no destroy in\n%s", h.r.Transcript())
+	}
+
+	// The name taken by someone else meanwhile (zfs clone says it exists):
+	// that dataset is not ours to destroy.
+	h = newHarness(t)
+	// errors.md "zfs clone or create onto an existing name", REAL.
+	h.r.OnPrefix([]string{"zfs", "clone"}, commandtest.Fail(1, "cannot create '"+relDS+"': dataset already exists\n"))
+	if _, err := h.f.Create(context.Background(), h.spec); !errors.Is(err, zfs.ErrExists) {
+		t.Fatalf("create = %v, want ErrExists", err)
+	}
+	if strings.Contains(h.r.Transcript(), "zfs destroy") {
+		t.Errorf("destroyed a dataset it did not create:\n%s", h.r.Transcript())
+	}
+}
+
 func TestFreeBSDCreateRefusals(t *testing.T) {
 	testenv.Root(t)
 	ctx := context.Background()

@@ -96,6 +96,14 @@ func (z *fakeZFS) Clone(ctx context.Context, snapshot, name string, props map[st
 	for k, v := range props {
 		z.props[name][k] = v
 	}
+	// zfs.Clone reads the clone back with a second command, which can fail
+	// after the clone exists.
+	z.mu.Unlock()
+	err := z.run(ctx, "zfs", "list", "-H", "-o", "mountpoint,origin", name)
+	z.mu.Lock()
+	if err != nil {
+		return zfs.Dataset{}, fmt.Errorf("zfs clone %s %s: cloned, but reading it back: %w", snapshot, name, err)
+	}
 	return zfs.Dataset{Name: name, Mountpoint: z.mountpoint(name), Origin: snapshot, Props: props}, nil
 }
 
