@@ -46,7 +46,8 @@ func jailHostname(release string) string { return strings.ReplaceAll(release, "_
 // them. exec.start/exec.stop are the base system's rc scripts, as in
 // jail.conf(5)'s example; ip4.addr "IF|ADDR/32" makes jail(8) add the alias
 // on start and remove it on stop (usr.sbin/jail/command.c). Only the
-// allow.* parameters the manifest asks for are set.
+// allow.* parameters the manifest asks for are granted: the ones the kernel
+// grants by default are turned off explicitly (see jailDefaultAllow).
 func (c jailConf) render() []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Release %s of service %s, written by jailkeeper.\n", c.Name, c.Service)
@@ -66,6 +67,11 @@ func (c jailConf) render() []byte {
 	param("exec.timeout", fmt.Sprint(int(c.ExecTimeout.Round(time.Second)/time.Second)))
 	param("stop.timeout", fmt.Sprint(int(c.StopTimeout.Round(time.Second)/time.Second)))
 	allow := slices.Clone(c.Allow)
+	for _, d := range jailDefaultAllow {
+		if !slices.Contains(c.Allow, d) {
+			allow = append(allow, "no"+d)
+		}
+	}
 	slices.Sort(allow)
 	for _, a := range slices.Compact(allow) {
 		flag("allow." + a)
@@ -73,6 +79,25 @@ func (c jailConf) render() []byte {
 	b.WriteString("}\n")
 	return b.Bytes()
 }
+
+// jailDefaultAllow are the allow.* permissions a new jail has unless its
+// parameters turn them off: sys/kern/kern_jail.c creates a jail with
+// pr_allow = JAIL_DEFAULT_ALLOW & parent's, and JAIL_DEFAULT_ALLOW is
+// PR_ALLOW_SET_HOSTNAME | PR_ALLOW_RESERVED_PORTS | PR_ALLOW_UNPRIV_DEBUG |
+// PR_ALLOW_SUSER. jail(8) only says that set_hostname and reserved_ports
+// default to on. A release gets allow.no<name> for each of these unless the
+// manifest asks for it (the names are kern_jail.c's pr_flag_allow table:
+// "allow.noset_hostname", "allow.noreserved_ports",
+// "allow.nounprivileged_proc_debug"; jail(8): a boolean parameter is set
+// "by the name alone with or without a no prefix").
+//
+// allow.suser stays on, on purpose: it is the jail's
+// security.bsd.suser_enabled (jail(8)), and without it the jail's root has
+// no privilege, so /etc/rc could not start anything and daemon(8) -u could
+// not drop to the app's user (daemon.c's restrict_process calls
+// setusercontext(3), which needs root to change uid and groups). The app
+// itself never runs as root.
+var jailDefaultAllow = []string{"set_hostname", "reserved_ports", "unprivileged_proc_debug"}
 
 // jailConfQuote makes s a double-quoted jail.conf string that jail(8) reads
 // back as s.

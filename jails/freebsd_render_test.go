@@ -1,7 +1,6 @@
 package jails
 
 import (
-	"bytes"
 	"errors"
 	"net/netip"
 	"os"
@@ -42,9 +41,28 @@ func TestRenderJailConf(t *testing.T) {
 		Allow:       []string{"sysvipc", "raw_sockets", "sysvipc"},
 	}
 	Golden(t, "freebsd/golden/jail.conf", c.render())
+
+	// Nothing asked for: every permission the kernel grants by default
+	// (JAIL_DEFAULT_ALLOW but suser) is turned off, nothing is granted.
 	c.Allow = nil
-	if bytes.Contains(c.render(), []byte("allow.")) {
-		t.Error("allow.* parameters without a manifest asking for them")
+	var got []string
+	for l := range strings.Lines(string(c.render())) {
+		if l = strings.TrimSpace(l); strings.HasPrefix(l, "allow.") {
+			got = append(got, l)
+		}
+	}
+	want := []string{"allow.noreserved_ports;", "allow.noset_hostname;", "allow.nounprivileged_proc_debug;"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("allow.* without a manifest asking (-want +got):\n%s", diff)
+	}
+	// Asked for: granted, and not also turned off.
+	c.Allow = []string{"set_hostname"}
+	conf := string(c.render())
+	if !strings.Contains(conf, "\tallow.set_hostname;\n") || strings.Contains(conf, "noset_hostname") || !strings.Contains(conf, "allow.noreserved_ports;") {
+		t.Errorf("allow set_hostname:\n%s", conf)
+	}
+	if strings.Contains(conf, "suser") {
+		t.Errorf("allow.suser touched:\n%s", conf)
 	}
 }
 
