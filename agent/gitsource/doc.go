@@ -19,6 +19,25 @@
 // is refused with an error wrapping ErrSignature, and the last verified
 // commit stays in effect.
 //
+// A valid signature is not enough: the head must also be the last verified
+// commit or descend from it. Otherwise anyone who can push, without a
+// signing key, could force-reset the branch to an older signed commit and
+// roll the hosts back to it. Such a head (a reset to an older commit, or a
+// force push of rewritten history, even onto a newly signed commit) is
+// refused with an error wrapping both ErrSignature and ErrDowngrade, and the
+// last verified commit stays in effect. Roll back with `git revert -S`
+// instead. When a rewrite is intended, the operator accepts its head by
+// pointing the recorded last verified commit at it, in the agent's clone:
+//
+//	git --git-dir=<state_dir>/repo update-ref refs/jailkeeper/good/<branch> <sha>
+//
+// The next Poll takes it (it is read on every Poll; no restart needed).
+// Deleting that ref (update-ref -d) instead accepts whatever signed head
+// comes next; so does a fresh clone (an empty state_dir/repo, or a changed
+// repo.url). The error message carries the exact command. The descent check
+// reads at most 100,000 commits of the head's history and refuses the head
+// when the last verified commit is not among them.
+//
 // Poll never gives up the last good state: on any error (unreachable remote,
 // authentication, host key, signature, missing manifest directory) it returns
 // the last good Snapshot together with the error, so the agent keeps running

@@ -63,15 +63,22 @@ func (f *fixture) run(dir string, args ...string) string {
 
 func (f *fixture) runEnv(dir string, env []string, args ...string) string {
 	f.t.Helper()
-	cmd := exec.Command(f.git, args...)
-	cmd.Dir = dir
-	cmd.Env = append(append([]string(nil), f.env...), env...)
+	cmd := f.command(dir, args...)
+	cmd.Env = append(cmd.Env, env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		f.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
 	}
 	return strings.TrimSpace(stdout.String())
+}
+
+// command is git with args in dir, in the fixture's environment.
+func (f *fixture) command(dir string, args ...string) *exec.Cmd {
+	cmd := exec.Command(f.git, args...)
+	cmd.Dir = dir
+	cmd.Env = append([]string(nil), f.env...)
+	return cmd
 }
 
 // write writes files (path -> content) into the working clone; "" deletes.

@@ -28,12 +28,21 @@ var (
 	// ErrHostKey: the ssh server's host key is not in repo.known_hosts, or
 	// differs from the one listed there. Also wraps ErrUnreachable.
 	ErrHostKey = errors.New("host key refused")
-	// ErrSignature: the head commit is unsigned or not signed by a key of
-	// repo.verify_keyring. Needs a new, signed commit.
+	// ErrSignature: the head commit is unsigned, not signed by a key of
+	// repo.verify_keyring, or (also wrapping ErrDowngrade) does not descend
+	// from the last verified commit. Needs a new, signed commit.
 	ErrSignature = errors.New("commit signature refused")
 	// ErrNotFound: the branch is not on the remote, or repo.path is not a
 	// directory in the head commit. Needs a new commit or a config change.
 	ErrNotFound = errors.New("not found")
+	// ErrDowngrade: with repo.verify_keyring, the head is validly signed
+	// but is neither the last verified commit nor one of its descendants:
+	// the branch was reset to an older commit or rewritten. It always comes
+	// wrapped together with ErrSignature, so it counts as a refused
+	// signature. Needs a new signed commit on top of the last verified one,
+	// or an operator who accepts the rewritten history (see the package
+	// documentation).
+	ErrDowngrade = errors.New("commit does not descend from the last verified commit")
 )
 
 const (
@@ -87,6 +96,7 @@ type Source struct {
 	last     Snapshot // last good, Changed unset
 	returned string   // Revision of the Snapshot the previous Poll returned
 	stats    Stats
+	refused  refusal // the last head refused by checkDescent
 }
 
 // New validates cfg, applies the defaults and returns a Source. It reads the
@@ -116,9 +126,11 @@ func (s *Source) Stats() Stats {
 //
 // On error, Poll returns the last good Snapshot (the zero Snapshot when there
 // is none yet, not even one recorded in the clone by an earlier run) together
-// with the error, which wraps ErrUnreachable, ErrHostKey, ErrSignature or
-// ErrNotFound where they apply. An unsigned or badly signed head is refused
-// on every Poll until the branch moves to a verified commit.
+// with the error, which wraps ErrUnreachable, ErrHostKey, ErrSignature
+// (and ErrDowngrade) or ErrNotFound where they apply. With a keyring, a head
+// that is unsigned, badly signed, or does not descend from the last
+// verified commit is refused on every Poll until the branch moves to a
+// verified descendant.
 func (s *Source) Poll(ctx context.Context) (Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -178,6 +190,11 @@ func (s *Source) poll(ctx context.Context) error {
 	snap, err := s.snapshot(rev)
 	if err != nil {
 		return err
+	}
+	if s.cfg.keyring != "" {
+		if err := s.checkDescent(ctx, rev); err != nil {
+			return err
+		}
 	}
 	good := plumbing.NewHashReference(plumbing.ReferenceName(goodRefPrefix+s.cfg.Branch), rev)
 	if err := s.repo.Storer.SetReference(good); err != nil {
