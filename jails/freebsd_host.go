@@ -113,7 +113,6 @@ type HostConfig struct {
 //     interface's address in rc.conf(5); the releases' aliases are never
 //     put there: jail(8) adds and removes them, and an alias already
 //     present makes jail -c fail); created and addressed now too;
-//   - jail_enable=YES, so rc.d/jail starts the jails at boot;
 //   - the datasets Dataset (mounted at Root), Dataset/media (downloads),
 //     Dataset/templates and Dataset/containers;
 //   - ConfDir, and the line `.include "ConfDir/*.conf";` in JailConf
@@ -125,6 +124,12 @@ type HostConfig struct {
 // comments and every step is shown as if the host were fresh. Last, it
 // prints the pf(4) NAT rule the jails need to reach the outside, which it
 // does not install.
+//
+// It does not set jail_enable: rc.d/jail would start every jail of
+// /etc/jail.conf at boot, and through the .include that is every release,
+// retired and failed ones too, which stay stopped (DESIGN.md). The agent
+// starts the live releases itself: its first pass finds a live release
+// that is not running, starts it and gates it again.
 func HostInit(ctx context.Context, cfg HostConfig, r command.Runner, dryRun bool, out io.Writer) error {
 	if cfg.JailConf == "" {
 		cfg.JailConf = "/etc/jail.conf"
@@ -187,11 +192,6 @@ func hostInit(h *hostSteps, cfg HostConfig) error {
 		}
 	} else {
 		h.note("ok: %s has %s", iface, own.Addr())
-	}
-
-	h.note("jails start at boot (rc.d/jail)")
-	if err := h.sysrc("jail_enable=YES"); err != nil {
-		return err
 	}
 
 	h.note("datasets: %s mounted at %s, with media, templates and containers", cfg.Dataset, cfg.Root)

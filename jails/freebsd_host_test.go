@@ -52,6 +52,11 @@ func TestHostInitFresh(t *testing.T) {
 	if st, err := os.Stat(cfg.ConfDir); err != nil || !st.IsDir() {
 		t.Errorf("conf dir: %v", err)
 	}
+	// rc.d/jail would start retired and failed releases at boot: the
+	// agent starts the live ones.
+	if strings.Contains(got, "jail_enable") || strings.Contains(out.String(), "jail_enable") {
+		t.Errorf("host init enables rc.d/jail:\n%s", got)
+	}
 }
 
 // A host that is ready already: only checks run, nothing changes.

@@ -23,14 +23,16 @@ func newHostCmd() *cobra.Command {
 	}
 	initCmd := &cobra.Command{
 		Use:   "init",
-		Short: "Set up lo1, jail_enable, the datasets and the jail.conf include (idempotent)",
+		Short: "Set up lo1, the datasets and the jail.conf include (idempotent)",
 		Args:  noArgs,
 		Long: `host init prepares the host for the jails section of the config: the
-interface as a cloned interface with its own address (rc.conf and now),
-jail_enable=YES, the datasets <dataset>/{media,templates,containers} mounted
-at <root>, and the .include of <conf_dir>/*.conf in /etc/jail.conf. Each step
-checks first and changes only what is missing. It prints every command it
-runs, and last the pf NAT rule the jails need for outbound traffic.
+interface as a cloned interface with its own address (rc.conf and now), the
+datasets <dataset>/{media,templates,containers} mounted at <root>, and the
+.include of <conf_dir>/*.conf in /etc/jail.conf. Each step checks first and
+changes only what is missing. It prints every command it runs, and last the
+pf NAT rule the jails need for outbound traffic. It does not set
+jail_enable: the agent starts the live releases at boot, and rc.d/jail
+would start retired and failed ones too.
 With --dry-run it runs and writes nothing and prints every step.`,
 	}
 	cfgPath := configFlag(initCmd)

@@ -44,6 +44,9 @@ func TestHostInitDryRun(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	golden(t, "host-init-dry-run.golden", out)
+	if strings.Contains(out, "jail_enable") {
+		t.Error("host init sets jail_enable: rc.d/jail would start retired and failed releases at boot")
+	}
 }
 
 func TestTemplateCreateDryRun(t *testing.T) {
