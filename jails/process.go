@@ -37,7 +37,7 @@ const (
 	processReleaseFile = "release.json" // the Release fields (state, ip, ...)
 	processSpecFile    = "process.json" // command and env from the manifest
 	processEnvFile     = "env"          // the env_file's lines, mode 0600
-	processPidFile     = "pid"          // "<pid> <start time>\n"
+	processPidFile     = "pid"          // "<pid> <identity>\n", see processIdentity
 	processLogFile     = "log"          // stdout and stderr of the command
 )
 
@@ -77,6 +77,13 @@ type ProcessConfig struct {
 // There is no isolation: the command runs as the agent's user (Spec.User is
 // ignored) and sees the host's file system. Use the jail runtime for that.
 //
+// A release's process is known by its PID and an identity read from the
+// system when it starts: on Linux the boot id and the start time in
+// /proc/<pid>/stat, on FreeBSD the start time after boot from the
+// kern.proc.pid sysctl. A live process whose identity differs (its PID was
+// reused, after an exit nobody saw or a reboot) is not the release's: it does
+// not count as running and is never signalled. Elsewhere NewProcess fails.
+//
 // Process is safe for concurrent use. Calls for one release are serialised;
 // calls for different releases run in parallel.
 type Process struct {
@@ -88,10 +95,16 @@ type Process struct {
 	locks map[string]*sync.Mutex // per release
 }
 
-// NewProcess returns the process runtime for cfg, creating cfg.Root.
+// NewProcess returns the process runtime for cfg, creating cfg.Root. It
+// fails where the identity of a process cannot be read (a system other than
+// Linux and FreeBSD, no /proc, a 32-bit FreeBSD): without it a reused PID
+// would be taken for a release's process and signalled.
 func NewProcess(cfg ProcessConfig) (*Process, error) {
 	if cfg.Root == "" {
 		return nil, errors.New("process runtime: empty root")
+	}
+	if _, alive, err := processIdentity(os.Getpid()); err != nil || !alive {
+		return nil, fmt.Errorf("process runtime: cannot identify processes (reading its own): %v", err)
 	}
 	root, err := filepath.Abs(cfg.Root)
 	if err != nil {
@@ -493,6 +506,9 @@ func (p *Process) start(ctx context.Context, name string) error {
 		return err
 	}
 	pid := cmd.Process.Pid
+	// Identify the process before anything reaps it: until Wait, even a
+	// child that already exited is still there, a zombie.
+	id, _, idErr := processIdentity(pid)
 	// Reap the process when it exits while this agent lives, so no zombie
 	// stays; after the agent exits, init inherits it.
 	go func() {
@@ -504,26 +520,28 @@ func (p *Process) start(ctx context.Context, name string) error {
 		fmt.Fprintf(logf, "jailkeeper: %s (pid %d) ended: %s\n", name, pid, state)
 		logf.Close()
 	}()
-	id, _, err := processIdentity(pid)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		// Keep the pidfile usable: kill(2) still tells whether it lives.
-		id = ""
-	}
-	if id == "" {
+	switch {
+	case errors.Is(idErr, fs.ErrNotExist):
+		// Gone already: "-" never matches, the release is not running.
 		id = "-"
+	case idErr != nil:
+		// A process that cannot be identified could never be told from
+		// a stranger later, so never be stopped: do not leave it.
+		processSignal(pid, syscall.SIGKILL)
+		return fmt.Errorf("identify pid %d (killed it): %w", pid, idErr)
 	}
 	pidfile := fmt.Appendf(nil, "%d %s\n", pid, id)
 	if err := processWriteFile(filepath.Join(dir, processPidFile), pidfile, 0o644); err != nil {
-		syscall.Kill(-pid, syscall.SIGKILL)
+		processSignal(pid, syscall.SIGKILL)
 		return fmt.Errorf("write pidfile: %w", err)
 	}
 	return nil
 }
 
 // Running reports whether the release's process is alive: the pidfile's
-// process exists, is not a zombie and, where the system tells (Linux:
-// /proc/<pid>/stat), started when the pidfile says, so a reused PID does not
-// count. A release without a directory is an error wrapping fs.ErrNotExist.
+// process exists, is not a zombie and has the identity the pidfile recorded
+// (same boot, same start time), so a reused PID does not count. A release
+// without a directory is an error wrapping fs.ErrNotExist.
 func (p *Process) Running(ctx context.Context, name string) (bool, error) {
 	if err := ValidName(name); err != nil {
 		return false, err
@@ -539,6 +557,8 @@ func (p *Process) Running(ctx context.Context, name string) (bool, error) {
 }
 
 // pid returns the release's pid if its process is alive and ours, else 0.
+// Ours means the identity the pidfile recorded at Start is the process's now;
+// a pidfile without one ("-", or an older format) is never ours.
 func (p *Process) pid(name string) (int, error) {
 	b, err := os.ReadFile(filepath.Join(p.dir(name), processPidFile))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -555,15 +575,19 @@ func (p *Process) pid(name string) (int, error) {
 	if err != nil || pid <= 1 {
 		return 0, nil
 	}
+	want := fields[1]
+	if want == "-" {
+		return 0, nil // never identified: cannot be told from a stranger
+	}
 	id, alive, err := processIdentity(pid)
-	if errors.Is(err, fs.ErrNotExist) || !alive {
+	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
 	}
 	if err != nil {
 		return 0, err
 	}
-	if want := fields[1]; want != "-" && id != "" && id != want {
-		return 0, nil // the PID was reused by another process
+	if !alive || id != want {
+		return 0, nil // dead, or the PID was reused by another process
 	}
 	return pid, nil
 }
@@ -624,10 +648,13 @@ func (p *Process) stop(ctx context.Context, name string) error {
 	return nil
 }
 
+// processKill is kill(2); tests wrap it to see every signal sent.
+var processKill = syscall.Kill
+
 // processSignal signals the process group pid leads; a group that is gone
 // is not an error.
 func processSignal(pid int, sig syscall.Signal) error {
-	if err := syscall.Kill(-pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err := processKill(-pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("kill -%d -%d: %w", sig, pid, err)
 	}
 	return nil

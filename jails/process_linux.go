@@ -7,13 +7,22 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
+	"strings"
+	"sync"
 )
 
-// processIdentity returns the start time of pid since boot (field 22 of
-// /proc/<pid>/stat, see proc(5)), which tells a process from a later one that
-// reuses its PID, and whether it is alive (not a zombie). A missing process is
-// an error wrapping fs.ErrNotExist.
+// processIdentity returns "<boot id>:<start time>" for pid and whether it is
+// alive (not a zombie). The start time, in clock ticks since boot (field 22 of
+// /proc/<pid>/stat, see proc(5)), tells a process from a later one that
+// reuses its PID during this boot; the boot id (random per boot,
+// /proc/sys/kernel/random/boot_id, see random(4)) tells it from one of an
+// earlier boot that had the same PID and started in the same tick. A missing
+// process is an error wrapping fs.ErrNotExist.
 func processIdentity(pid int) (id string, alive bool, err error) {
+	boot, err := processBootID()
+	if err != nil {
+		return "", false, err
+	}
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -21,12 +30,31 @@ func processIdentity(pid int) (id string, alive bool, err error) {
 		}
 		return "", false, err
 	}
-	return processParseStat(b)
+	start, alive, err := processParseStat(b)
+	if err != nil {
+		return "", false, err
+	}
+	return boot + ":" + start, alive, nil
 }
+
+// processBootID reads this boot's id once.
+var processBootID = sync.OnceValues(func() (string, error) {
+	const p = "/proc/sys/kernel/random/boot_id"
+	b, err := os.ReadFile(p)
+	if err != nil {
+		// %v: a missing file must not read as a missing process.
+		return "", fmt.Errorf("read boot id: %v", err)
+	}
+	id := strings.TrimSpace(string(b))
+	if id == "" || strings.ContainsAny(id, ": \t\n") {
+		return "", fmt.Errorf("read boot id: unexpected %s %q", p, b)
+	}
+	return id, nil
+})
 
 // processParseStat reads state and starttime from a /proc/<pid>/stat line:
 // "pid (comm) state ppid ...", where comm may hold spaces and parentheses.
-func processParseStat(b []byte) (id string, alive bool, err error) {
+func processParseStat(b []byte) (start string, alive bool, err error) {
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
 		return "", false, fmt.Errorf("malformed /proc stat %q", b)

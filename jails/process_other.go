@@ -1,30 +1,15 @@
-//go:build !linux
+//go:build !linux && !freebsd
 
 package jails
 
 import (
-	"errors"
-	"io/fs"
-	"syscall"
+	"fmt"
+	"runtime"
 )
 
-// processIdentity has no start time off Linux: it reports pid alive when
-// kill(pid, 0) finds it (EPERM: it exists, another user's) and it still leads
-// its own process group, as the session a release runs in does (kill(2),
-// getpgid(2)). A missing process is an error wrapping fs.ErrNotExist.
+// processIdentity cannot tell a process from a later one that reuses its PID
+// here (only Linux's /proc and FreeBSD's kern.proc.pid sysctl are read), so
+// it always fails: NewProcess refuses to run rather than signal a stranger.
 func processIdentity(pid int) (id string, alive bool, err error) {
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
-		if errors.Is(err, syscall.ESRCH) {
-			return "", false, fs.ErrNotExist
-		}
-		return "", false, err
-	}
-	pgid, err := syscall.Getpgid(pid)
-	if err != nil {
-		if errors.Is(err, syscall.ESRCH) {
-			return "", false, fs.ErrNotExist
-		}
-		return "", false, err
-	}
-	return "", pgid == pid, nil
+	return "", false, fmt.Errorf("process start times are not read on %s", runtime.GOOS)
 }
