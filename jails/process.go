@@ -472,6 +472,10 @@ func (p *Process) start(ctx context.Context, name string) error {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
+		// Checked at Create; a process.json from elsewhere is checked too.
+		if err := processCheckEnvKey(k); err != nil {
+			return fmt.Errorf("corrupt %s: env: %w", processSpecFile, err)
+		}
 		env = append(env, k+"="+ps.Env[k])
 	}
 	switch b, err := os.ReadFile(filepath.Join(dir, processEnvFile)); {

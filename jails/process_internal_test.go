@@ -19,6 +19,9 @@ func TestProcessParseEnv(t *testing.T) {
 		{"A=1\nsecret-without-equals\n", nil, "line 2: want KEY=VALUE"},
 		{"1A=x", nil, "line 1: invalid variable name"},
 		{"A=x\x00y", nil, "line 1: NUL in value"},
+		{"A=1\nLD_PRELOAD=/tmp/evil.so", nil, "line 2: variable LD_PRELOAD: LD_* variables are not allowed: they change how every program is loaded"},
+		{"export LD_LIBRARY_PATH=/tmp", nil, "line 1: variable LD_LIBRARY_PATH: LD_* variables are not allowed: they change how every program is loaded"},
+		{"ld_preload=lower case is no loader variable\nOLD_X=1", []string{"ld_preload=lower case is no loader variable", "OLD_X=1"}, ""},
 	}
 	for _, tt := range tests {
 		got, err := processParseEnv([]byte(tt.in))
@@ -34,6 +37,17 @@ func TestProcessParseEnv(t *testing.T) {
 		}
 		if diff := cmp.Diff(tt.want, got); diff != "" {
 			t.Errorf("processParseEnv(%q) (-want +got):\n%s", tt.in, diff)
+		}
+	}
+}
+
+func TestProcessCheckEnvKey(t *testing.T) {
+	for k, wantErr := range map[string]bool{
+		"GREETING": false, "_x": false, "OLD_LD_": false, "ld_preload": false,
+		"LD_PRELOAD": true, "LD_": true, "LD_32_LIBRARY_PATH": true, "1A": true, "A-B": true, "": true,
+	} {
+		if err := processCheckEnvKey(k); (err != nil) != wantErr {
+			t.Errorf("processCheckEnvKey(%q) = %v, want error %v", k, err, wantErr)
 		}
 	}
 }

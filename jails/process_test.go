@@ -549,6 +549,57 @@ func TestProcessEnvFileErrorsHideValues(t *testing.T) {
 	}
 }
 
+// TestProcessRefusesLoaderVariables: neither the manifest's env nor the env
+// file may set LD_* (dynamic loader) variables; the error names the line or
+// the variable, never the value.
+func TestProcessRefusesLoaderVariables(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "releases")
+	p := newProcess(t, jails.ProcessConfig{Root: root})
+
+	spec := helloSpec(t, map[string]string{"LD_PRELOAD": "/tmp/manifest-secret.so"})
+	if _, err := p.Create(ctx, spec); err == nil || !strings.Contains(err.Error(), "LD_PRELOAD") || strings.Contains(err.Error(), "manifest-secret") {
+		t.Errorf("Create with env LD_PRELOAD = %v, want an error naming the variable, not its value", err)
+	}
+
+	envFile := filepath.Join(t.TempDir(), "app.env")
+	if err := os.WriteFile(envFile, []byte("OK=1\nexport LD_LIBRARY_PATH=/tmp/file-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	spec = helloSpec(t, nil)
+	spec.EnvFile = envFile
+	_, err := p.Create(ctx, spec)
+	if err == nil || !strings.Contains(err.Error(), "line 2") || !strings.Contains(err.Error(), "LD_") || strings.Contains(err.Error(), "file-secret") {
+		t.Errorf("Create with an LD_ env file line = %v, want an error naming line 2, not its value", err)
+	}
+	if got := list(t, p); len(got) != 0 {
+		t.Errorf("a refused Create left %v", got)
+	}
+
+	// A release made before the check, or edited on disk: Start refuses.
+	spec = helloSpec(t, nil)
+	create(t, p, spec)
+	ps := []byte(`{"command": ["/usr/local/bin/hello"], "env": {"LD_PRELOAD": "/tmp/disk-secret.so"}}`)
+	if err := os.WriteFile(filepath.Join(root, spec.Name, "process.json"), ps, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(ctx, spec.Name); err == nil || !strings.Contains(err.Error(), "LD_PRELOAD") || strings.Contains(err.Error(), "disk-secret") {
+		t.Errorf("Start with LD_PRELOAD in process.json = %v, want an error naming the variable", err)
+	}
+	if running(t, p, spec.Name) {
+		t.Error("running after a refused Start")
+	}
+	if err := os.WriteFile(filepath.Join(root, spec.Name, "env"), []byte("LD_AUDIT=/tmp/x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, spec.Name, "process.json"), []byte(`{"command": ["/usr/local/bin/hello"]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(ctx, spec.Name); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Errorf("Start with LD_AUDIT in the env file = %v, want an error naming line 1", err)
+	}
+}
+
 func TestProcessPoolExhausted(t *testing.T) {
 	ctx := context.Background()
 	pool := netip.MustParsePrefix("127.77.99.8/30")
