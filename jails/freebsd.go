@@ -35,6 +35,10 @@ var (
 	ErrAddressTaken = errors.New("address held by another jail")
 	// ErrPoolExhausted: every address of the pool is in use.
 	ErrPoolExhausted = errors.New("address pool exhausted")
+	// ErrPoolOverlap: the pool overlaps the network of an address on
+	// another interface than the runtime's; releases would take addresses
+	// the host routes elsewhere.
+	ErrPoolOverlap = errors.New("address pool overlaps another interface's network")
 )
 
 // Datasets is what the FreeBSD runtime needs from ZFS. ZFS implements it

@@ -76,6 +76,55 @@ func (h *hostSteps) sysrc(assign string) error {
 	return h.do("sysrc", assign)
 }
 
+// rcIfconfig makes sure rc.conf's ifconfig_<iface> gives the interface its
+// own address, own. It reads the variable with `sysrc -i -n`, which prints
+// the value and exits 0 when it is set, and prints nothing and exits 1 when
+// it is not (-i: no "unknown variable" message; usr.sbin/sysrc/sysrc). An
+// unset variable is set; a value that already gives own, in any of the
+// forms ifconfig(8) takes (see ifconfigGives), is left; any other value is
+// refused, as a dataset with another mountpoint is: it is the operator's,
+// and overwriting it would move the interface's address at the next boot.
+func rcIfconfig(h *hostSteps, iface string, own netip.Prefix) error {
+	name := "ifconfig_" + iface
+	out, err := h.check("sysrc", "-i", "-n", name)
+	switch {
+	case err == nil:
+		v := strings.TrimSuffix(string(out), "\n")
+		if ifconfigGives(v, own) {
+			h.note("ok: %s=%q", name, v)
+			return nil
+		}
+		return fmt.Errorf("rc.conf has %s=%q, but the interface's address must be %s, the first address of the pool: change rc.conf or jails.pool (host init does not overwrite it)",
+			name, v, own)
+	case errors.Is(err, errDryRun):
+	default:
+		if code, ok := command.ExitCode(err); !ok || code != 1 || strings.TrimSpace(command.Stderr(err)) != "" {
+			return err
+		}
+	}
+	return h.do("sysrc", name+"=inet "+own.String())
+}
+
+// ifconfigGives reports whether the rc.conf value v of ifconfig_<iface>,
+// which rc.d/netif hands to ifconfig(8) as arguments, sets exactly the
+// address own with a /32 mask: "[inet] A/32" or "[inet] A netmask M" with
+// M 0xffffffff or 255.255.255.255, and nothing else.
+func ifconfigGives(v string, own netip.Prefix) bool {
+	f := strings.Fields(v)
+	if len(f) > 0 && f[0] == "inet" {
+		f = f[1:]
+	}
+	switch {
+	case len(f) == 1 && strings.Contains(f[0], "/"):
+		p, err := netip.ParsePrefix(f[0])
+		return err == nil && p == own
+	case len(f) == 3 && f[1] == "netmask" && (f[2] == "0xffffffff" || f[2] == "255.255.255.255"):
+		a, err := netip.ParseAddr(f[0])
+		return err == nil && a == own.Addr() && own.Bits() == 32
+	}
+	return false
+}
+
 // zfsExists asks `zfs list -H -o name DS`: exit 0 if it exists, exit 1 with
 // "dataset does not exist" if not (testdata/freebsd/FACTS.md §3, REAL). Only the exit status
 // and stderr are used. In a dry run it reports false.
@@ -161,7 +210,7 @@ func hostInit(h *hostSteps, cfg HostConfig) error {
 	if err := h.sysrc("cloned_interfaces+=" + iface); err != nil {
 		return err
 	}
-	if err := h.sysrc("ifconfig_" + iface + "=inet " + own.String()); err != nil {
+	if err := rcIfconfig(h, iface, own); err != nil {
 		return err
 	}
 	out, err := h.check("ifconfig", iface)

@@ -32,6 +32,9 @@ func TestHostInitFresh(t *testing.T) {
 	var r commandtest.Replay
 	// sysrc -c exits 1 when a change is needed and prints nothing (sysrc(8)).
 	r.OnPrefix([]string{"sysrc", "-c"}, commandtest.Fail(1, ""))
+	// sysrc -i -n of an unset variable prints nothing and exits 1
+	// (usr.sbin/sysrc/sysrc: -i suppresses "unknown variable").
+	r.On([]string{"sysrc", "-i", "-n", "ifconfig_lo1"}, commandtest.Fail(1, ""))
 	// testdata/freebsd/FACTS.md §2.4 / errors.md (REAL): the interface is missing.
 	r.On([]string{"ifconfig", "lo1"}, commandtest.Fail(1, "ifconfig: interface lo1 does not exist\n"))
 	// errors.md "zfs - get/list/destroy of a dataset that does not exist" (REAL), per dataset.
@@ -72,6 +75,9 @@ func TestHostInitIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	var r commandtest.Replay
+	// The value the capture's host set: sysrc ifconfig_lo1="172.31.255.17/32"
+	// (ifconfig-lo1-12.1.txt.source), without the "inet" host init writes.
+	r.On([]string{"sysrc", "-i", "-n", "ifconfig_lo1"}, commandtest.OK("172.31.255.17/32\n"))
 	r.On([]string{"ifconfig", "lo1"}, commandtest.File(t, "testdata/freebsd/ifconfig-lo1-12.1.txt"))
 	r.On([]string{"zfs", "get", "-Hp", "-o", "name,property,value,source", "mountpoint", "zroot/jails"},
 		commandtest.File(t, "testdata/freebsd/zfs-get-mountpoint.DERIVED.tsv"))
@@ -80,7 +86,7 @@ func TestHostInitIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range r.Calls() {
-		check := c.Argv[0] == "sysrc" && c.Argv[1] == "-c" || c.Argv[0] == "ifconfig" && len(c.Argv) == 2 ||
+		check := c.Argv[0] == "sysrc" && (c.Argv[1] == "-c" || c.Argv[1] == "-i") || c.Argv[0] == "ifconfig" && len(c.Argv) == 2 ||
 			c.Argv[0] == "zfs" && (c.Argv[1] == "list" || c.Argv[1] == "get")
 		if !check {
 			t.Errorf("changed something on a ready host: %q", c.Argv)
@@ -98,6 +104,7 @@ func TestHostInitMountpointMismatch(t *testing.T) {
 	cfg, _ := hostConfig(t, "172.16.0.0/12")
 	cfg.Root = "/jails"
 	var r commandtest.Replay
+	r.On([]string{"sysrc", "-i", "-n", "ifconfig_lo1"}, commandtest.OK("inet 172.16.0.1/32\n"))
 	r.On([]string{"zfs", "get", "-Hp", "-o", "name,property,value,source", "mountpoint", "zroot/jails"},
 		commandtest.File(t, "testdata/freebsd/zfs-get-mountpoint.DERIVED.tsv"))
 	err := jails.HostInit(context.Background(), cfg, &r, false, &bytes.Buffer{})
@@ -125,6 +132,23 @@ func TestHostInitDryRunRunsNothing(t *testing.T) {
 	for _, want := range []string{"sysrc cloned_interfaces+=lo1\n", "ifconfig lo1 inet 127.0.2.1/32 alias\n", "zfs create zroot/jails/containers\n", "nat on $ext_if inet from 127.0.2.0/24", "cannot translate"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("dry run output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// An ifconfig_lo1 in rc.conf that gives lo1 another address is the
+// operator's: host init stops and says so instead of overwriting it.
+func TestHostInitRefusesOtherIfconfig(t *testing.T) {
+	cfg, _ := hostConfig(t, "172.16.0.0/12")
+	var r commandtest.Replay
+	r.On([]string{"sysrc", "-i", "-n", "ifconfig_lo1"}, commandtest.OK("172.31.255.17/32\n"))
+	err := jails.HostInit(context.Background(), cfg, &r, false, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "172.31.255.17/32") || !strings.Contains(err.Error(), "172.16.0.1/32") {
+		t.Fatalf("HostInit = %v, want a refusal naming both addresses", err)
+	}
+	for _, c := range r.Calls() {
+		if c.Argv[0] == "sysrc" && c.Argv[1] != "-c" && c.Argv[1] != "-i" || c.Argv[0] == "ifconfig" || c.Argv[0] == "zfs" {
+			t.Errorf("went on after the refusal: %q", c.Argv)
 		}
 	}
 }

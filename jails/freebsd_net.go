@@ -41,21 +41,37 @@ func lastAddr(p netip.Prefix) netip.Addr {
 // address (InterfaceAddr), not present on any interface (ifconfig -a), not
 // held by any jail, dying ones included (jls -d), and not recorded by any
 // release, running or not (its jailkeeper:ip: a stopped release gets its
-// address back when it starts again). On the way it removes stale aliases:
-// addresses of the pool on the runtime's interface that no jail holds,
-// left by a crash between jail(8) adding an alias and the jail existing,
-// or by a jail -r that failed half-way; jail -c would fail on them.
-// rels are the releases on the host; the caller holds f.net exclusively.
+// address back when it starts again).
+//
+// A pool that overlaps the network of an address on another interface
+// (lo0's 127.0.0.1/8, the host's LAN) is refused with ErrPoolOverlap
+// before anything is chosen: such addresses are routed elsewhere.
+//
+// On the way it removes stale aliases: an alias on the runtime's interface
+// that is the recorded address of a release and that no jail holds, left
+// by a crash between jail(8) adding it and the jail existing, or by a
+// jail -r that failed half-way; jail -c would fail on it. Only release
+// addresses are ever removed: any other address on the interface, inside
+// the pool or not, is the operator's (the interface's own address from
+// rc.conf among them, whatever the pool says it should be) and is only
+// left out of the choice. rels are the releases on the host; the caller
+// holds f.net exclusively.
 func (f *FreeBSD) allocate(ctx context.Context, rels map[string]Release) (netip.Addr, error) {
 	ifs, err := f.ifaddrs(ctx)
 	if err != nil {
 		return netip.Addr{}, err
 	}
+	pool, own := f.cfg.Pool, InterfaceAddr(f.cfg.Pool)
+	for _, ia := range ifs {
+		if ia.Interface != f.cfg.Interface && ia.Prefix.Masked().Overlaps(pool) {
+			return netip.Addr{}, fmt.Errorf("%w: pool %s overlaps %s (%s on %s): pick another jails.pool",
+				ErrPoolOverlap, pool, ia.Prefix.Masked(), ia.Prefix.Addr(), ia.Interface)
+		}
+	}
 	js, err := f.jails(ctx)
 	if err != nil {
 		return netip.Addr{}, err
 	}
-	pool, own := f.cfg.Pool, InterfaceAddr(f.cfg.Pool)
 	used := map[netip.Addr]bool{own: true, pool.Addr(): true, lastAddr(pool): true}
 	held := map[netip.Addr]bool{}
 	for _, j := range js {
@@ -64,20 +80,21 @@ func (f *FreeBSD) allocate(ctx context.Context, rels map[string]Release) (netip.
 			used[a] = true
 		}
 	}
+	recorded := map[netip.Addr]bool{}
 	for _, r := range rels {
 		if r.IP.IsValid() {
 			used[r.IP] = true
+			recorded[r.IP] = true
 		}
 	}
 	for _, ia := range ifs {
 		a := ia.Prefix.Addr()
-		if ia.Interface == f.cfg.Interface && pool.Contains(a) && a != own && !held[a] {
+		used[a] = true
+		if ia.Interface == f.cfg.Interface && recorded[a] && !held[a] && a != own {
 			if err := f.removeAlias(ctx, a); err != nil {
 				return netip.Addr{}, err
 			}
-			continue
 		}
-		used[a] = true
 	}
 	for a := pool.Addr(); pool.Contains(a); a = a.Next() {
 		if !used[a] {
@@ -90,11 +107,15 @@ func (f *FreeBSD) allocate(ctx context.Context, rels map[string]Release) (netip.
 // clearAlias makes sure jail -c can add addr for the release name: an alias
 // of addr on the runtime's interface that no jail holds is a leftover and
 // is removed; addr held by another jail, or configured on another
-// interface, is ErrAddressTaken. The caller holds f.net (shared is enough:
-// only this release uses addr).
+// interface, is ErrAddressTaken, and so is the interface's own address
+// (InterfaceAddr), which is never removed. The caller holds f.net (shared
+// is enough: only this release uses addr).
 func (f *FreeBSD) clearAlias(ctx context.Context, name string, addr netip.Addr) error {
 	if !addr.IsValid() {
 		return fmt.Errorf("release has no address (property %s)", propIP)
+	}
+	if addr == InterfaceAddr(f.cfg.Pool) {
+		return fmt.Errorf("%w: %s is %s's own address", ErrAddressTaken, addr, f.cfg.Interface)
 	}
 	ifs, err := f.ifaddrs(ctx)
 	if err != nil {
