@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jailkeeper/jailkeeper/artifact"
 	"github.com/jailkeeper/jailkeeper/internal/command"
 	"github.com/jailkeeper/jailkeeper/zfs"
 )
@@ -126,7 +125,7 @@ type FreeBSDConfig struct {
 	// (exec.consolelog): LogDir/jail_<name>_console.log, rc.d/jail's
 	// naming. Default /var/log.
 	LogDir string
-	// Runner runs jail, jls, ifconfig, sysrc, mount and umount. Default
+	// Runner runs jail, jls, ifconfig, mount and umount. Default
 	// command.Exec{}.
 	Runner command.Runner
 	// Datasets manages the ZFS datasets. Default ZFS{}.
@@ -504,8 +503,9 @@ var allowRE = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$`)
 // `zfs clone -o props <dataset>/templates/<T>@<snap> <dataset>/containers/<name>`,
 // all jailkeeper:* properties set by the clone, state creating), picks an
 // address, installs everything the jail needs from the host into the clone
-// (the artifact, an rc.d script, rc.conf entries via sysrc -f, a
-// newsyslog.conf.d entry, the environment) and writes the jail.conf file,
+// (the artifact, an rc.d script, its rc.conf.d variables, a
+// newsyslog.conf.d entry, the environment; see install) and writes the
+// jail.conf file,
 // then marks the release ready. The jail is not started. On any error the
 // clone and the conf are removed again; a release that exists already is
 // an error matching zfs.ErrExists (an interrupted create is destroyed by
@@ -652,95 +652,6 @@ func (f *FreeBSD) undoClone(ctx context.Context, ds string) error {
 		return nil
 	}
 	return err
-}
-
-// rcName is the rc.d name of the service in its jail: the service name,
-// unless the base system has an rc.d script of that name (a service called
-// "cron" must not replace /etc/rc.d/cron's variables).
-func rcName(root, service string) string {
-	if _, err := os.Lstat(filepath.Join(root, "etc/rc.d", service)); err == nil {
-		return "jailkeeper_" + service
-	}
-	return service
-}
-
-// install puts the release's files into the clone mounted at root, from the
-// host: nothing runs inside the jail before it starts.
-func (f *FreeBSD) install(ctx context.Context, spec Spec, r Release) error {
-	root := f.root(r.Name)
-	if err := artifact.Install(spec.Artifact, root, spec.Command[0]); err != nil {
-		return err
-	}
-	rc := rcScript{RCName: rcName(root, spec.Service), Service: spec.Service, Release: r.Name, User: spec.User, Command: spec.Command}
-
-	// The environment file belongs to the app's user, mode 0600. The uid
-	// comes from the jail's own /etc/passwd, read here on the host: the
-	// file has its final owner before the jail ever runs, and no step
-	// inside the jail (a chown in exec.prestart or at first start) has to
-	// succeed later. The host's passwd could map the name differently.
-	uid, gid, err := jailLookupUser(filepath.Join(root, jailPasswd), spec.User)
-	if err != nil {
-		return err
-	}
-	env := map[string]string{}
-	for k, v := range spec.Env {
-		env[k] = v
-	}
-	if spec.EnvFile != "" {
-		secrets, err := readJailEnvFile(spec.EnvFile)
-		if err != nil {
-			return err
-		}
-		for k, v := range secrets {
-			env[k] = v
-		}
-	}
-	env["PORT"] = strconv.Itoa(r.Port)
-	env["HOST"] = r.IP.String()
-	env["ADDR"] = r.Addr()
-	envPath := filepath.Join(root, rc.envFile())
-	if err := os.MkdirAll(filepath.Dir(envPath), 0o755); err != nil {
-		return err
-	}
-	if err := processWriteFile(envPath, renderJailEnv(spec.Service, spec.User, env), 0o600); err != nil {
-		return fmt.Errorf("env: %w", err)
-	}
-	if err := os.Chown(envPath, uid, gid); err != nil {
-		return fmt.Errorf("env: %w", err)
-	}
-
-	script, err := rc.render()
-	if err != nil {
-		return err
-	}
-	files := []struct {
-		path string
-		data []byte
-		mode fs.FileMode
-	}{
-		{rc.path(), script, 0o755},
-		{rc.newsyslogPath(), rc.newsyslogLine(), 0o644},
-	}
-	for _, fl := range files {
-		p := filepath.Join(root, fl.path)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		if err := processWriteFile(p, fl.data, fl.mode); err != nil {
-			return err
-		}
-	}
-	// sysrc -f appends to the file; base.txz ships no /etc/rc.conf.
-	rcConf := filepath.Join(root, jailRCConf)
-	if fh, err := os.OpenFile(rcConf, os.O_CREATE|os.O_WRONLY, 0o644); err != nil {
-		return err
-	} else if err := fh.Close(); err != nil {
-		return err
-	}
-	if _, err := f.run(ctx, rc.sysrcArgv(root)...); err != nil {
-		return fmt.Errorf("rc.conf: %w", err)
-	}
-	return nil
 }
 
 // Start starts the release's jail with `jail -f CONF -c NAME` (not `service

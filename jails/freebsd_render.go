@@ -19,7 +19,7 @@ const (
 	jailRCDir        = "/usr/local/etc/rc.d"
 	jailEnvDir       = "/usr/local/etc/jailkeeper"
 	jailNewsyslogDir = "/usr/local/etc/newsyslog.conf.d" // newsyslog.conf's second <include>
-	jailRCConf       = "/etc/rc.conf"
+	jailRCConfD      = "/etc/rc.conf.d"                  // load_rc_config NAME reads rc.conf.d/NAME
 	jailPasswd       = "/etc/passwd"
 )
 
@@ -120,6 +120,7 @@ func (s rcScript) childPidfile() string { return "/var/run/" + s.RCName + "_chil
 func (s rcScript) logfile() string      { return "/var/log/" + s.RCName + ".log" }
 func (s rcScript) envFile() string      { return jailEnvDir + "/" + s.RCName + ".env" }
 func (s rcScript) path() string         { return jailRCDir + "/" + s.RCName }
+func (s rcScript) rcConfPath() string   { return jailRCConfD + "/" + s.RCName }
 func (s rcScript) newsyslogPath() string {
 	return jailNewsyslogDir + "/" + s.RCName + ".conf"
 }
@@ -217,14 +218,21 @@ func (s rcScript) newsyslogLine() []byte {
 			"%s\troot:wheel\t600\t7\t*\t@T00\tJ\t%s\n", s.logfile(), s.pidfile())
 }
 
-// sysrcArgv sets the jail's rc.conf(5) variables from the host: the app's
-// service, and syslogd without network sockets (-ss), as a jail that only
-// logs locally wants.
-func (s rcScript) sysrcArgv(root string) []string {
-	return []string{"sysrc", "-f", root + jailRCConf,
-		s.RCName + "_enable=YES",
-		"syslogd_flags=-ss",
-	}
+// rcConf is the service's rc.conf(5) file, /etc/rc.conf.d/<rcname>:
+// rc.subr's load_rc_config sources /etc/rc.conf.d/$name (and then
+// /usr/local/etc/rc.conf.d/$name) after /etc/rc.conf, so this enables the
+// service even over an rc.conf from the artifact. The text is fixed: the
+// variable name is the rc name (a service name, which ValidName limits to
+// [a-z0-9_]), the value a constant.
+func (s rcScript) rcConf() []byte {
+	return fmt.Appendf(nil, "# Release %s of service %s, written by jailkeeper.\n%s_enable=\"YES\"\n",
+		s.Release, s.Service, s.RCName)
+}
+
+// syslogdRCConf is /etc/rc.conf.d/syslogd: syslogd without network
+// sockets (-ss, syslogd(8)), as a jail that only logs locally wants.
+func syslogdRCConf() []byte {
+	return []byte("# Written by jailkeeper: the jail logs locally only.\nsyslogd_flags=\"-ss\"\n")
 }
 
 // renderJailEnv writes env as sh(1) assignments, one per line, sorted by key,
@@ -262,27 +270,4 @@ func readJailEnvFile(path string) (map[string]string, error) {
 		env[k] = v
 	}
 	return env, nil
-}
-
-// jailLookupUser finds name in a passwd(5) file (the jail's /etc/passwd, read
-// on the host) and returns its uid and gid.
-func jailLookupUser(passwd, name string) (uid, gid int, err error) {
-	b, err := os.ReadFile(passwd)
-	if err != nil {
-		return 0, 0, err
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		f := strings.Split(line, ":")
-		if len(f) < 4 || f[0] != name {
-			continue
-		}
-		if _, err := fmt.Sscan(f[2], &uid); err != nil {
-			return 0, 0, fmt.Errorf("%s: user %s: uid %q", passwd, name, f[2])
-		}
-		if _, err := fmt.Sscan(f[3], &gid); err != nil {
-			return 0, 0, fmt.Errorf("%s: user %s: gid %q", passwd, name, f[3])
-		}
-		return uid, gid, nil
-	}
-	return 0, 0, fmt.Errorf("user %s is not in the jail's %s", name, jailPasswd)
 }

@@ -77,7 +77,8 @@ func TestRenderRCScript(t *testing.T) {
 	script := mustRender(t, rc)
 	Golden(t, "freebsd/golden/rc.d-hello", script)
 	Golden(t, "freebsd/golden/newsyslog-hello.conf", rc.newsyslogLine())
-	Golden(t, "freebsd/golden/sysrc-argv.txt", []byte(command.Quote(rc.sysrcArgv("/usr/local/jails/containers/"+testRelease))+"\n"))
+	Golden(t, "freebsd/golden/rc.conf.d-hello", rc.rcConf())
+	Golden(t, "freebsd/golden/rc.conf.d-syslogd", syslogdRCConf())
 }
 
 // TestRCScriptShell checks the rendered script with sh -n and then runs it
@@ -203,14 +204,38 @@ func TestRenderEnvAndReadEnvFile(t *testing.T) {
 }
 
 func TestLookupUser(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "passwd")
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	// Lines of FreeBSD's /etc/passwd (etc/master.passwd in freebsd-src).
-	os.WriteFile(p, []byte("root:*:0:0:Charlie &:/root:/bin/sh\nwww:*:80:80:World Wide Web Owner:/nonexistent:/usr/sbin/nologin\n"), 0o644)
-	if uid, gid, err := jailLookupUser(p, "www"); err != nil || uid != 80 || gid != 80 {
+	os.WriteFile(filepath.Join(dir, "etc/passwd"), []byte("root:*:0:0:Charlie &:/root:/bin/sh\nwww:*:80:80:World Wide Web Owner:/nonexistent:/usr/sbin/nologin\n"), 0o644)
+	jr, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer jr.Close()
+	if uid, gid, err := jailLookupUser(jr, "www"); err != nil || uid != 80 || gid != 80 {
 		t.Errorf("www: %d %d %v", uid, gid, err)
 	}
-	if _, _, err := jailLookupUser(p, "nobody"); err == nil {
+	if _, _, err := jailLookupUser(jr, "nobody"); err == nil {
 		t.Error("missing user found")
+	}
+	// A passwd that is a link out of the jail, or not a regular file, is
+	// not read.
+	outside := filepath.Join(t.TempDir(), "passwd")
+	os.WriteFile(outside, []byte("www:*:0:0::/:/bin/sh\n"), 0o644)
+	os.Remove(filepath.Join(dir, "etc/passwd"))
+	if err := os.Symlink(outside, filepath.Join(dir, "etc/passwd")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := jailLookupUser(jr, "www"); err == nil {
+		t.Error("read a passwd outside the jail through a symbolic link")
+	}
+	os.Remove(filepath.Join(dir, "etc/passwd"))
+	os.Mkdir(filepath.Join(dir, "etc/passwd"), 0o755)
+	if _, _, err := jailLookupUser(jr, "www"); err == nil {
+		t.Error("read a directory as passwd")
 	}
 }
 

@@ -1,6 +1,9 @@
 package jails_test
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"net/netip"
@@ -167,10 +170,20 @@ func TestFreeBSDSequence(t *testing.T) {
 		t.Errorf("state property %q", got)
 	}
 	root := h.relRoot()
-	for _, p := range []string{"usr/local/bin/hello", "usr/local/etc/rc.d/hello", "usr/local/etc/newsyslog.conf.d/hello.conf", "etc/rc.conf"} {
+	for _, p := range []string{"usr/local/bin/hello", "usr/local/etc/rc.d/hello", "usr/local/etc/newsyslog.conf.d/hello.conf"} {
 		if _, err := os.Stat(filepath.Join(root, p)); err != nil {
 			t.Errorf("installed: %v", err)
 		}
+	}
+	// The rc variables are files of the jail's /etc/rc.conf.d, written from
+	// Go: no sysrc, and no rc.conf of the jail touched.
+	for p, want := range map[string]string{"etc/rc.conf.d/hello": `hello_enable="YES"`, "etc/rc.conf.d/syslogd": `syslogd_flags="-ss"`} {
+		if b, err := os.ReadFile(filepath.Join(root, p)); err != nil || !strings.Contains(string(b), want+"\n") {
+			t.Errorf("%s: %q %v, want a line %s", p, b, err, want)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(root, "etc/rc.conf")); !os.IsNotExist(err) {
+		t.Errorf("the jail's etc/rc.conf was created: %v", err)
 	}
 	env := filepath.Join(root, "usr/local/etc/jailkeeper/hello.env")
 	if st, err := os.Stat(env); err != nil || st.Mode().Perm() != 0o600 {
@@ -300,16 +313,19 @@ func TestFreeBSDCreateUsesNewestSnapshotAndRCNameFallback(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "usr/local/etc/rc.d/jailkeeper_cron")); err != nil {
 		t.Error(err)
 	}
-	if !strings.Contains(h.r.Transcript(), "jailkeeper_cron_enable=YES") {
-		t.Error("rc.conf not set for jailkeeper_cron")
+	if b, err := os.ReadFile(filepath.Join(root, "etc/rc.conf.d/jailkeeper_cron")); err != nil || !strings.Contains(string(b), "\njailkeeper_cron_enable=\"YES\"\n") {
+		t.Errorf("rc.conf.d not set for jailkeeper_cron: %q %v", b, err)
 	}
 }
 
 func TestFreeBSDCreateFailureUndoes(t *testing.T) {
 	testenv.Root(t)
 	h := newHarness(t)
-	// sysrc fails (no captured text: the exit status is what counts).
-	h.r.OnPrefix([]string{"sysrc"}, commandtest.Fail(1, ""))
+	// A directory where the service's rc.conf.d file goes: the install
+	// fails half-way, after the artifact and the rc.d script.
+	if err := os.MkdirAll(filepath.Join(h.root, "templates/14.3-RELEASE/etc/rc.conf.d/hello"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	_, err := h.f.Create(context.Background(), h.spec)
 	if err == nil {
 		t.Fatal("create succeeded")
@@ -322,6 +338,127 @@ func TestFreeBSDCreateFailureUndoes(t *testing.T) {
 	}
 	if !strings.Contains(h.r.Transcript(), "zfs destroy -r "+relDS) {
 		t.Errorf("no destroy in\n%s", h.r.Transcript())
+	}
+}
+
+// tarEntry is one entry of a test artifact: a regular file (Link empty,
+// Dir false), a directory or a symbolic link to Link.
+type tarEntry struct {
+	Name, Body, Link string
+	Dir              bool
+}
+
+// writeTarball writes entries as a gzip'd tar, the artifact format.
+func writeTarball(t *testing.T, path string, entries []tarEntry) {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for _, e := range entries {
+		hdr := &tar.Header{Name: e.Name, Mode: 0o755, Typeflag: tar.TypeReg, Size: int64(len(e.Body))}
+		switch {
+		case e.Dir:
+			hdr.Typeflag, hdr.Size = tar.TypeDir, 0
+		case e.Link != "":
+			hdr.Typeflag, hdr.Linkname, hdr.Size = tar.TypeSymlink, e.Link, 0
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			if _, err := tw.Write([]byte(e.Body)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The artifact is untrusted input to the host: it can replace any file of
+// the jail. A tarball with an etc/rc.conf that runs a command when sourced,
+// and symbolic links where jailkeeper writes: nothing runs on the host, no
+// host tool reads the jail's rc.conf (no sysrc -f), nothing is written
+// outside the release's root or through a link.
+func TestFreeBSDCreateHostileArtifact(t *testing.T) {
+	testenv.Root(t)
+	hello := tarEntry{Name: "usr/local/bin/hello", Body: "#!/bin/sh\n"}
+	tests := []struct {
+		name    string
+		entries func(outside string) []tarEntry
+		wantErr string // "" : create succeeds
+	}{
+		{
+			name: "link out of the root",
+			entries: func(outside string) []tarEntry {
+				return []tarEntry{hello, {Name: "etc/rc.conf.d", Link: outside}}
+			},
+			wantErr: "etc/rc.conf.d", // refused by artifact.Install or by jailkeeper's writes
+		},
+		{
+			name: "link inside the root on a directory jailkeeper writes into",
+			entries: func(string) []tarEntry {
+				return []tarEntry{hello, {Name: "var/planted", Dir: true}, {Name: "etc/rc.conf.d", Link: "../var/planted"}}
+			},
+			wantErr: "symbolic link",
+		},
+		{
+			name: "links inside the root on files jailkeeper writes",
+			entries: func(string) []tarEntry {
+				return []tarEntry{hello, {Name: "etc/planted", Body: "planted\n"},
+					{Name: "etc/rc.conf.d/hello", Link: "../planted"},
+					{Name: "usr/local/etc/jailkeeper/hello.env", Link: "../../../../etc/planted"}}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			outside := t.TempDir()
+			marker := filepath.Join(outside, "ran")
+			entries := append(tt.entries(outside), tarEntry{Name: "etc/rc.conf", Body: "x=$(touch " + marker + ")\nhello_enable=NO\n"})
+			h.spec.Artifact = filepath.Join(h.tmp, "hello.tar.gz")
+			writeTarball(t, h.spec.Artifact, entries)
+
+			_, err := h.f.Create(context.Background(), h.spec)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("Create = %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("Create = %v, want an error about %q", err, tt.wantErr)
+			}
+			if _, err := os.Stat(marker); err == nil {
+				t.Error("the artifact's rc.conf was run on the host")
+			}
+			if left, _ := os.ReadDir(outside); len(left) != 0 {
+				t.Errorf("written outside the release's root: %v", left)
+			}
+			if strings.Contains(h.r.Transcript(), "sysrc") {
+				t.Errorf("a host tool read the jail's files:\n%s", h.r.Transcript())
+			}
+			if err != nil {
+				if h.z.has(relDS) {
+					t.Error("clone left behind")
+				}
+				return
+			}
+			root := h.relRoot()
+			if b, _ := os.ReadFile(filepath.Join(root, "etc/planted")); string(b) != "planted\n" {
+				t.Errorf("written through a link: etc/planted = %q", b)
+			}
+			for _, p := range []string{"etc/rc.conf.d/hello", "usr/local/etc/jailkeeper/hello.env"} {
+				if fi, err := os.Lstat(filepath.Join(root, p)); err != nil || !fi.Mode().IsRegular() {
+					t.Errorf("%s: %v %v, want jailkeeper's regular file in place of the link", p, fi, err)
+				}
+			}
+		})
 	}
 }
 
