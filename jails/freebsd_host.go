@@ -163,7 +163,9 @@ type HostConfig struct {
 //     put there: jail(8) adds and removes them, and an alias already
 //     present makes jail -c fail); created and addressed now too;
 //   - the datasets Dataset (mounted at Root), Dataset/media (downloads),
-//     Dataset/templates and Dataset/containers;
+//     Dataset/templates and Dataset/containers; Root and Root/containers
+//     get mode 0700, so no host user reaches a jail's files (the
+//     environment files with the apps' secrets among them);
 //   - ConfDir, and the line `.include "ConfDir/*.conf";` in JailConf
 //     (jail.conf(5), "Includes"), so rc.d/jail and jail(8) without -f see
 //     every release.
@@ -285,6 +287,19 @@ func hostInit(h *hostSteps, cfg HostConfig) error {
 		}
 	}
 
+	// jail(8), NOTES: an unprivileged host user can cooperate with a
+	// privileged user inside a jail to gain privileges on the host, and
+	// "most of these attacks can be mitigated by ensuring that the jail
+	// root is not accessible to unprivileged users in the host
+	// environment". The directories above the jails' roots are root's only;
+	// that does not reach into the jails, whose processes start from their
+	// root and never look the path up through these directories.
+	for _, dir := range []string{cfg.Root, filepath.Join(cfg.Root, "containers")} {
+		if err := ensureMode(h, dir, 0o700); err != nil {
+			return err
+		}
+	}
+
 	h.note("jail.conf: one file per release in %s, included from %s", cfg.ConfDir, cfg.JailConf)
 	if err := ensureDir(h, cfg.ConfDir); err != nil {
 		return err
@@ -304,6 +319,29 @@ func ensureDir(h *hostSteps, dir string) error {
 		return nil
 	}
 	return os.MkdirAll(dir, 0o755)
+}
+
+// ensureMode sets dir's permission bits to mode unless they are already;
+// dir must exist (a dataset's mountpoint, mounted by zfs create). Only
+// root's access is kept: host users cannot reach the releases' files.
+func ensureMode(h *hostSteps, dir string, mode os.FileMode) error {
+	if h.dry {
+		h.note("set mode %04o on %s: host users must not reach the jails' files", mode, dir)
+		return nil
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	if st.Mode().Perm() == mode {
+		h.note("ok: %s has mode %04o", dir, mode)
+		return nil
+	}
+	h.note("set mode %04o on %s (was %04o): host users must not reach the jails' files", mode, dir, st.Mode().Perm())
+	return os.Chmod(dir, mode)
 }
 
 // ensureInclude appends line to the file unless a line of it already

@@ -18,7 +18,7 @@ func hostConfig(t *testing.T, pool string) (jails.HostConfig, string) {
 	tmp := t.TempDir()
 	return jails.HostConfig{
 		Dataset:   "zroot/jails",
-		Root:      "/usr/local/jails",
+		Root:      filepath.Join(tmp, "jails"),
 		Interface: "lo1",
 		Pool:      netip.MustParsePrefix(pool),
 		ConfDir:   filepath.Join(tmp, "jail.conf.d"),
@@ -41,9 +41,19 @@ func TestHostInitFresh(t *testing.T) {
 	for _, ds := range []string{"zroot/jails", "zroot/jails/media", "zroot/jails/templates", "zroot/jails/containers"} {
 		r.On([]string{"zfs", "list", "-H", "-o", "name", ds}, commandtest.Fail(1, "cannot open '"+ds+"': dataset does not exist\n"))
 	}
+	// What zfs create's mounts leave: the datasets' directories, mode 0755.
+	if err := os.MkdirAll(filepath.Join(cfg.Root, "containers"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	var out bytes.Buffer
 	if err := jails.HostInit(context.Background(), cfg, &r, false, &out); err != nil {
 		t.Fatal(err)
+	}
+	// Host users cannot reach the jails' roots (jail(8), NOTES).
+	for _, d := range []string{cfg.Root, filepath.Join(cfg.Root, "containers")} {
+		if st, err := os.Stat(d); err != nil || st.Mode().Perm() != 0o700 {
+			t.Errorf("%s: %v %v, want mode 0700", d, st, err)
+		}
 	}
 	got := strings.ReplaceAll(r.Transcript(), tmp, "<tmp>")
 	jails.Golden(t, "freebsd/golden/host-init-fresh.transcript", []byte(got))
@@ -67,8 +77,10 @@ func TestHostInitIdempotent(t *testing.T) {
 	// ifconfig-lo1-12.1.txt (REAL) shows lo1 with 172.31.255.17/32, which is
 	// InterfaceAddr of this pool.
 	cfg, _ := hostConfig(t, "172.31.255.16/28")
-	if err := os.MkdirAll(cfg.ConfDir, 0o755); err != nil {
-		t.Fatal(err)
+	for _, d := range []string{cfg.ConfDir, filepath.Join(cfg.Root, "containers")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
 	}
 	before := "# existing\n.include \"" + cfg.ConfDir + "/*.conf\";\n"
 	if err := os.WriteFile(cfg.JailConf, []byte(before), 0o600); err != nil {
@@ -79,11 +91,15 @@ func TestHostInitIdempotent(t *testing.T) {
 	// (ifconfig-lo1-12.1.txt.source), without the "inet" host init writes.
 	r.On([]string{"sysrc", "-i", "-n", "ifconfig_lo1"}, commandtest.OK("172.31.255.17/32\n"))
 	r.On([]string{"ifconfig", "lo1"}, commandtest.File(t, "testdata/freebsd/ifconfig-lo1-12.1.txt"))
-	r.On([]string{"zfs", "get", "-Hp", "-o", "name,property,value,source", "mountpoint", "zroot/jails"},
-		commandtest.File(t, "testdata/freebsd/zfs-get-mountpoint.DERIVED.tsv"))
+	// The fixture with the test's root as the mountpoint.
+	tsv := strings.Replace(string(fixture(t, "zfs-get-mountpoint.DERIVED.tsv")), "/usr/local/jails", cfg.Root, 1)
+	r.On([]string{"zfs", "get", "-Hp", "-o", "name,property,value,source", "mountpoint", "zroot/jails"}, commandtest.OK(tsv))
 	var out bytes.Buffer
 	if err := jails.HostInit(context.Background(), cfg, &r, false, &out); err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "# ok: "+cfg.Root+" has mode 0700\n") {
+		t.Errorf("mode not checked:\n%s", out.String())
 	}
 	for _, c := range r.Calls() {
 		check := c.Argv[0] == "sysrc" && (c.Argv[1] == "-c" || c.Argv[1] == "-i") || c.Argv[0] == "ifconfig" && len(c.Argv) == 2 ||

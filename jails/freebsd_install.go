@@ -44,12 +44,14 @@ func (f *FreeBSD) install(ctx context.Context, spec Spec, r Release) error {
 	defer jr.Close()
 	rc := rcScript{RCName: rcName(jr, spec.Service), Service: spec.Service, Release: r.Name, User: spec.User, Command: spec.Command}
 
-	// The environment file belongs to the app's user, mode 0600. The uid
-	// comes from the jail's own /etc/passwd, read here on the host: the
-	// file has its final owner before the jail ever runs, and no step
-	// inside the jail (a chown in exec.prestart or at first start) has to
-	// succeed later. The host's passwd could map the name differently.
-	uid, gid, err := jailLookupUser(jr, spec.User)
+	// The environment file is root's, readable by the app user's group
+	// (mode 0640): the app reads it (envLoader, after daemon -u) but cannot
+	// change it, so a compromised app cannot plant variables for its next
+	// start. The gid comes from the jail's own /etc/passwd, read here on
+	// the host: the file has its final owner before the jail ever runs, and
+	// no step inside the jail has to succeed later. The host's passwd could
+	// map the name differently.
+	_, gid, err := jailLookupUser(jr, spec.User)
 	if err != nil {
 		return err
 	}
@@ -84,7 +86,7 @@ func (f *FreeBSD) install(ctx context.Context, spec Spec, r Release) error {
 		{rc.rcConfPath(), rc.rcConf(), 0o644, 0, 0},
 		{jailRCConfD + "/syslogd", syslogdRCConf(), 0o644, 0, 0},
 		{rc.newsyslogPath(), rc.newsyslogLine(), 0o644, 0, 0},
-		{rc.envFile(), renderJailEnv(spec.Service, spec.User, env), 0o600, uid, gid},
+		{rc.envFile(), renderJailEnv(spec.Service, spec.User, env), 0o640, 0, gid},
 	}
 	for _, fl := range files {
 		if err := ctx.Err(); err != nil {

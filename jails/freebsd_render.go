@@ -125,16 +125,32 @@ func (s rcScript) newsyslogPath() string {
 	return jailNewsyslogDir + "/" + s.RCName + ".conf"
 }
 
+// envLoader is the script daemon(8)'s child runs as the app's user, after
+// -u dropped root, with the env file as $0 and the app's argv as "$@":
+// every assignment of the file is exported (set -a), then the shell
+// replaces itself with the app, so the app keeps the child's pid (-p). The
+// environment, secrets and all, is never read by a root shell: rc.subr
+// evaluates "$command $rc_flags $command_args" as root (its _run_rc_doit),
+// and a file sourced there could set rc_flags, PATH or any other variable
+// of that shell. sh(1): "sh -c string [name [argument ...]]" sets $0 to
+// name and the positional parameters to the arguments; "." reads the file
+// in the current shell, and a non-interactive shell exits when it cannot.
+const envLoader = `set -a; . "$0"; set +a; exec "$@"`
+
 // daemonArgv is the daemon(8) command line (man page of 14.x, and
 // usr.sbin/daemon/daemon.c): -f detaches stdin/stdout/stderr (output then
 // goes to -o only); -r restarts the app one second after it exits; -P is the
 // supervisor's pidfile, the process rc.subr stops (SIGTERM, which daemon
 // forwards to the app) and newsyslog signals; -p the app's own pidfile;
-// -u drops privileges in the child only, so the supervisor (root) can
+// -u drops privileges in the child only (restrict_process: setusercontext
+// with LOGIN_SETALL, so the child has the user's uid, primary group from
+// the jail's passwd and its other groups), and the supervisor (root) can
 // reopen the log; -H reopens the -o file on SIGHUP; -t titles the
 // supervisor "daemon: NAME[pid]", which rc.subr's check_pidfile matches
-// against command=/usr/sbin/daemon. The app's command follows; daemon's
-// getopt string starts with '+', so its options stop there.
+// against command=/usr/sbin/daemon. The child's command follows, daemon's
+// getopt string starting with '+' so that its options stop there:
+// /bin/sh running envLoader, which reads the env file as the app's user
+// and execs the app's command.
 func (s rcScript) daemonArgv() []string {
 	return append([]string{
 		"-f", "-r",
@@ -143,6 +159,7 @@ func (s rcScript) daemonArgv() []string {
 		"-u", s.User,
 		"-H", "-o", s.logfile(),
 		"-t", s.RCName,
+		"/bin/sh", "-c", envLoader, s.envFile(),
 	}, s.Command...)
 }
 
@@ -174,6 +191,12 @@ func (s rcScript) render() ([]byte, error) {
 # stops and newsyslog signals, -p the app's; -r restarts the app when it
 # exits; -u drops privileges for the app only; -o appends its output to the
 # log and -H reopens the log on SIGHUP, after newsyslog rotated it.
+#
+# The app's environment, secrets included, is in
+# %[6]s (owner root, group of %[8]s, mode 0640).
+# Only daemon's child reads it, as %[8]s after -u dropped root: /bin/sh
+# exports every assignment in it and execs the app. No root shell here
+# reads it.
 
 . /etc/rc.subr
 
@@ -190,20 +213,10 @@ command=/usr/sbin/daemon
 # daemon's arguments; command_args holds them quoted for rc.subr's eval:
 #   %[7]s
 command_args=%[5]s
-start_precmd=%[1]s_prestart
-
-# The app's environment, secrets included: read here as root and passed on
-# by daemon(8). The file itself is readable only by the app's user.
-%[1]s_prestart()
-{
-	set -a
-	. %[6]s
-	set +a
-}
 
 run_rc_command "$1"
 `, n, s.Service, s.Release, command.QuoteWord(s.pidfile()),
-		args, command.QuoteWord(s.envFile()), command.Quote(s.daemonArgv()))
+		args, s.envFile(), command.Quote(s.daemonArgv()), s.User)
 	return b.Bytes(), nil
 }
 
@@ -237,10 +250,11 @@ func syslogdRCConf() []byte {
 
 // renderJailEnv writes env as sh(1) assignments, one per line, sorted by key,
 // each value single-quoted so that sourcing the file never runs anything.
+// The rc.d script's envLoader sources it as the app's user.
 func renderJailEnv(service, user string, env map[string]string) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# Environment of service %s, secrets included. Written by jailkeeper;\n", service)
-	fmt.Fprintf(&b, "# readable only by %s; sourced as root by the service's rc.d script.\n", user)
+	fmt.Fprintf(&b, "# owned by root, readable by the group of %s; read as %s just before the app starts.\n", user, user)
 	keys := make([]string, 0, len(env))
 	for k := range env {
 		keys = append(keys, k)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -82,9 +83,16 @@ func TestRenderRCScript(t *testing.T) {
 }
 
 // TestRCScriptShell checks the rendered script with sh -n and then runs it
-// with a stand-in for /etc/rc.subr whose run_rc_command does what rc.subr
-// does with command_args (eval "$command $command_args"), printing the
-// words it gets: they must be exactly daemon's argv, quotes and $ intact.
+// as `service hello start` would, with a stand-in for /etc/rc.subr whose
+// run_rc_command does what rc.subr's does for start (libexec/rc/rc.subr):
+// rc_flags from $flags or ${name}_flags, the start_precmd if any, then
+// `eval "$command $rc_flags $command_args"`. /usr/sbin/daemon is a
+// stand-in that takes daemon's options (printing them) and runs the rest,
+// and the app prints its argv and environment.
+//
+// The env file sets rc_flags (to a command), PATH and a value full of
+// quotes: they must reach the app, and nothing may run in the rc shell.
+// If that shell sourced the file, the eval would run the marker command.
 func TestRCScriptShell(t *testing.T) {
 	sh := testenv.Command(t, "sh")
 	rc := testRC()
@@ -96,31 +104,78 @@ func TestRCScriptShell(t *testing.T) {
 	if out, err := exec.Command(sh, "-n", script).CombinedOutput(); err != nil {
 		t.Fatalf("sh -n: %v\n%s", err, out)
 	}
-	subr := filepath.Join(dir, "rc.subr")
-	env := filepath.Join(dir, "hello.env")
-	stub := `load_rc_config() { :; }
+	marker := filepath.Join(dir, "ran-as-rc")
+	files := map[string]string{
+		"rc.subr": `load_rc_config() { :; }
 run_rc_command() {
-	` + "eval \"$start_precmd\"" + `
-	eval "set -- $command $command_args"
-	for a; do printf '%s\n' "$a"; done
-	printf 'GREETING=%s\n' "$GREETING"
+	if [ -n "$flags" ]; then rc_flags=$flags; else eval rc_flags=\$${name}_flags; fi
+	eval _precmd=\$${1}_precmd
+	[ -n "$_precmd" ] && eval "$_precmd"
+	_doit="$command $rc_flags $command_args"
+	eval "$_doit"
 }
-`
-	if err := os.WriteFile(subr, []byte(stub), 0o644); err != nil {
+`,
+		// daemon's getopt string is "+cfHrSp:P:t:u:m:o:s:T:l:R:" (daemon.c).
+		"daemon": `#!/bin/sh
+while getopts cfHrSp:P:t:u:m:o:s:T:l:R: o; do echo "daemon -$o $OPTARG"; done
+shift $((OPTIND - 1))
+exec "$@"
+`,
+		"app": `#!/bin/sh
+for a in "$0" "$@"; do printf 'arg %s\n' "$a"; done
+printf 'env GREETING=%s\nenv rc_flags=%s\nenv PATH=%s\n' "$GREETING" "$rc_flags" "$PATH"
+`,
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := filepath.Join(dir, "hello.env")
+	greeting := "hi 'there' $USER `x` \"q\""
+	if err := os.WriteFile(env, renderJailEnv("hello", "www", map[string]string{
+		"GREETING": greeting,
+		"rc_flags": "; touch " + marker,
+		"PATH":     "/nonexistent",
+	}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(env, renderJailEnv("hello", "www", map[string]string{"GREETING": "hi 'there' $USER `x`"}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	body := strings.NewReplacer(". /etc/rc.subr", ". "+subr, rc.envFile(), env).Replace(string(mustRender(t, rc)))
+	body := strings.NewReplacer(
+		". /etc/rc.subr", ". "+filepath.Join(dir, "rc.subr"),
+		"command=/usr/sbin/daemon", "command="+filepath.Join(dir, "daemon"),
+		rc.envFile(), env,
+		rc.Command[0], filepath.Join(dir, "app"),
+	).Replace(string(mustRender(t, rc)))
 	out, err := exec.Command(sh, "-c", body, "hello", "start").CombinedOutput()
 	if err != nil {
 		t.Fatalf("running the script: %v\n%s", err, out)
 	}
-	want := append([]string{"/usr/sbin/daemon"}, rc.daemonArgv()...)
-	want = append(want, "GREETING=hi 'there' $USER `x`")
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the env file's rc_flags ran in the rc shell: it was read as root")
+	}
+	want := []string{
+		"daemon -f ", "daemon -r ", "daemon -P /var/run/hello.pid", "daemon -p /var/run/hello_child.pid",
+		"daemon -u www", "daemon -H ", "daemon -o /var/log/hello.log", "daemon -t hello",
+		"arg " + filepath.Join(dir, "app"), "arg --greeting=it's $HOME", "arg -v",
+		"env GREETING=" + greeting, "env rc_flags=; touch " + marker, "env PATH=/nonexistent",
+	}
 	if diff := cmp.Diff(want, strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")); diff != "" {
-		t.Errorf("argv after rc.subr's eval (-want +got):\n%s", diff)
+		t.Errorf("what daemon and the app got (-want +got):\n%s", diff)
+	}
+
+	// The script itself never reads the env file: it is named only in
+	// daemon's arguments (and the comments), after -u.
+	for l := range strings.Lines(string(mustRender(t, rc))) {
+		if strings.Contains(l, rc.envFile()) && !strings.HasPrefix(l, "#") && !strings.HasPrefix(l, "command_args=") {
+			t.Errorf("env file used outside daemon's arguments: %q", l)
+		}
+		if strings.Contains(l, "precmd") || strings.HasPrefix(strings.TrimSpace(l), ". ") && !strings.Contains(l, "/etc/rc.subr") {
+			t.Errorf("the script sources something as root: %q", l)
+		}
+	}
+	argv := rc.daemonArgv()
+	if u, c := slices.Index(argv, "-u"), slices.Index(argv, rc.envFile()); u < 0 || c < u || argv[u+1] != "www" {
+		t.Errorf("env file not after -u www in %q", argv)
 	}
 }
 
@@ -144,7 +199,9 @@ func TestRenderRCScriptRefusesNewline(t *testing.T) {
 func TestDaemonArgv(t *testing.T) {
 	got := testRC().daemonArgv()
 	want := []string{"-f", "-r", "-P", "/var/run/hello.pid", "-p", "/var/run/hello_child.pid", "-u", "www",
-		"-H", "-o", "/var/log/hello.log", "-t", "hello", "/usr/local/bin/hello", "--greeting=it's $HOME", "-v"}
+		"-H", "-o", "/var/log/hello.log", "-t", "hello",
+		"/bin/sh", "-c", `set -a; . "$0"; set +a; exec "$@"`, "/usr/local/etc/jailkeeper/hello.env",
+		"/usr/local/bin/hello", "--greeting=it's $HOME", "-v"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}

@@ -186,10 +186,12 @@ func TestFreeBSDSequence(t *testing.T) {
 		t.Errorf("the jail's etc/rc.conf was created: %v", err)
 	}
 	env := filepath.Join(root, "usr/local/etc/jailkeeper/hello.env")
-	if st, err := os.Stat(env); err != nil || st.Mode().Perm() != 0o600 {
-		t.Errorf("env file: %v %v", st, err)
-	} else if uid, gid := fileOwner(t, st); uid != 80 || gid != 80 {
-		t.Errorf("env file owned by %d:%d, want www (80:80 in the jail's /etc/passwd)", uid, gid)
+	// root's, readable by www's group (80 in the jail's /etc/passwd): the
+	// app reads it after daemon -u, and cannot change it.
+	if st, err := os.Stat(env); err != nil || st.Mode().Perm() != 0o640 {
+		t.Errorf("env file: %v %v, want mode 0640", st, err)
+	} else if uid, gid := fileOwner(t, st); uid != 0 || gid != 80 {
+		t.Errorf("env file owned by %d:%d, want root and www's group (0:80)", uid, gid)
 	}
 	envText, _ := os.ReadFile(env)
 	for _, want := range []string{"GREETING='hi'", "TOKEN='s3cret'", "PORT='8080'", "HOST='172.16.0.2'", "ADDR='172.16.0.2:8080'"} {
