@@ -40,8 +40,9 @@ type Agent struct {
 	mu        sync.Mutex
 	desired   *reconcile.Desired // last valid desired state; nil before the first
 	status    Status
-	sourceErr string // the deploy repo could not be read or was invalid
-	passErr   string // the last pass was refused
+	sourceErr string            // the deploy repo could not be read or was invalid
+	passErr   string            // the last pass was refused or could not observe
+	logged    map[string]string // last error logged per kind, see logChange
 	passes    int
 }
 
@@ -68,7 +69,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, cfg.File, err)
 	}
 	a.source = src
-	store, err := artifact.NewStore(filepath.Join(cfg.StateDir, "artifacts"), artifact.Options{})
+	store, err := artifact.NewStore(filepath.Join(cfg.StateDir, "artifacts"), artifact.Options{FileRoot: cfg.Artifacts.FileRoot})
 	if err != nil {
 		return nil, err
 	}
@@ -202,35 +203,86 @@ func (a *Agent) Run(ctx context.Context) error {
 // the newest valid one. An invalid or unverifiable head leaves the last valid
 // state in effect.
 func (a *Agent) poll(ctx context.Context) *reconcile.Desired {
-	snap, err := a.source.Poll(ctx)
-	a.metrics.sourceFetched(snap, err, a.now())
-	if err != nil {
-		a.setError(fmt.Sprintf("deploy repo: %v", err))
-		a.log.Error("poll deploy repo", "err", err)
+	snap, pollErr := a.source.Poll(ctx)
+	a.metrics.sourceFetched(snap, pollErr, a.now())
+	if pollErr != nil {
+		a.logChange("poll", "poll deploy repo", pollErr)
 	}
 	if snap.FS == nil {
+		a.setError(errText("deploy repo", pollErr))
 		return a.lastDesired()
 	}
-	if prev := a.lastDesired(); prev != nil && prev.Revision == snap.Revision {
-		if err == nil {
-			a.setError("")
+	// Loaded on every poll, not only when the revision moved: the env files
+	// live on the host, and a rotated secret must roll out.
+	d, loadErr := a.load(snap)
+	if loadErr != nil {
+		msg := fmt.Sprintf("revision %s: %v", short(snap.Revision), loadErr)
+		if pollErr != nil {
+			msg = errText("deploy repo", pollErr) + "; " + msg
 		}
-		return prev
-	}
-	d, err := a.load(snap)
-	if err != nil {
-		a.setError(fmt.Sprintf("revision %s: %v", short(snap.Revision), err))
-		a.log.Error("invalid deploy repo revision; keeping the last valid one", "revision", snap.Revision, "err", err)
+		a.setError(msg)
+		a.logChange("load", "invalid deploy repo revision; keeping the last valid one", loadErr, "revision", snap.Revision)
 		return a.lastDesired()
+	}
+	a.logChange("load", "", nil)
+	if pollErr == nil {
+		a.logChange("poll", "", nil)
+	}
+	a.setError(errText("deploy repo", pollErr))
+	a.mu.Lock()
+	prev := a.desired
+	a.desired = d
+	a.mu.Unlock()
+	if prev == nil || prev.Revision != d.Revision {
+		a.log.Info("new revision", "revision", d.Revision)
+	} else if !sameSpecs(prev, d) {
+		a.log.Info("env file changed", "revision", d.Revision)
+	}
+	return d
+}
+
+func errText(what string, err error) string {
+	if err == nil {
+		return ""
+	}
+	return what + ": " + err.Error()
+}
+
+// sameSpecs reports whether two desired states ask for the same releases.
+func sameSpecs(a, b *reconcile.Desired) bool {
+	if len(a.Services) != len(b.Services) {
+		return false
+	}
+	for i := range a.Services {
+		if a.Services[i].SpecHash() != b.Services[i].SpecHash() {
+			return false
+		}
+	}
+	return true
+}
+
+// logChange logs err under key only when it differs from the last one
+// logged there, and a recovery once: a failure that lasts is one line, not
+// one per pass.
+func (a *Agent) logChange(key, msg string, err error, attrs ...any) {
+	text := ""
+	if err != nil {
+		text = err.Error()
 	}
 	a.mu.Lock()
-	a.desired = d
-	if err == nil {
-		a.sourceErr = ""
+	if a.logged == nil {
+		a.logged = map[string]string{}
 	}
+	last := a.logged[key]
+	a.logged[key] = text
 	a.mu.Unlock()
-	a.log.Info("new revision", "revision", snap.Revision)
-	return d
+	switch {
+	case text == last:
+	case err != nil:
+		a.log.Warn(msg, append(attrs, "err", err)...)
+	default:
+		a.log.Info("recovered", append(attrs, "what", key)...)
+	}
 }
 
 func short(rev string) string { return rev[:min(len(rev), 12)] }
@@ -284,11 +336,10 @@ func (a *Agent) pass(ctx context.Context, d reconcile.Desired) {
 	start := a.now()
 	// Re-assert jailkeeper's server first: Caddy may have restarted without
 	// --resume or re-read a Caddyfile. A no-op when all is in place.
-	if err := a.proxy.Ensure(ctx); err != nil {
-		a.log.Warn("caddy: ensure server", "err", err)
-	}
+	a.logChange("ensure", "caddy: ensure server", a.proxy.Ensure(ctx))
 	res, err := a.exec.Pass(ctx, d)
 	a.metrics.passDone(res, err, a.now().Sub(start))
+	a.logChange("pass", "pass finished with errors", err)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.passes++
@@ -297,13 +348,12 @@ func (a *Agent) pass(ctx context.Context, d reconcile.Desired) {
 		a.status.Services = res.Services
 	}
 	a.passErr = ""
-	if err != nil {
-		if errors.Is(err, reconcile.ErrPruneAll) {
-			a.passErr = fmt.Sprintf("revision %s: %v", short(d.Revision), err)
-			a.log.Error("pass refused", "err", err)
-		} else {
-			a.log.Warn("pass finished with errors", "err", err)
-		}
+	switch {
+	case errors.Is(err, reconcile.ErrPruneAll):
+		a.passErr = fmt.Sprintf("revision %s: %v", short(d.Revision), err)
+	case err != nil && res.Services == nil:
+		// The pass could not even observe the host (Caddy or jls down).
+		a.passErr = err.Error()
 	}
 }
 

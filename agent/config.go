@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +33,8 @@ type Config struct {
 	Jails    JailsConfig   `yaml:"jails"`
 	Process  ProcessConfig `yaml:"process"`
 	Caddy    CaddyConfig   `yaml:"caddy"`
+	// Artifacts limits where artifacts may come from.
+	Artifacts ArtifactsConfig `yaml:"artifacts"`
 	Listen   string        `yaml:"listen"`
 	// WebhookSecretFile holds the shared secret of POST /hooks/git.
 	WebhookSecretFile string       `yaml:"webhook_secret_file"`
@@ -70,6 +74,14 @@ type ProcessConfig struct {
 	Root     string `yaml:"root"`
 	Pool     string `yaml:"pool"`
 	Template string `yaml:"template"`
+}
+
+// ArtifactsConfig limits artifact sources.
+type ArtifactsConfig struct {
+	// FileRoot is the only directory file:// artifact URLs may read from;
+	// empty refuses file:// URLs (a deploy-repo writer must not be able to
+	// read host files through them).
+	FileRoot string `yaml:"file_root"`
 }
 
 // CaddyConfig says how to reach Caddy's admin API and what jailkeeper owns.
@@ -180,7 +192,10 @@ func (c *Config) setDefaults() {
 		c.Repo.Poll = "@every 30s"
 	}
 	if c.Host == "" {
-		c.Host, _ = os.Hostname()
+		// The short name: FreeBSD's hostname is usually a FQDN, manifests'
+		// hosts lists name machines.
+		h, _ := os.Hostname()
+		c.Host, _, _ = strings.Cut(h, ".")
 	}
 	if c.Runtime == "" {
 		c.Runtime = "process"
@@ -250,8 +265,13 @@ func (c *Config) validate() error {
 	} else if !p.Addr().IsLoopback() {
 		bad("process.pool", "%s is not a loopback prefix", p)
 	}
-	if _, err := netip.ParseAddrPort(c.Listen); err != nil {
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", "%v", err)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		bad("listen", "port %q is not a number from 0 to 65535", port)
+	}
+	if r := c.Artifacts.FileRoot; r != "" && !filepath.IsAbs(r) {
+		bad("artifacts.file_root", "%q is not an absolute path", r)
 	}
 	if c.Parallel < 1 || c.Parallel > 64 {
 		bad("parallel", "%d is not between 1 and 64", c.Parallel)

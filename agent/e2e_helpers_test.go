@@ -94,6 +94,15 @@ func newEnv(t *testing.T, poll string) *env {
 	e.git("", "clone", "-q", e.remote, e.work)
 	e.git(e.work, "config", "user.email", "dev@example.com")
 	e.git(e.work, "config", "user.name", "Dev")
+	// The agent reads file:// artifacts only below artifacts.file_root.
+	if err := os.MkdirAll(filepath.Join(e.dir, "artifacts"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"v1", "v2", "v3"} {
+		if err := os.Link(filepath.Join(e.bin, "hello-"+v), filepath.Join(e.dir, "artifacts", "hello-"+v)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	e.listen = caddytest.FreeAddr(t)
 	e.stateDir = filepath.Join(e.dir, "state")
 	// Each test gets its own loopback /24 so parallel packages never collide.
@@ -104,10 +113,11 @@ host: testhost
 runtime: process
 state_dir: %s
 process: {pool: %q}
+artifacts: {file_root: %q}
 caddy: {admin: %q, server: jailkeeper, listen: [%q]}
 listen: %q
 parallel: 4
-`, "file://"+e.remote, poll, e.stateDir, e.pool, e.caddy.Admin, e.caddy.Listen, e.listen)
+`, "file://"+e.remote, poll, e.stateDir, e.pool, e.dir, e.caddy.Admin, e.caddy.Listen, e.listen)
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +140,7 @@ func (e *env) git(dir string, args ...string) string {
 // artifact returns the file:// URL and sha256 of a hello build.
 func (e *env) artifact(version string) (string, string) {
 	e.t.Helper()
-	p := filepath.Join(e.bin, "hello-"+version)
+	p := filepath.Join(e.dir, "artifacts", "hello-"+version)
 	data, err := os.ReadFile(p)
 	if err != nil {
 		e.t.Fatal(err)

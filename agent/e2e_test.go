@@ -175,8 +175,8 @@ func TestE2EWatchFailureSwitchesBack(t *testing.T) {
 	e.runAgent()
 	e.waitVersion("hello", "v1", 60*time.Second)
 
-	m := e.helloManifest("hello", "v2", "env: {HELLO_FAIL_UP_AFTER: 1500ms}\n")
-	m = strings.Replace(m, "watch: 1s", "watch: 6s", 1)
+	m := e.helloManifest("hello", "v2", "env: {HELLO_FAIL_UP_AFTER: 3s}\n")
+	m = strings.Replace(m, "watch: 1s", "watch: 10s", 1)
 	e.commit("hello v2, fails later", map[string]string{"services/hello.yaml": m})
 	e.sync()
 	e.waitVersion("hello", "v2", 30*time.Second) // it did go live
@@ -361,6 +361,7 @@ func TestE2EBadArtifacts(t *testing.T) {
 		{"checksum", func() string { u, _ := e.artifact("v2"); return u }(), strings.Repeat("0", 64), "checksum"},
 		{"404", srv + "/missing/hello", v2sum, "404"},
 		{"traversal", "file://" + evil, evilSum, ".."},
+		{"outside file_root", "file:///etc/hostname", v2sum, "artifacts.file_root"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := e.helloManifest("hello", "v2", "")

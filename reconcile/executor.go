@@ -44,10 +44,21 @@ type Executor struct {
 	// Events receives every state change; it must not block for long.
 	Events func(Event)
 
-	mu      sync.Mutex
-	gates   map[string]inflight // service -> in-flight gate
-	stalled map[string]error    // spec hash -> why it cannot succeed
-	lastErr map[string]string   // service -> message of the last pass
+	// Memory that only saves work; losing it on a restart costs a retry.
+	mu       sync.Mutex
+	gates    map[string]inflight    // service -> in-flight deploy
+	latest   map[string]string      // service -> newest desired spec seen
+	stalled  map[string]error       // spec hash -> why it cannot succeed
+	createOK map[string]createFails // spec hash -> failed fetches/creates
+	lastErr  map[string]string      // service -> message of the last pass
+}
+
+// createFails counts consecutive failed fetches or creates of one spec, which
+// leave no release behind to carry a failure count.
+type createFails struct {
+	n    int
+	at   time.Time
+	last string
 }
 
 type inflight struct {
@@ -118,8 +129,10 @@ func (e *Executor) PlanPass(ctx context.Context, d Desired) ([]Step, error) {
 	return Plan(d, obs, e.now())
 }
 
-// Preempt cancels in-flight health gates of services whose desired spec
-// differs in d (or that d no longer has). Safe to call during Pass.
+// Preempt tells the executor about a newer desired state while a pass runs:
+// in-flight deploys (fetch, create, gate) of services whose desired spec
+// differs in d, or that d no longer has, are cancelled, and deploys of those
+// services not yet started in this pass do not start. Safe to call during Pass.
 func (e *Executor) Preempt(d Desired) {
 	want := map[string]string{}
 	for i := range d.Services {
@@ -127,11 +140,22 @@ func (e *Executor) Preempt(d Desired) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	for svc := range e.latest {
+		e.latest[svc] = want[svc]
+	}
 	for svc, g := range e.gates {
 		if want[svc] != g.spec {
 			g.cancel()
 		}
 	}
+}
+
+// superseded reports whether a newer desired state wants another spec.
+func (e *Executor) superseded(service, spec string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	latest, ok := e.latest[service]
+	return ok && latest != spec
 }
 
 // Pass observes, plans and converges every service, Parallel at a time, each
@@ -145,6 +169,12 @@ func (e *Executor) Pass(ctx context.Context, d Desired) (Result, error) {
 	}
 	steps, planErr := Plan(d, obs, e.now())
 	res.Steps = steps
+	e.mu.Lock()
+	e.latest = map[string]string{}
+	for i := range d.Services {
+		e.latest[d.Services[i].Service] = d.Services[i].SpecHash()
+	}
+	e.mu.Unlock()
 	errs := make([]error, len(steps))
 	sem := make(chan struct{}, max(e.Parallel, 1))
 	var wg sync.WaitGroup
@@ -180,8 +210,7 @@ func (e *Executor) Pass(ctx context.Context, d Desired) (Result, error) {
 
 func (e *Executor) apply(ctx context.Context, d Desired, obs Observed, st Step) error {
 	log := e.log().With("service", st.Service)
-	switch st.Kind {
-	case KindPrune:
+	if st.Kind == KindPrune {
 		if err := e.Proxy.Remove(ctx, st.Service); err != nil {
 			return fmt.Errorf("remove route: %w", err)
 		}
@@ -192,32 +221,71 @@ func (e *Executor) apply(ctx context.Context, d Desired, obs Observed, st Step) 
 		}
 		e.emit(Event{Kind: EventPruned, Service: st.Service, Revision: d.Revision, Reason: st.Reason})
 		return nil
-	case KindNone, KindBackoff:
-		if st.Route != nil {
-			if err := e.Proxy.Set(ctx, *st.Route); err != nil {
-				return fmt.Errorf("set route: %w", err)
-			}
-			if st.Reason != "" {
-				e.emit(Event{Kind: EventRouteRestored, Service: st.Service, Release: st.Target, Revision: d.Revision, Reason: st.Reason})
-			}
-		}
-		if st.Kind == KindNone {
-			if r, ok := find(obs.Releases, st.Target); ok && r.State != jails.StateLive {
-				if err := e.setState(ctx, r, jails.StateLive, ""); err != nil {
-					return err
-				}
-			}
-		}
-		if err := e.cleanup(ctx, log, st.Stop, st.Destroy); err != nil {
-			return err
-		}
-		if st.Kind == KindBackoff {
-			return fmt.Errorf("%s backing off until %s: %s", st.Target, st.RetryAt.UTC().Format(time.RFC3339), st.Reason)
-		}
-		return nil
-	default:
-		return e.deploy(ctx, log, d, obs, st)
 	}
+	var restoreErr error
+	if st.Restore != "" {
+		// Traffic goes back to the last known-good first; a deploy that
+		// follows can still fix a restore that failed.
+		restoreErr = e.restore(ctx, log, d, obs, st)
+		if restoreErr != nil && ctx.Err() != nil {
+			return restoreErr
+		}
+	}
+	var err error
+	switch st.Kind {
+	case KindNone, KindBackoff:
+		err = e.settle(ctx, log, d, obs, st)
+	case KindWatch:
+		err = e.resumeWatch(ctx, log, d, obs, st)
+	default:
+		err = e.deploy(ctx, log, d, obs, st)
+	}
+	return errors.Join(restoreErr, err)
+}
+
+// settle fixes the route of a converged service and cleans up; for a
+// service in backoff it reports the backoff.
+func (e *Executor) settle(ctx context.Context, log *slog.Logger, d Desired, obs Observed, st Step) error {
+	if st.Route != nil {
+		if err := e.Proxy.Set(ctx, *st.Route); err != nil {
+			return fmt.Errorf("set route: %w", err)
+		}
+		if st.Reason != "" {
+			e.emit(Event{Kind: EventRouteRestored, Service: st.Service, Release: st.Target, Revision: d.Revision, Reason: st.Reason})
+		}
+	}
+	if err := e.cleanup(ctx, log, obs.Releases, st.Stop, st.Destroy); err != nil {
+		return err
+	}
+	if st.Kind == KindBackoff {
+		return fmt.Errorf("%s backing off until %s: %s", st.Target, st.RetryAt.UTC().Format(time.RFC3339), st.Reason)
+	}
+	return nil
+}
+
+// restore starts the last known-good release if it stopped, gates it, and
+// routes the service to it.
+func (e *Executor) restore(ctx context.Context, log *slog.Logger, d Desired, obs Observed, st Step) error {
+	s := st.Spec
+	r, ok := find(obs.Releases, st.Restore)
+	if !ok {
+		return fmt.Errorf("restore %s: release vanished", st.Restore)
+	}
+	if !r.Running {
+		if err := e.Runtime.Start(ctx, r.Name); err != nil {
+			return fmt.Errorf("restore %s: start: %w", r.Name, err)
+		}
+		if err := e.health(ctx, r, s.Health, s.Health.Deadline, true); err != nil {
+			return fmt.Errorf("restore %s: health gate: %w", r.Name, err)
+		}
+	}
+	if err := e.Proxy.Set(ctx, DesiredRoute(s, r)); err != nil {
+		return fmt.Errorf("restore %s: set route: %w", r.Name, err)
+	}
+	log.Debug("restored last known-good", "release", r.Name, "step", "restore")
+	e.emit(Event{Kind: EventRouteRestored, Service: s.Service, Release: r.Name, SHA: r.SHA, Revision: d.Revision,
+		Reason: "last known-good routed again"})
+	return nil
 }
 
 func find(rels []jails.Release, name string) (jails.Release, bool) {
@@ -228,42 +296,75 @@ func find(rels []jails.Release, name string) (jails.Release, bool) {
 	return rels[i], true
 }
 
-func (e *Executor) setState(ctx context.Context, r jails.Release, s jails.State, reason string) error {
-	st := jails.Status{State: s, Reason: reason}
+// setState stores a new state and keeps the failure record.
+func (e *Executor) setState(ctx context.Context, r jails.Release, s jails.State) error {
+	st := jails.Status{State: s, Failures: r.Failures, FailedAt: r.FailedAt}
 	if err := e.Runtime.SetStatus(ctx, r.Name, st); err != nil {
 		return fmt.Errorf("set %s %s: %w", r.Name, s, err)
 	}
 	return nil
 }
 
-func (e *Executor) cleanup(ctx context.Context, log *slog.Logger, stop, destroy []string) error {
+// cleanup stops releases (marking live and ready ones retired; failed ones
+// stay failed) and destroys others.
+func (e *Executor) cleanup(ctx context.Context, log *slog.Logger, rels []jails.Release, stop, destroy []string) error {
 	for _, n := range stop {
 		if err := e.Runtime.Stop(ctx, n); err != nil {
 			return fmt.Errorf("stop %s: %w", n, err)
 		}
-		if err := e.Runtime.SetStatus(ctx, n, jails.Status{State: jails.StateRetired}); err != nil {
-			return fmt.Errorf("retire %s: %w", n, err)
+		if r, ok := find(rels, n); ok && r.State != jails.StateFailed && r.State != jails.StateRetired {
+			if err := e.setState(ctx, r, jails.StateRetired); err != nil {
+				return err
+			}
 		}
-		log.Info("release retired", "release", n, "step", "cleanup")
+		log.Debug("release stopped", "release", n, "step", "cleanup")
 	}
 	for _, n := range destroy {
 		if err := e.Runtime.Destroy(ctx, n); err != nil {
 			return fmt.Errorf("destroy %s: %w", n, err)
 		}
-		log.Info("release destroyed", "release", n, "step", "cleanup")
+		log.Debug("release destroyed", "release", n, "step", "cleanup")
 	}
 	return nil
 }
 
+// deploy makes st.Target live: fetch and create it unless it exists, start
+// it, gate it, switch the route, then finish (watch, drain, retire).
 func (e *Executor) deploy(ctx context.Context, log *slog.Logger, d Desired, obs Observed, st Step) error {
 	s := st.Spec
 	spec := s.SpecHash()
+	if e.superseded(s.Service, spec) {
+		return ErrPreempted
+	}
 	e.mu.Lock()
 	stalled := e.stalled[spec]
+	cf := e.createOK[spec]
 	e.mu.Unlock()
 	if stalled != nil {
 		return stalled
 	}
+	if !st.Existing && cf.n > 0 {
+		if retry := cf.at.Add(Backoff(cf.n)); e.now().Before(retry) {
+			return fmt.Errorf("%s backing off until %s: %s", st.Target, retry.UTC().Format(time.RFC3339), cf.last)
+		}
+	}
+
+	// Everything up to the switch can be preempted by a newer commit.
+	gctx, cancel := context.WithCancelCause(ctx)
+	e.mu.Lock()
+	if e.gates == nil {
+		e.gates = map[string]inflight{}
+	}
+	e.gates[s.Service] = inflight{spec: spec, cancel: func() { cancel(ErrPreempted) }}
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.gates, s.Service)
+		e.mu.Unlock()
+		cancel(nil)
+	}()
+	preempted := func() bool { return errors.Is(context.Cause(gctx), ErrPreempted) && ctx.Err() == nil }
+
 	start := e.now()
 	log = log.With("release", st.Target, "sha", s.SHA)
 	e.emit(Event{Kind: EventDeployStarted, Service: s.Service, Release: st.Target, Previous: st.Previous, SHA: s.SHA, Revision: d.Revision, Rollback: st.Kind == KindRollback})
@@ -281,42 +382,33 @@ func (e *Executor) deploy(ctx context.Context, log *slog.Logger, d Desired, obs 
 		}
 	} else {
 		var err error
-		if target, err = e.create(ctx, s, st.Target); err != nil {
-			if errors.Is(err, artifact.ErrChecksum) || errors.Is(err, artifact.ErrUnsafe) {
-				err = &StalledError{Err: err}
-				e.mu.Lock()
-				if e.stalled == nil {
-					e.stalled = map[string]error{}
-				}
-				e.stalled[spec] = err
-				e.mu.Unlock()
+		target, err = e.create(gctx, s, st.Target)
+		if err != nil {
+			if preempted() {
+				return ErrPreempted
 			}
-			e.emit(Event{Kind: EventFailed, Service: s.Service, Release: st.Target, SHA: s.SHA, Revision: d.Revision, Reason: err.Error(), Duration: e.now().Sub(start)})
-			return err
+			return e.createFailed(d, s, st.Target, start, err)
 		}
-	}
-
-	gateCtx, cancel := context.WithCancelCause(ctx)
-	e.mu.Lock()
-	if e.gates == nil {
-		e.gates = map[string]inflight{}
-	}
-	e.gates[s.Service] = inflight{spec: spec, cancel: func() { cancel(ErrPreempted) }}
-	e.mu.Unlock()
-	defer func() {
 		e.mu.Lock()
-		delete(e.gates, s.Service)
+		delete(e.createOK, spec)
 		e.mu.Unlock()
-		cancel(nil)
-	}()
-
-	if err := e.Runtime.Start(ctx, target.Name); err != nil {
-		return e.fail(ctx, log, d, target, start, fmt.Errorf("start: %w", err), false)
 	}
-	log.Info("health gate", "step", "gate", "addr", target.Addr())
-	if err := e.health(gateCtx, target, s.Health, s.Health.Deadline, true); err != nil {
-		if errors.Is(context.Cause(gateCtx), ErrPreempted) && ctx.Err() == nil {
-			log.Info("health gate preempted", "step", "gate")
+
+	if err := e.Runtime.Start(gctx, target.Name); err != nil {
+		if preempted() {
+			return ErrPreempted
+		}
+		if target.State == jails.StateRetired || target.State == jails.StateLive {
+			// It has served before: a start error (an address still
+			// held, a dying jail) is no verdict on the release.
+			return fmt.Errorf("start %s: %w", target.Name, err)
+		}
+		return e.fail(ctx, log, d, target, start, fmt.Errorf("start: %w", err), false, false)
+	}
+	log.Debug("health gate", "step", "gate", "addr", target.Addr())
+	if err := e.health(gctx, target, s.Health, s.Health.Deadline, true); err != nil {
+		if preempted() || e.superseded(s.Service, spec) {
+			log.Info("deploy preempted by a newer commit", "step", "gate")
 			if err := e.Runtime.Stop(ctx, target.Name); err != nil {
 				return fmt.Errorf("stop preempted %s: %w", target.Name, err)
 			}
@@ -325,51 +417,72 @@ func (e *Executor) deploy(ctx context.Context, log *slog.Logger, d Desired, obs 
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return e.fail(ctx, log, d, target, start, fmt.Errorf("health gate: %w", err), false)
+		return e.fail(ctx, log, d, target, start, fmt.Errorf("health gate: %w", err), false, true)
+	}
+	if e.superseded(s.Service, spec) {
+		if err := e.Runtime.Stop(ctx, target.Name); err != nil {
+			return fmt.Errorf("stop preempted %s: %w", target.Name, err)
+		}
+		return ErrPreempted
 	}
 
-	prev, hasPrev := find(obs.Releases, st.Previous)
-	hasPrev = hasPrev && st.Previous != target.Name
+	// Stored as ready until its watch has passed: a routed release in state
+	// ready tells the next pass that a watch was interrupted.
+	if target.State != jails.StateReady && target.Name != st.Previous {
+		if err := e.setState(ctx, target, jails.StateReady); err != nil {
+			return err
+		}
+		target.State = jails.StateReady
+	}
 	if err := e.Proxy.Set(ctx, DesiredRoute(s, target)); err != nil {
 		return fmt.Errorf("switch route: %w", err)
 	}
-	switched := e.now()
-	if err := e.setState(ctx, target, jails.StateLive, ""); err != nil {
-		return err
-	}
-	log.Info("switched", "step", "switch", "previous", st.Previous)
+	log.Debug("switched", "step", "switch", "previous", st.Previous)
+	prev, hasPrev := find(obs.Releases, st.Previous)
+	hasPrev = hasPrev && st.Previous != target.Name
+	return e.finish(ctx, log, d, st, target, prev, hasPrev, e.now(), start)
+}
 
+// resumeWatch finishes a deploy whose watch an agent stop interrupted: the
+// whole watch runs again, since its start was not recorded.
+func (e *Executor) resumeWatch(ctx context.Context, log *slog.Logger, d Desired, obs Observed, st Step) error {
+	target, ok := find(obs.Releases, st.Target)
+	if !ok {
+		return fmt.Errorf("release %s vanished", st.Target)
+	}
+	prev, hasPrev := find(obs.Releases, st.Previous)
+	log = log.With("release", target.Name, "sha", target.SHA)
+	log.Info("resuming an interrupted watch", "step", "watch", "previous", st.Previous)
+	now := e.now()
+	return e.finish(ctx, log, d, st, target, prev, hasPrev, now, now)
+}
+
+// finish watches the target after the switch; on failure it switches back to
+// prev, otherwise it marks the target live, drains and retires prev, and
+// cleans up.
+func (e *Executor) finish(ctx context.Context, log *slog.Logger, d Desired, st Step, target, prev jails.Release, hasPrev bool, switched, start time.Time) error {
+	s := st.Spec
 	if s.Health.Watch > 0 {
 		if err := e.health(ctx, target, s.Health, s.Health.Watch, false); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			var back error
-			if hasPrev {
-				back = e.Proxy.Set(ctx, DesiredRoute(s, prev))
-				if back == nil {
-					back = e.setState(ctx, prev, jails.StateLive, "")
-				}
-			} else {
-				back = e.Proxy.Remove(ctx, s.Service)
-			}
-			if back != nil {
-				return fmt.Errorf("switch back after failed watch (%v): %w", err, back)
-			}
-			return e.fail(ctx, log, d, target, start, fmt.Errorf("watch: %w", err), true)
+			return e.switchBack(ctx, log, d, target, prev, hasPrev, start, fmt.Errorf("watch: %w", err))
 		}
 	}
-
+	if err := e.setState(ctx, target, jails.StateLive); err != nil {
+		return err
+	}
 	if hasPrev {
 		left := max(switched.Add(s.Drain).Sub(e.now()), 0)
-		log.Info("draining", "step", "drain", "previous", prev.Name, "max", left)
+		log.Debug("draining", "step", "drain", "previous", prev.Name, "max", left)
 		if err := e.Proxy.Drain(ctx, prev.Addr(), left); err != nil && ctx.Err() != nil {
 			return ctx.Err()
 		}
 		if err := e.Runtime.Stop(ctx, prev.Name); err != nil {
 			return fmt.Errorf("stop previous %s: %w", prev.Name, err)
 		}
-		if err := e.setState(ctx, prev, jails.StateRetired, ""); err != nil {
+		if err := e.setState(ctx, prev, jails.StateRetired); err != nil {
 			return err
 		}
 	}
@@ -377,9 +490,8 @@ func (e *Executor) deploy(ctx context.Context, log *slog.Logger, d Desired, obs 
 	if st.Kind == KindRollback {
 		kind = EventRolledBack
 	}
-	e.emit(Event{Kind: kind, Service: s.Service, Release: target.Name, Previous: st.Previous, SHA: s.SHA, Revision: d.Revision,
+	e.emit(Event{Kind: kind, Service: s.Service, Release: target.Name, Previous: prev.Name, SHA: s.SHA, Revision: d.Revision,
 		Duration: e.now().Sub(start), CommitTime: d.CommitTime, Rollback: st.Kind == KindRollback})
-	log.Info("live", "step", "done", "duration", e.now().Sub(start))
 
 	rels, err := e.Runtime.List(ctx)
 	if err != nil {
@@ -392,7 +504,78 @@ func (e *Executor) deploy(ctx context.Context, log *slog.Logger, d Desired, obs 
 		}
 	}
 	stop, destroy := Cleanup(mine, target.Name, "", s.Retain)
-	return e.cleanup(ctx, log, stop, destroy)
+	return e.cleanup(ctx, log, mine, stop, destroy)
+}
+
+// switchBack handles a failed watch: the target is marked failed first (so a
+// crash here never leaves it looking good), traffic goes back to prev (started
+// and gated again if it stopped), and the target stops.
+func (e *Executor) switchBack(ctx context.Context, log *slog.Logger, d Desired, target, prev jails.Release, hasPrev bool, start time.Time, cause error) error {
+	s := target
+	if err := e.markFailed(ctx, target, cause); err != nil {
+		return errors.Join(cause, err)
+	}
+	var back error
+	if hasPrev {
+		running, err := e.Runtime.Running(ctx, prev.Name)
+		switch {
+		case err != nil:
+			back = err
+		case !running:
+			back = e.Runtime.Start(ctx, prev.Name)
+		}
+		if back == nil {
+			back = e.Proxy.Set(ctx, DesiredRoute(specOf(d, s.Service), prev))
+		}
+	} else {
+		back = e.Proxy.Remove(ctx, s.Service)
+	}
+	if back != nil {
+		return errors.Join(cause, fmt.Errorf("switch back: %w", back))
+	}
+	if err := e.Runtime.Stop(ctx, target.Name); err != nil {
+		return errors.Join(cause, fmt.Errorf("stop %s: %w", target.Name, err))
+	}
+	log.Warn("watch failed; switched back", "step", "watch", "previous", prev.Name, "reason", cause.Error())
+	e.emit(Event{Kind: EventReverted, Service: target.Service, Release: target.Name, Previous: prev.Name, SHA: target.SHA, Revision: d.Revision,
+		Reason: cause.Error(), Duration: e.now().Sub(start), HealthFailure: true})
+	return cause
+}
+
+// specOf returns the desired manifest of a service in d.
+func specOf(d Desired, service string) *manifest.Service {
+	for i := range d.Services {
+		if d.Services[i].Service == service {
+			return &d.Services[i]
+		}
+	}
+	return &manifest.Service{Service: service}
+}
+
+// createFailed records a failed fetch or create of a spec: nothing is on
+// disk to carry it, so it lives in memory, backs off like a failed gate, and
+// reports a change of reason once.
+func (e *Executor) createFailed(d Desired, s *manifest.Service, name string, start time.Time, err error) error {
+	spec := s.SpecHash()
+	e.mu.Lock()
+	if errors.Is(err, artifact.ErrChecksum) || errors.Is(err, artifact.ErrUnsafe) {
+		err = &StalledError{Err: err}
+		if e.stalled == nil {
+			e.stalled = map[string]error{}
+		}
+		e.stalled[spec] = err
+	}
+	if e.createOK == nil {
+		e.createOK = map[string]createFails{}
+	}
+	cf := e.createOK[spec]
+	changed := cf.last != err.Error()
+	e.createOK[spec] = createFails{n: cf.n + 1, at: e.now(), last: err.Error()}
+	e.mu.Unlock()
+	if changed {
+		e.emit(Event{Kind: EventFailed, Service: s.Service, Release: name, SHA: s.SHA, Revision: d.Revision, Reason: err.Error(), Duration: e.now().Sub(start)})
+	}
+	return err
 }
 
 // create fetches the artifact and creates the release.
@@ -418,34 +601,39 @@ func (e *Executor) create(ctx context.Context, s *manifest.Service, name string)
 	if s.EnvFile != "" {
 		spec.EnvFile = filepath.Join(e.SecretsDir, s.EnvFile)
 	}
-	r, err := e.Runtime.Create(ctx, spec)
-	if err != nil {
-		return jails.Release{}, err // the runtime names the release
-	}
-	return r, nil
+	return e.Runtime.Create(ctx, spec) // the runtime's errors name the release
 }
 
-// fail stops the target, records the failure (so the backoff survives a
-// restart) and reports it.
-func (e *Executor) fail(ctx context.Context, log *slog.Logger, d Desired, target jails.Release, start time.Time, cause error, reverted bool) error {
+// markFailed records a failure on the release, with its count and time, so
+// the backoff survives a restart.
+func (e *Executor) markFailed(ctx context.Context, target jails.Release, cause error) error {
 	failures := 1
-	if target.State == jails.StateFailed {
+	if target.State == jails.StateFailed || target.Failures > 0 {
 		failures = target.Failures + 1
-	}
-	if err := e.Runtime.Stop(ctx, target.Name); err != nil {
-		return errors.Join(cause, fmt.Errorf("stop failed %s: %w", target.Name, err))
 	}
 	st := jails.Status{State: jails.StateFailed, Reason: cause.Error(), Failures: failures, FailedAt: e.now()}
 	if err := e.Runtime.SetStatus(ctx, target.Name, st); err != nil {
-		return errors.Join(cause, fmt.Errorf("mark %s failed: %w", target.Name, err))
+		return fmt.Errorf("mark %s failed: %w", target.Name, err)
+	}
+	return nil
+}
+
+// fail records the failure first, then stops the target, and reports it.
+// Traffic never moved to it.
+func (e *Executor) fail(ctx context.Context, log *slog.Logger, d Desired, target jails.Release, start time.Time, cause error, reverted, health bool) error {
+	if err := e.markFailed(ctx, target, cause); err != nil {
+		return errors.Join(cause, err)
+	}
+	if err := e.Runtime.Stop(ctx, target.Name); err != nil {
+		return errors.Join(cause, fmt.Errorf("stop failed %s: %w", target.Name, err))
 	}
 	kind := EventFailed
 	if reverted {
 		kind = EventReverted
 	}
-	log.Warn("deploy failed", "step", string(kind), "reason", cause.Error(), "failures", failures)
+	log.Debug("deploy failed", "step", string(kind), "reason", cause.Error())
 	e.emit(Event{Kind: kind, Service: target.Service, Release: target.Name, SHA: target.SHA, Revision: d.Revision,
-		Reason: cause.Error(), Duration: e.now().Sub(start), HealthFailure: true})
+		Reason: cause.Error(), Duration: e.now().Sub(start), HealthFailure: health})
 	return cause
 }
 
@@ -510,12 +698,12 @@ func (e *Executor) statuses(d Desired, o Observed, planErr error) []ServiceStatu
 	for i := range d.Services {
 		s := &d.Services[i]
 		rels := byService[s.Service]
-		route, routed := o.Routes[s.Service]
-		live, hasLive := LiveRelease(rels, route, routed)
+		route, hasRoute := o.Routes[s.Service]
+		live, routed, hasLive := KnownGood(rels, route, hasRoute, s.SpecHash())
 		st := ServiceStatus{Service: s.Service, DesiredSHA: s.SHA, State: "pending"}
-		if hasLive {
+		if hasLive && routed {
 			st.LiveSHA, st.LiveRelease = live.SHA, live.Name
-			st.Converged = routed && live.Spec == s.SpecHash() && live.Running
+			st.Converged = live.Spec == s.SpecHash() && live.Running && live.State == jails.StateLive
 		}
 		if t, ok := find(rels, s.ReleaseName()); ok {
 			st.State = string(t.State)

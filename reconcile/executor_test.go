@@ -229,8 +229,8 @@ func TestChecksumMismatchIsNotRetried(t *testing.T) {
 	for range 2 {
 		_, err := h.pass(t, svc("hello", sha1))
 		var stalled *StalledError
-		if !errors.As(err, &stalled) && !errors.Is(err, artifact.ErrChecksum) {
-			t.Fatalf("err = %v, want a stalled checksum error", err)
+		if !errors.As(err, &stalled) || !errors.Is(err, artifact.ErrChecksum) {
+			t.Fatalf("err = %v, want a StalledError wrapping ErrChecksum", err)
 		}
 	}
 	if h.fetcher.fetches != 1 {
@@ -252,15 +252,17 @@ func TestPreemptCancelsGate(t *testing.T) {
 		done <- err
 	}()
 	// Wait until the gate runs, then a newer commit arrives.
-	for !slices.Contains(h.rt.history(), "start "+v1.ReleaseName()) {
+	for deadline := time.Now().Add(10 * time.Second); !slices.Contains(h.rt.history(), "start "+v1.ReleaseName()); {
+		if time.Now().After(deadline) {
+			t.Fatal("the gate never started")
+		}
 		time.Sleep(time.Millisecond)
 	}
 	h.exec.Preempt(Desired{Services: []manifest.Service{v2}})
 	if err := <-done; !errors.Is(err, ErrPreempted) {
 		t.Fatalf("err = %v, want ErrPreempted", err)
 	}
-	r := mustState(t, h, v1.ReleaseName(), jails.StateReady, false)
-	_ = r
+	mustState(t, h, v1.ReleaseName(), jails.StateReady, false)
 	// The next pass deploys v2 and removes the abandoned release.
 	if _, err := h.pass(t, v2); err != nil {
 		t.Fatal(err)
@@ -301,5 +303,152 @@ func TestPruneAndRestoreRoute(t *testing.T) {
 	}
 	if h.proxy.upstream("alpha") == "" {
 		t.Error("refused prune removed a route")
+	}
+}
+
+// A reboot while the desired spec backs off: the last known-good release is
+// started and routed again, and stays live.
+func TestBackoffRestoresKnownGoodAfterReboot(t *testing.T) {
+	v2, v3 := svc("hello", sha2), svc("hello", sha3)
+	good := rel(v2, 12, jails.StateLive, t0.Add(-time.Hour), false)
+	bad := rel(v3, 13, jails.StateFailed, t0.Add(-time.Minute), false)
+	bad.Failures, bad.FailedAt, bad.Reason = 1, t0.Add(-10*time.Second), "health gate: 503"
+	h := newHarness(good, bad)
+	if _, err := h.pass(t, v3); err == nil {
+		t.Fatal("a backoff pass reported no error")
+	}
+	mustState(t, h, good.Name, jails.StateLive, true)
+	if got := h.proxy.upstream("hello"); got != good.Addr() {
+		t.Errorf("route -> %q, want the known-good %q", got, good.Addr())
+	}
+	mustState(t, h, bad.Name, jails.StateFailed, false)
+}
+
+// Caddy lost its route and a new commit arrives: traffic goes back to the
+// live release before the new one is even fetched; if the new one fails its
+// gate, the old one keeps serving.
+func TestDeployRestoresRouteFirst(t *testing.T) {
+	v2, v3 := svc("hello", sha2), svc("hello", sha3)
+	good := rel(v2, 12, jails.StateLive, t0.Add(-time.Hour), true)
+	h := newHarness(good)
+	h.rt.nextIP = 12
+	h.prober.bad["127.77.0.13:8080"] = true
+	if _, err := h.pass(t, v3); err == nil {
+		t.Fatal("pass succeeded with a failing gate")
+	}
+	if got := h.proxy.upstream("hello"); got != good.Addr() {
+		t.Errorf("route -> %q, want %q", got, good.Addr())
+	}
+	if w := h.proxy.writes; len(w) == 0 || w[0] != "set hello "+good.Addr() {
+		t.Errorf("first proxy write = %v, want the restore", w)
+	}
+}
+
+// An agent stop during the watch: the next pass watches again and then
+// retires the previous release (or would switch back to it).
+func TestInterruptedWatchResumes(t *testing.T) {
+	v2, v3 := svc("hello", sha2), svc("hello", sha3)
+	prev := rel(v2, 12, jails.StateLive, t0.Add(-time.Hour), true)
+	next := rel(v3, 13, jails.StateReady, t0, true)
+	h := newHarness(prev, next)
+	h.proxy.routes["hello"] = DesiredRoute(&v3, next)
+	res, err := h.pass(t, v3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Steps[0].Kind != KindWatch {
+		t.Errorf("step = %s, want a watch", res.Steps[0])
+	}
+	mustState(t, h, next.Name, jails.StateLive, true)
+	mustState(t, h, prev.Name, jails.StateRetired, false)
+
+	// The same situation with a target that fails its watch switches back.
+	h2 := newHarness(prev, next)
+	h2.proxy.routes["hello"] = DesiredRoute(&v3, next)
+	h2.prober.bad[next.Addr()] = true
+	if _, err := h2.pass(t, v3); err == nil {
+		t.Fatal("a failed watch reported no error")
+	}
+	mustState(t, h2, next.Name, jails.StateFailed, false)
+	if got := h2.proxy.upstream("hello"); got != prev.Addr() {
+		t.Errorf("route -> %q, want back to %q", got, prev.Addr())
+	}
+}
+
+// A newer commit while the artifact is still downloading cancels the
+// download: the superseded spec is neither created nor marked failed.
+func TestPreemptDuringFetch(t *testing.T) {
+	h := newHarness()
+	v1, v2 := svc("hello", sha1), svc("hello", sha2)
+	h.fetcher.block = make(chan struct{})
+	h.fetcher.started = make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.exec.Pass(context.Background(), Desired{Services: []manifest.Service{v1}})
+		done <- err
+	}()
+	select {
+	case <-h.fetcher.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("fetch never started")
+	}
+	h.exec.Preempt(Desired{Services: []manifest.Service{v2}})
+	if err := <-done; !errors.Is(err, ErrPreempted) {
+		t.Fatalf("err = %v, want ErrPreempted", err)
+	}
+	if rels, _ := h.rt.List(context.Background()); len(rels) != 0 {
+		t.Errorf("superseded release created: %+v", rels)
+	}
+	for _, k := range h.kinds() {
+		if k == "failed hello" {
+			t.Errorf("a preempted deploy reported a failure: %v", h.kinds())
+		}
+	}
+}
+
+// A start error on a retained release (an address still held) is no verdict
+// on it: it is not marked failed, so it stays a rollback target.
+func TestStartErrorOnRollbackIsRetried(t *testing.T) {
+	v1, v2 := svc("hello", sha1), svc("hello", sha2)
+	old := rel(v1, 11, jails.StateRetired, t0.Add(-2*time.Hour), false)
+	cur := rel(v2, 12, jails.StateLive, t0.Add(-time.Hour), true)
+	h := newHarness(old, cur)
+	h.proxy.routes["hello"] = DesiredRoute(&v2, cur)
+	h.rt.startErr = errors.New("SIOCAIFADDR: File exists")
+	if _, err := h.pass(t, v1); err == nil {
+		t.Fatal("pass succeeded although start failed")
+	}
+	mustState(t, h, old.Name, jails.StateRetired, false)
+	mustState(t, h, cur.Name, jails.StateLive, true)
+}
+
+// A 404 artifact backs off and reports its failure once.
+func TestFetchFailureBacksOff(t *testing.T) {
+	h := newHarness()
+	h.fetcher.err = fmt.Errorf("fetch x: %w: HTTP status 404 Not Found", artifact.ErrFetch)
+	v := svc("hello", sha1)
+	for range 3 {
+		if _, err := h.pass(t, v); err == nil {
+			t.Fatal("pass succeeded with a failing fetch")
+		}
+	}
+	if h.fetcher.fetches != 1 {
+		t.Errorf("fetches = %d, want 1 within the backoff", h.fetcher.fetches)
+	}
+	h.advance(2 * time.Minute)
+	if _, err := h.pass(t, v); err == nil {
+		t.Fatal("pass succeeded with a failing fetch")
+	}
+	if h.fetcher.fetches != 2 {
+		t.Errorf("fetches = %d, want 2 after the backoff", h.fetcher.fetches)
+	}
+	n := 0
+	for _, k := range h.kinds() {
+		if k == "failed hello" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d failed events for one unchanged failure, want 1", n)
 	}
 }

@@ -64,6 +64,9 @@ func (f *fakeRuntime) Start(_ context.Context, name string) error {
 	if f.startErr != nil {
 		return f.startErr
 	}
+	if f.rels[name].Running {
+		return nil
+	}
 	f.rels[name].Running = true
 	return nil
 }
@@ -199,19 +202,33 @@ func (p *fakeProber) Probe(_ context.Context, url string, _ time.Duration) error
 
 func containsHost(url, host string) bool { return strings.Contains(url, "//"+host+"/") }
 
-// fakeFetcher hands out a path per sum and counts fetches.
+// fakeFetcher hands out a path per sum and counts fetches. With block set,
+// Fetch waits for it to close or for ctx.
 type fakeFetcher struct {
 	mu      sync.Mutex
 	fetches int
 	err     error
+	block   chan struct{}
+	started chan struct{}
 }
 
-func (f *fakeFetcher) Fetch(_ context.Context, _ string, sum string) (string, error) {
+func (f *fakeFetcher) Fetch(ctx context.Context, _ string, sum string) (string, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.fetches++
-	if f.err != nil {
-		return "", f.err
+	err, block, started := f.err, f.block, f.started
+	f.mu.Unlock()
+	if started != nil {
+		close(started)
+	}
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return "", context.Cause(ctx)
+		}
+	}
+	if err != nil {
+		return "", err
 	}
 	return "/cache/" + sum, nil
 }

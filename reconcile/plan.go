@@ -41,6 +41,7 @@ const (
 	KindDeploy   Kind = "deploy"   // make Target live; create it unless Existing
 	KindRollback Kind = "rollback" // make the retained Target live again
 	KindBackoff  Kind = "backoff"  // Target failed; wait until RetryAt
+	KindWatch    Kind = "watch"    // Target was switched to; finish its watch
 	KindPrune    Kind = "prune"    // manifest gone: remove route and releases
 )
 
@@ -51,6 +52,9 @@ type Step struct {
 	Target   string // release to be live after the step ("" for prune)
 	Existing bool   // Target is on disk: no download, no clone
 	Previous string // release live before the step, if any
+	// Restore is the last known-good release when it is not running or not
+	// routed: it is started, gated and routed before anything else.
+	Restore string
 	// Route is the route the step wants; set on KindNone when Caddy's differs.
 	Route *caddy.Route
 	// Stop lists releases to stop and mark retired (running but not live).
@@ -74,8 +78,11 @@ func (s Step) String() string {
 	if s.Existing && s.Kind == KindDeploy {
 		b.WriteString(" (on disk)")
 	}
-	if s.Previous != "" && s.Previous != s.Target {
+	if s.Previous != "" && s.Previous != s.Target && s.Kind != KindBackoff {
 		fmt.Fprintf(&b, " replacing %s", s.Previous)
+	}
+	if s.Restore != "" {
+		fmt.Fprintf(&b, "; first restore %s", s.Restore)
 	}
 	if s.Route != nil {
 		fmt.Fprintf(&b, "; route %s -> %s", strings.Join(s.Route.Hostnames, ","), s.Route.Upstream)
@@ -166,50 +173,79 @@ func Plan(d Desired, o Observed, now time.Time) ([]Step, error) {
 	return steps, nil
 }
 
-// LiveRelease finds the release Caddy routes the service to. Caddy's config is
-// the source of truth; when the route is missing (Caddy lost its config), the
-// running release whose stored state is live stands in.
-func LiveRelease(rels []jails.Release, route caddy.Route, routed bool) (jails.Release, bool) {
-	if routed {
+// KnownGood finds the release that serves the service, or should: the one
+// Caddy routes to unless it failed (Caddy's config is the source of truth),
+// else the one whose stored state is live (Caddy lost its config, or a switch
+// back was interrupted). Among several of those the desired spec wins, then
+// the newest, so the answer does not depend on the order of rels. routed
+// reports whether Caddy routes to it.
+func KnownGood(rels []jails.Release, route caddy.Route, hasRoute bool, want string) (good jails.Release, routed, ok bool) {
+	if hasRoute {
 		for _, r := range rels {
-			if r.IP.IsValid() && r.Addr() == route.Upstream {
-				return r, true
+			if r.IP.IsValid() && r.Addr() == route.Upstream && r.State != jails.StateFailed {
+				return r, true, true
 			}
 		}
-		return jails.Release{}, false
 	}
-	for _, r := range rels {
-		if r.State == jails.StateLive && r.Running {
-			return r, true
+	var best *jails.Release
+	for i := range rels {
+		r := &rels[i]
+		if r.State == jails.StateLive && (best == nil || preferred(r, best, want)) {
+			best = r
 		}
 	}
-	return jails.Release{}, false
+	if best == nil {
+		return jails.Release{}, false, false
+	}
+	return *best, false, true
 }
 
-func planService(s *manifest.Service, rels []jails.Release, route caddy.Route, routed bool, now time.Time) Step {
+// preferred orders candidates for KnownGood: desired spec, newest, name.
+func preferred(a, b *jails.Release, want string) bool {
+	if (a.Spec == want) != (b.Spec == want) {
+		return a.Spec == want
+	}
+	if c := a.Created.Compare(b.Created); c != 0 {
+		return c > 0
+	}
+	return a.Name > b.Name
+}
+
+func planService(s *manifest.Service, rels []jails.Release, route caddy.Route, hasRoute bool, now time.Time) Step {
 	want := s.SpecHash()
 	st := Step{Service: s.Service, Spec: s}
-	live, hasLive := LiveRelease(rels, route, routed)
-	if hasLive {
-		st.Previous = live.Name
-	}
+	good, routed, hasGood := KnownGood(rels, route, hasRoute, want)
 	var target *jails.Release
 	for i := range rels {
 		if rels[i].Spec == want && rels[i].Name == s.ReleaseName() {
 			target = &rels[i]
 		}
 	}
+	current := hasGood && good.Spec == want
 	switch {
-	case hasLive && live.Spec == want && live.Running:
+	case current && good.Running && routed && good.State == jails.StateReady:
+		// Switched to, but its watch never finished (the agent stopped).
+		st.Kind = KindWatch
+		st.Target = good.Name
+		if prev, ok := previousLive(rels, good.Name, want); ok {
+			st.Previous = prev.Name
+		}
+	case current && good.Running && good.State == jails.StateLive:
 		st.Kind = KindNone
-		st.Target = live.Name
-		st.Previous = ""
-		if dr := DesiredRoute(s, live); !routed || !routeEqual(dr, route) {
+		st.Target = good.Name
+		if dr := DesiredRoute(s, good); !routed || !routeEqual(dr, route) {
 			st.Route = &dr
 			if !routed {
 				st.Reason = "route missing in Caddy"
 			}
 		}
+	case current:
+		// The release with the desired spec stopped (a crash, a reboot):
+		// start it, gate it, route it.
+		st.Kind = KindDeploy
+		st.Target = good.Name
+		st.Existing = true
+		st.Reason = "not running"
 	case target == nil || target.State == jails.StateCreating:
 		st.Kind = KindDeploy
 		st.Target = s.ReleaseName()
@@ -225,6 +261,9 @@ func planService(s *manifest.Service, rels []jails.Release, route caddy.Route, r
 			st.Kind = KindBackoff
 			st.RetryAt = retry
 			st.Reason = fmt.Sprintf("failed %d time(s): %s", target.Failures, target.Reason)
+			if target.Running {
+				st.Stop = []string{target.Name} // a crash between marking and stopping
+			}
 		} else {
 			st.Kind = KindDeploy
 			st.Reason = fmt.Sprintf("retry after %d failure(s)", target.Failures)
@@ -233,21 +272,42 @@ func planService(s *manifest.Service, rels []jails.Release, route caddy.Route, r
 		st.Kind = KindRollback
 		st.Target = target.Name
 		st.Existing = true
-	default: // ready, or marked live but not routed
+	default: // ready, or marked live but not the known-good
 		st.Kind = KindDeploy
 		st.Target = target.Name
 		st.Existing = true
 	}
-	if st.Kind == KindNone || st.Kind == KindBackoff {
-		stop, destroy := Cleanup(rels, live.Name, st.Target, s.Retain)
-		st.Stop = stop
-		st.Destroy = append(st.Destroy, destroy...)
-		if st.Kind == KindBackoff && hasLive {
-			st.Previous = live.Name
+	if hasGood && good.Name != st.Target {
+		st.Previous = good.Name
+		// The last known-good serves again before anything else happens.
+		if !routed || !good.Running {
+			st.Restore = good.Name
 		}
+	}
+	if st.Kind == KindNone || st.Kind == KindBackoff {
+		stop, destroy := Cleanup(rels, good.Name, st.Target, s.Retain)
+		st.Stop = append(st.Stop, stop...)
+		slices.Sort(st.Stop)
+		st.Destroy = append(st.Destroy, destroy...)
 	}
 	slices.Sort(st.Destroy)
 	return st
+}
+
+// previousLive is the release a watch would switch back to: one other than
+// target whose stored state is still live.
+func previousLive(rels []jails.Release, target, want string) (jails.Release, bool) {
+	var best *jails.Release
+	for i := range rels {
+		r := &rels[i]
+		if r.Name != target && r.State == jails.StateLive && (best == nil || preferred(r, best, want)) {
+			best = r
+		}
+	}
+	if best == nil {
+		return jails.Release{}, false
+	}
+	return *best, true
 }
 
 // Cleanup decides which of a service's releases to stop and which to destroy,

@@ -44,6 +44,8 @@ func rel(s manifest.Service, ip byte, state jails.State, created time.Time, runn
 
 func routeTo(s manifest.Service, r jails.Release) caddy.Route { return DesiredRoute(&s, r) }
 
+func stopped(r jails.Release) jails.Release { r.Running = false; return r }
+
 const (
 	sha1 = "1111111111111111111111111111111111111111"
 	sha2 = "2222222222222222222222222222222222222222"
@@ -82,6 +84,15 @@ func TestPlanGolden(t *testing.T) {
 		}()}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
 		{"interrupted-create", []manifest.Service{v3}, Observed{Releases: []jails.Release{r2, rel(v3, 14, jails.StateCreating, t0, false)}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
 		{"live-crashed", []manifest.Service{v2}, Observed{Releases: []jails.Release{rel(v2, 12, jails.StateLive, t0, false)}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
+		{"backoff-after-reboot", []manifest.Service{v3}, Observed{Releases: []jails.Release{r1, stopped(r2), failed}}},
+		{"deploy-while-route-lost", []manifest.Service{v3}, Observed{Releases: []jails.Release{r1, r2}}},
+		{"watch-interrupted", []manifest.Service{v3}, Observed{Releases: []jails.Release{r2, rel(v3, 13, jails.StateReady, t0, true)},
+			Routes: map[string]caddy.Route{"hello": routeTo(v3, rel(v3, 13, jails.StateReady, t0, true))}}},
+		{"switch-back-interrupted", []manifest.Service{v3}, Observed{Releases: []jails.Release{r2, func() jails.Release {
+			f := failed
+			f.Running = true
+			return f
+		}()}, Routes: map[string]caddy.Route{"hello": routeTo(v3, failed)}}},
 		{"prune", []manifest.Service{v2}, Observed{Releases: []jails.Release{r2, ro}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2), "other": routeTo(other, ro)}}},
 		{"cleanup-retain", []manifest.Service{v2}, Observed{Releases: []jails.Release{
 			rel(svc("hello", strings.Repeat("4", 40)), 15, jails.StateRetired, t0.Add(-5*time.Hour), false),
@@ -135,6 +146,30 @@ func TestPlanRefusesPruningEverything(t *testing.T) {
 	// An empty host with an empty repo is fine.
 	if _, err := Plan(Desired{}, Observed{}, t0); err != nil {
 		t.Errorf("empty host: %v", err)
+	}
+}
+
+func TestPlanIgnoresReleaseOrder(t *testing.T) {
+	v1, v2 := svc("hello", sha1), svc("hello", sha2)
+	// Two releases marked live (a crash between the switch and retiring the
+	// previous one) and no route (Caddy lost it).
+	a := rel(v1, 11, jails.StateLive, t0.Add(-time.Hour), true)
+	b := rel(v2, 12, jails.StateLive, t0, true)
+	for _, want := range []manifest.Service{v1, v2} {
+		s1, err := Plan(Desired{Services: []manifest.Service{want}}, Observed{Releases: []jails.Release{a, b}}, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s2, err := Plan(Desired{Services: []manifest.Service{want}}, Observed{Releases: []jails.Release{b, a}}, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(s1, s2); diff != "" {
+			t.Errorf("plan for %s depends on release order:\n%s", want.SHA[:4], diff)
+		}
+		if s1[0].Kind != KindNone || s1[0].Target != want.ReleaseName() {
+			t.Errorf("plan for %s = %s, want the live release of the desired spec kept", want.SHA[:4], s1[0])
+		}
 	}
 }
 

@@ -72,6 +72,7 @@ repo: {url: "file://$demo/deploy.git", branch: main, path: services, poll: "@eve
 runtime: process
 state_dir: $demo/state
 process: {pool: 127.77.0.0/16}
+artifacts: {file_root: "$demo/artifacts"}
 caddy: {admin: "unix/$demo/caddy-admin.sock", server: jailkeeper, listen: ["fd/3"]}
 listen: $agent_http
 YAML

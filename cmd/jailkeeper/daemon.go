@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jailkeeper/jailkeeper/agent"
+	"github.com/jailkeeper/jailkeeper/manifest"
 	"github.com/jailkeeper/jailkeeper/reconcile"
 )
 
@@ -100,7 +101,7 @@ func newPlanCmd() *cobra.Command {
 		for _, s := range steps {
 			fmt.Fprintln(cmd.OutOrStdout(), s.String())
 		}
-		if errors.Is(err, agent.ErrConfig) || errors.Is(err, reconcile.ErrPruneAll) {
+		if errors.Is(err, agent.ErrConfig) || errors.Is(err, reconcile.ErrPruneAll) || errors.Is(err, manifest.ErrInvalid) {
 			return invalid(err)
 		}
 		return err
