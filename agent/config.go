@@ -35,7 +35,7 @@ type Config struct {
 	Caddy    CaddyConfig   `yaml:"caddy"`
 	// Artifacts limits where artifacts may come from.
 	Artifacts ArtifactsConfig `yaml:"artifacts"`
-	Listen   string        `yaml:"listen"`
+	Listen    string          `yaml:"listen"`
 	// WebhookSecretFile holds the shared secret of POST /hooks/git.
 	WebhookSecretFile string       `yaml:"webhook_secret_file"`
 	Parallel          int          `yaml:"parallel"`
