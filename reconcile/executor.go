@@ -536,7 +536,7 @@ func (e *Executor) switchBack(ctx context.Context, log *slog.Logger, d Desired, 
 	if err := e.Runtime.Stop(ctx, target.Name); err != nil {
 		return errors.Join(cause, fmt.Errorf("stop %s: %w", target.Name, err))
 	}
-	log.Warn("watch failed; switched back", "step", "watch", "previous", prev.Name, "reason", cause.Error())
+	log.Debug("watch failed; switched back", "step", "watch", "previous", prev.Name, "reason", cause.Error())
 	e.emit(Event{Kind: EventReverted, Service: target.Service, Release: target.Name, Previous: prev.Name, SHA: target.SHA, Revision: d.Revision,
 		Reason: cause.Error(), Duration: e.now().Sub(start), HealthFailure: true})
 	return cause
