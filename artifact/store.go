@@ -161,7 +161,7 @@ func (s *Store) Fetch(ctx context.Context, rawURL, sum string) (string, error) {
 	defer l.Unlock()
 
 	dst := s.Path(sum)
-	switch actual, err := hashFile(dst); {
+	switch actual, err := SHA256File(dst); {
 	case err == nil && actual == sum:
 		s.hits.Add(1)
 		return dst, nil
@@ -343,8 +343,8 @@ func (s *Store) fileRel(p string) (string, error) {
 	return rel, nil
 }
 
-// hashFile returns the hex sha256 of the file at p.
-func hashFile(p string) (string, error) {
+// SHA256File returns the hex sha256 of the file at p.
+func SHA256File(p string) (string, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return "", err

@@ -537,19 +537,8 @@ func (f *FreeBSD) create(ctx context.Context, spec Spec) (_ Release, err error) 
 		return Release{}, err
 	}
 	snapshot := snaps[len(snaps)-1].Name // newest: a patched template is a newer snapshot
-	created := spec.Created
-	if created.IsZero() {
-		created = f.cfg.Now()
-	}
-	r := Release{
-		Name:    spec.Name,
-		Service: spec.Service,
-		SHA:     spec.SHA,
-		Spec:    spec.Spec,
-		Port:    spec.Port,
-		State:   StateCreating,
-		Created: created.UTC().Truncate(time.Second),
-	}
+	r := spec.NewRelease(f.cfg.Now())
+	r.Created = r.Created.Truncate(time.Second) // stored in whole seconds
 	ds := f.dataset(spec.Name)
 
 	if r.IP, err = f.clone(ctx, snapshot, r); err != nil {

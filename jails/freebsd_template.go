@@ -3,8 +3,6 @@ package jails
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jailkeeper/jailkeeper/artifact"
 	"github.com/jailkeeper/jailkeeper/internal/command"
 )
 
@@ -281,7 +280,7 @@ func fetchBase(h *hostSteps, cfg TemplateConfig) (string, error) {
 	}
 	if cfg.File == "" {
 		if !h.dry {
-			if got, err := fileSHA256(base); err == nil && got == want {
+			if got, err := artifact.SHA256File(base); err == nil && got == want {
 				h.note("%s is already there and matches the MANIFEST", base)
 				return base, nil
 			}
@@ -306,7 +305,7 @@ func fetchBase(h *hostSteps, cfg TemplateConfig) (string, error) {
 }
 
 func verify(path, want string) error {
-	got, err := fileSHA256(path)
+	got, err := artifact.SHA256File(path)
 	if err != nil {
 		return err
 	}
@@ -314,19 +313,6 @@ func verify(path, want string) error {
 		return fmt.Errorf("%w: %s has sha256 %s, the MANIFEST says %s", ErrChecksum, path, got, want)
 	}
 	return nil
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	sum := sha256.New()
-	if _, err := io.Copy(sum, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(sum.Sum(nil)), nil
 }
 
 // download GETs url into path (through a temporary file, mode 0644).

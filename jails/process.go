@@ -311,19 +311,7 @@ func (p *Process) create(ctx context.Context, spec Spec) (_ Release, err error) 
 		}
 	}
 
-	created := spec.Created
-	if created.IsZero() {
-		created = p.cfg.Now()
-	}
-	r := Release{
-		Name:    spec.Name,
-		Service: spec.Service,
-		SHA:     spec.SHA,
-		Spec:    spec.Spec,
-		Port:    spec.Port,
-		State:   StateCreating,
-		Created: created.UTC(),
-	}
+	r := spec.NewRelease(p.cfg.Now())
 	if err := p.reserve(&r); err != nil {
 		return Release{}, err
 	}

@@ -86,3 +86,21 @@ func ValidName(name string) error {
 	}
 	return nil
 }
+
+// NewRelease is the record a runtime stores when it starts creating the
+// release: state creating, created at spec.Created (or now when unset).
+func (s Spec) NewRelease(now time.Time) Release {
+	created := s.Created
+	if created.IsZero() {
+		created = now
+	}
+	return Release{
+		Name:    s.Name,
+		Service: s.Service,
+		SHA:     s.SHA,
+		Spec:    s.Spec,
+		Port:    s.Port,
+		State:   StateCreating,
+		Created: created.UTC(),
+	}
+}
