@@ -40,10 +40,10 @@ test-go:
 	CI=$${CI:-true} $(GO) test -race -count=1 -timeout 40m ./...
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./manifest
-	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) ./artifact
-	$(GO) test -run '^$$' -fuzz '^FuzzParseJLS$$' -fuzztime $(FUZZTIME) ./jails
-	$(GO) test -run '^$$' -fuzz '^FuzzParseGet$$' -fuzztime $(FUZZTIME) ./zfs
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./manifest
+	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./artifact
+	$(GO) test -run '^$$' -fuzz '^FuzzParseJLS$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./jails
+	$(GO) test -run '^$$' -fuzz '^FuzzParseGet$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./zfs
 
 bench: tools
 	$(GO) test -run '^$$' -bench . -benchmem ./...
