@@ -426,3 +426,13 @@ func fileSum(t *testing.T, p string) string {
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:])
 }
+
+// startHello commits hello v1, runs the agent and waits until Caddy serves
+// it: where most scenarios start.
+func (e *env) startHello() (stop func()) {
+	e.t.Helper()
+	e.commit("add hello", map[string]string{"services/hello.yaml": e.helloManifest("hello", "v1", "")})
+	stop = e.runAgent()
+	e.waitVersion("hello", "v1", 60*time.Second)
+	return stop
+}

@@ -41,9 +41,7 @@ func TestE2EFirstDeploy(t *testing.T) {
 // re-creates it and the live route, without touching the release.
 func TestE2ECaddyLostConfig(t *testing.T) {
 	e := newEnv(t, "@every 1s")
-	e.commit("add hello", map[string]string{"services/hello.yaml": e.helloManifest("hello", "v1", "")})
-	e.runAgent()
-	e.waitVersion("hello", "v1", 60*time.Second)
+	e.startHello()
 	before := e.releaseDirs()
 	e.caddy.Restart(t)
 	e.waitVersion("hello", "v1", 30*time.Second)
@@ -56,9 +54,7 @@ func TestE2ECaddyLostConfig(t *testing.T) {
 // process is gone after the drain.
 func TestE2EUpgradeUnderLoad(t *testing.T) {
 	e := newEnv(t, "@every 1s")
-	e.commit("add hello", map[string]string{"services/hello.yaml": e.helloManifest("hello", "v1", "")})
-	e.runAgent()
-	e.waitVersion("hello", "v1", 60*time.Second)
+	e.startHello()
 	if n := e.helloProcesses(); n != 1 {
 		t.Fatalf("hello processes = %d, want 1", n)
 	}
@@ -120,9 +116,7 @@ func TestE2EUpgradeUnderLoad(t *testing.T) {
 // reason, and it is not retried in a loop.
 func TestE2EFailingGate(t *testing.T) {
 	e := newEnv(t, "@every 1s")
-	e.commit("add hello", map[string]string{"services/hello.yaml": e.helloManifest("hello", "v1", "")})
-	e.runAgent()
-	e.waitVersion("hello", "v1", 60*time.Second)
+	e.startHello()
 
 	bad := e.helloManifest("hello", "v2", "env: {HELLO_FAIL_UP: \"1\"}\n")
 	bad = strings.Replace(bad, "deadline: 15s", "deadline: 2s", 1)
@@ -171,9 +165,7 @@ func releaseJSON(t *testing.T, e *env, svc, state string) string {
 // switched back.
 func TestE2EWatchFailureSwitchesBack(t *testing.T) {
 	e := newEnv(t, "@every 1s")
-	e.commit("add hello", map[string]string{"services/hello.yaml": e.helloManifest("hello", "v1", "")})
-	e.runAgent()
-	e.waitVersion("hello", "v1", 60*time.Second)
+	e.startHello()
 
 	m := e.helloManifest("hello", "v2", "env: {HELLO_FAIL_UP_AFTER: 3s}\n")
 	m = strings.Replace(m, "watch: 1s", "watch: 10s", 1)
@@ -194,9 +186,7 @@ func TestE2EWatchFailureSwitchesBack(t *testing.T) {
 // without download or copy, faster than a fresh deploy.
 func TestE2ERevertIsInstant(t *testing.T) {
 	e := newEnv(t, "@every 1h")
-	e.commit("add hello", map[string]string{"services/hello.yaml": e.helloManifest("hello", "v1", "")})
-	e.runAgent()
-	e.waitVersion("hello", "v1", 60*time.Second)
+	e.startHello()
 
 	e.commit("hello v2", map[string]string{"services/hello.yaml": e.helloManifest("hello", "v2", "")})
 	start := time.Now()
@@ -346,9 +336,7 @@ func TestE2EAgentKilledAdoptsReleases(t *testing.T) {
 // tarball each give a clear error, deploy nothing, and leave v1 serving.
 func TestE2EBadArtifacts(t *testing.T) {
 	e := newEnv(t, "@every 1h")
-	e.commit("add hello", map[string]string{"services/hello.yaml": e.helloManifest("hello", "v1", "")})
-	e.runAgent()
-	e.waitVersion("hello", "v1", 60*time.Second)
+	e.startHello()
 	dirs := e.releaseDirs()
 
 	srv := httpFileServer(t)
