@@ -124,7 +124,12 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	}
 	c.File = path
 	c.Dir = filepath.Dir(abs)
+	var root yaml.Node
+	_ = yaml.Unmarshal(data, &root)
 	c.setDefaults()
+	if c.Notify.Retries == 0 && !hasYAMLKey(&root, "notify", "retries") {
+		c.Notify.Retries = 3 // unset; an explicit 0 turns retries off
+	}
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
@@ -152,6 +157,29 @@ func yamlMessage(err error, root *yaml.Node) string {
 		}
 	}
 	return strings.Join(msgs, "; ")
+}
+
+// hasYAMLKey reports whether the document sets the nested key path.
+func hasYAMLKey(n *yaml.Node, path ...string) bool {
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	for _, k := range path {
+		if n.Kind != yaml.MappingNode {
+			return false
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == k {
+				next = n.Content[i+1]
+			}
+		}
+		if next == nil {
+			return false
+		}
+		n = next
+	}
+	return true
 }
 
 // fieldAt returns the dotted path of the key whose value starts at line.
@@ -226,9 +254,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.Notify.Timeout == 0 {
 		c.Notify.Timeout = 5 * time.Second
-	}
-	if c.Notify.Retries == 0 {
-		c.Notify.Retries = 3
 	}
 }
 

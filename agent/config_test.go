@@ -48,6 +48,16 @@ func TestConfigDefaults(t *testing.T) {
 	if c.Host == "" {
 		t.Error("host did not default to the hostname")
 	}
+	if c.Notify.Retries != 3 {
+		t.Errorf("notify.retries = %d, want the default 3", c.Notify.Retries)
+	}
+	off, err := ParseConfig(p, []byte("repo: {url: file:///srv/deploy.git}\nnotify: {url: http://127.0.0.1:1/, retries: 0}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off.Notify.Retries != 0 {
+		t.Errorf("explicit notify.retries: 0 became %d", off.Notify.Retries)
+	}
 }
 
 func TestConfigErrorsNameFileAndField(t *testing.T) {
