@@ -43,6 +43,7 @@ type Agent struct {
 	sourceErr string            // the deploy repo could not be read or was invalid
 	passErr   string            // the last pass was refused or could not observe
 	logged    map[string]string // last error logged per kind, see logChange
+	seq       uint64            // Seq of the last loaded desired state
 	passes    int
 }
 
@@ -231,6 +232,8 @@ func (a *Agent) poll(ctx context.Context) *reconcile.Desired {
 	a.setError(errText("deploy repo", pollErr))
 	a.mu.Lock()
 	prev := a.desired
+	a.seq++
+	d.Seq = a.seq // orders this state against passes and preemptions
 	a.desired = d
 	a.mu.Unlock()
 	if prev == nil || prev.Revision != d.Revision {

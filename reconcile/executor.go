@@ -48,6 +48,7 @@ type Executor struct {
 	mu       sync.Mutex
 	gates    map[string]inflight    // service -> in-flight deploy
 	latest   map[string]string      // service -> newest desired spec seen
+	seq      uint64                 // Seq of the desired state in latest
 	stalled  map[string]error       // spec hash -> why it cannot succeed
 	createOK map[string]createFails // spec hash -> failed fetches/creates
 	lastErr  map[string]string      // service -> message of the last pass
@@ -140,8 +141,8 @@ func (e *Executor) Preempt(d Desired) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for svc := range e.latest {
-		e.latest[svc] = want[svc]
+	if !e.install(d.Seq, want) {
+		return
 	}
 	for svc, g := range e.gates {
 		if want[svc] != g.spec {
@@ -150,12 +151,25 @@ func (e *Executor) Preempt(d Desired) {
 	}
 }
 
+// install makes want the newest desired specs unless a newer state (by
+// Seq) is already installed. Callers hold e.mu.
+func (e *Executor) install(seq uint64, want map[string]string) bool {
+	if seq != 0 && seq < e.seq {
+		return false
+	}
+	e.seq, e.latest = seq, want
+	return true
+}
+
 // superseded reports whether a newer desired state wants another spec.
 func (e *Executor) superseded(service, spec string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	latest, ok := e.latest[service]
-	return ok && latest != spec
+	return e.supersededLocked(service, spec)
+}
+
+func (e *Executor) supersededLocked(service, spec string) bool {
+	return e.latest != nil && e.latest[service] != spec
 }
 
 // Pass observes, plans and converges every service, Parallel at a time, each
@@ -163,18 +177,19 @@ func (e *Executor) superseded(service, spec string) bool {
 // services' errors (and is ErrPruneAll when the plan was refused).
 func (e *Executor) Pass(ctx context.Context, d Desired) (Result, error) {
 	res := Result{Revision: d.Revision}
+	want := map[string]string{}
+	for i := range d.Services {
+		want[d.Services[i].Service] = d.Services[i].SpecHash()
+	}
+	e.mu.Lock()
+	e.install(d.Seq, want) // before any I/O, so a Preempt during it counts
+	e.mu.Unlock()
 	obs, err := e.Observe(ctx)
 	if err != nil {
 		return res, err
 	}
 	steps, planErr := Plan(d, obs, e.now())
 	res.Steps = steps
-	e.mu.Lock()
-	e.latest = map[string]string{}
-	for i := range d.Services {
-		e.latest[d.Services[i].Service] = d.Services[i].SpecHash()
-	}
-	e.mu.Unlock()
 	errs := make([]error, len(steps))
 	sem := make(chan struct{}, max(e.Parallel, 1))
 	var wg sync.WaitGroup
@@ -254,6 +269,11 @@ func (e *Executor) settle(ctx context.Context, log *slog.Logger, d Desired, obs 
 			e.emit(Event{Kind: EventRouteRestored, Service: st.Service, Release: st.Target, Revision: d.Revision, Reason: st.Reason})
 		}
 	}
+	if st.Unroute {
+		if err := e.Proxy.Remove(ctx, st.Service); err != nil {
+			return fmt.Errorf("remove route: %w", err)
+		}
+	}
 	if err := e.cleanup(ctx, log, obs.Releases, st.Stop, st.Destroy); err != nil {
 		return err
 	}
@@ -275,6 +295,10 @@ func (e *Executor) restore(ctx context.Context, log *slog.Logger, d Desired, obs
 		if err := e.Runtime.Start(ctx, r.Name); err != nil {
 			return fmt.Errorf("restore %s: start: %w", r.Name, err)
 		}
+	}
+	// Gated whenever it is not serving now: it may have been started by a
+	// pass that died before its gate.
+	if route, ok := obs.Routes[s.Service]; !r.Running || !ok || route.Upstream != r.Addr() {
 		if err := e.health(ctx, r, s.Health, s.Health.Deadline, true); err != nil {
 			return fmt.Errorf("restore %s: health gate: %w", r.Name, err)
 		}
@@ -333,9 +357,6 @@ func (e *Executor) cleanup(ctx context.Context, log *slog.Logger, rels []jails.R
 func (e *Executor) deploy(ctx context.Context, log *slog.Logger, d Desired, obs Observed, st Step) error {
 	s := st.Spec
 	spec := s.SpecHash()
-	if e.superseded(s.Service, spec) {
-		return ErrPreempted
-	}
 	e.mu.Lock()
 	stalled := e.stalled[spec]
 	cf := e.createOK[spec]
@@ -349,9 +370,15 @@ func (e *Executor) deploy(ctx context.Context, log *slog.Logger, d Desired, obs 
 		}
 	}
 
-	// Everything up to the switch can be preempted by a newer commit.
+	// Everything up to the switch can be preempted by a newer commit. The
+	// check and the registration share the lock, so no Preempt falls between.
 	gctx, cancel := context.WithCancelCause(ctx)
 	e.mu.Lock()
+	if e.supersededLocked(s.Service, spec) {
+		e.mu.Unlock()
+		cancel(nil)
+		return ErrPreempted
+	}
 	if e.gates == nil {
 		e.gates = map[string]inflight{}
 	}
@@ -386,6 +413,9 @@ func (e *Executor) deploy(ctx context.Context, log *slog.Logger, d Desired, obs 
 		if err != nil {
 			if preempted() {
 				return ErrPreempted
+			}
+			if ctx.Err() != nil {
+				return ctx.Err() // shutting down: no verdict on the spec
 			}
 			return e.createFailed(d, s, st.Target, start, err)
 		}
@@ -426,14 +456,9 @@ func (e *Executor) deploy(ctx context.Context, log *slog.Logger, d Desired, obs 
 		return ErrPreempted
 	}
 
-	// Stored as ready until its watch has passed: a routed release in state
-	// ready tells the next pass that a watch was interrupted.
-	if target.State != jails.StateReady && target.Name != st.Previous {
-		if err := e.setState(ctx, target, jails.StateReady); err != nil {
-			return err
-		}
-		target.State = jails.StateReady
-	}
+	// The target keeps its state (ready, retired, failed) until its watch
+	// has passed: a routed release not stored as live tells the next pass
+	// that a watch was interrupted.
 	if err := e.Proxy.Set(ctx, DesiredRoute(s, target)); err != nil {
 		return fmt.Errorf("switch route: %w", err)
 	}
@@ -470,8 +495,9 @@ func (e *Executor) finish(ctx context.Context, log *slog.Logger, d Desired, st S
 			return e.switchBack(ctx, log, d, target, prev, hasPrev, start, fmt.Errorf("watch: %w", err))
 		}
 	}
-	if err := e.setState(ctx, target, jails.StateLive); err != nil {
-		return err
+	// Live: the failure record of the spec starts again from zero.
+	if err := e.Runtime.SetStatus(ctx, target.Name, jails.Status{State: jails.StateLive}); err != nil {
+		return fmt.Errorf("set %s live: %w", target.Name, err)
 	}
 	if hasPrev {
 		left := max(switched.Add(s.Drain).Sub(e.now()), 0)
@@ -517,15 +543,21 @@ func (e *Executor) switchBack(ctx context.Context, log *slog.Logger, d Desired, 
 	}
 	var back error
 	if hasPrev {
+		spec := specOf(d, s.Service)
 		running, err := e.Runtime.Running(ctx, prev.Name)
 		switch {
 		case err != nil:
 			back = err
 		case !running:
+			// It stopped meanwhile: start it and gate it before it gets
+			// traffic again.
 			back = e.Runtime.Start(ctx, prev.Name)
+			if back == nil {
+				back = e.health(ctx, prev, spec.Health, spec.Health.Deadline, true)
+			}
 		}
 		if back == nil {
-			back = e.Proxy.Set(ctx, DesiredRoute(specOf(d, s.Service), prev))
+			back = e.Proxy.Set(ctx, DesiredRoute(spec, prev))
 		}
 	} else {
 		back = e.Proxy.Remove(ctx, s.Service)

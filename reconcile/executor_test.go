@@ -452,3 +452,37 @@ func TestFetchFailureBacksOff(t *testing.T) {
 		t.Errorf("%d failed events for one unchanged failure, want 1", n)
 	}
 }
+
+// A release that failed once and then went live starts its failure record
+// again: its next failure backs off 1m, not 2m.
+func TestLiveResetsFailures(t *testing.T) {
+	v1 := svc("hello", sha1)
+	r := rel(v1, 11, jails.StateFailed, t0.Add(-time.Hour), false)
+	r.Failures, r.FailedAt, r.Reason = 1, t0.Add(-10*time.Minute), "health gate: 503"
+	h := newHarness(r)
+	if _, err := h.pass(t, v1); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustState(t, h, r.Name, jails.StateLive, true); got.Failures != 0 || !got.FailedAt.IsZero() {
+		t.Errorf("live release keeps failures=%d failed_at=%s", got.Failures, got.FailedAt)
+	}
+}
+
+// A newer desired state that arrives while an older pass is starting wins,
+// whatever order the calls land in.
+func TestPreemptBeforePassInstallsWins(t *testing.T) {
+	h := newHarness()
+	v1, v2 := svc("hello", sha1), svc("hello", sha2)
+	h.exec.Preempt(Desired{Seq: 2, Services: []manifest.Service{v2}})
+	_, err := h.exec.Pass(context.Background(), Desired{Seq: 1, Services: []manifest.Service{v1}})
+	if !errors.Is(err, ErrPreempted) {
+		t.Fatalf("stale pass: err = %v, want ErrPreempted", err)
+	}
+	if rels, _ := h.rt.List(context.Background()); len(rels) != 0 {
+		t.Errorf("the stale spec was deployed: %+v", rels)
+	}
+	if _, err := h.exec.Pass(context.Background(), Desired{Seq: 2, Services: []manifest.Service{v2}}); err != nil {
+		t.Fatal(err)
+	}
+	mustState(t, h, v2.ReleaseName(), jails.StateLive, true)
+}

@@ -12,9 +12,10 @@ import (
 	"github.com/jailkeeper/jailkeeper/manifest"
 )
 
-// ErrPruneAll refuses a pass whose desired state is empty while services run:
-// an emptied or misconfigured deploy repo must not take the host down.
-var ErrPruneAll = errors.New("refusing to prune every service: the deploy repo has no manifests for this host; remove services one at a time, or stop the agent to decommission the host")
+// ErrPruneAll refuses a pass that would prune every service that runs: an
+// emptied or misconfigured deploy repo (a wrong path, a hosts: typo) must not
+// take the host down. Renaming the only service of a host takes two commits.
+var ErrPruneAll = errors.New("refusing to prune every service: the deploy repo wants none of the services this host runs; remove services one at a time, or stop the agent to decommission the host")
 
 // DefaultStreamCloseDelay keeps WebSockets open across Caddy reloads.
 const DefaultStreamCloseDelay = 10 * time.Minute
@@ -24,6 +25,9 @@ type Desired struct {
 	Revision   string
 	CommitTime time.Time
 	Services   []manifest.Service
+	// Seq orders desired states: a Pass or Preempt with a lower Seq than
+	// one already seen does not override it. Zero means unordered.
+	Seq uint64
 }
 
 // Observed is what runs: releases from the runtime, routes from Caddy.
@@ -55,6 +59,9 @@ type Step struct {
 	// Restore is the last known-good release when it is not running or not
 	// routed: it is started, gated and routed before anything else.
 	Restore string
+	// Unroute removes a route that points at no good release (a failed one
+	// after a crash) when there is nothing to route to instead.
+	Unroute bool
 	// Route is the route the step wants; set on KindNone when Caddy's differs.
 	Route *caddy.Route
 	// Stop lists releases to stop and mark retired (running but not live).
@@ -83,6 +90,9 @@ func (s Step) String() string {
 	}
 	if s.Restore != "" {
 		fmt.Fprintf(&b, "; first restore %s", s.Restore)
+	}
+	if s.Unroute {
+		b.WriteString("; remove route")
 	}
 	if s.Route != nil {
 		fmt.Fprintf(&b, "; route %s -> %s", strings.Join(s.Route.Hostnames, ","), s.Route.Upstream)
@@ -134,7 +144,7 @@ func routeEqual(a, b caddy.Route) bool {
 
 // Plan decides one Step per service, sorted by service. It does no I/O and
 // reads no clock: now is an argument. It returns ErrPruneAll, and no steps,
-// when the desired state is empty while services run.
+// when none of the services that run is still desired.
 func Plan(d Desired, o Observed, now time.Time) ([]Step, error) {
 	byService := map[string][]jails.Release{}
 	for _, r := range o.Releases {
@@ -147,7 +157,7 @@ func Plan(d Desired, o Observed, now time.Time) ([]Step, error) {
 	for svc := range o.Routes {
 		running[svc] = true
 	}
-	if len(d.Services) == 0 && len(running) > 0 {
+	if len(running) > 0 && !slices.ContainsFunc(d.Services, func(s manifest.Service) bool { return running[s.Service] }) {
 		return nil, ErrPruneAll
 	}
 	var steps []Step
@@ -180,13 +190,6 @@ func Plan(d Desired, o Observed, now time.Time) ([]Step, error) {
 // the newest, so the answer does not depend on the order of rels. routed
 // reports whether Caddy routes to it.
 func KnownGood(rels []jails.Release, route caddy.Route, hasRoute bool, want string) (good jails.Release, routed, ok bool) {
-	if hasRoute {
-		for _, r := range rels {
-			if r.IP.IsValid() && r.Addr() == route.Upstream && r.State != jails.StateFailed {
-				return r, true, true
-			}
-		}
-	}
 	var best *jails.Release
 	for i := range rels {
 		r := &rels[i]
@@ -194,10 +197,23 @@ func KnownGood(rels []jails.Release, route caddy.Route, hasRoute bool, want stri
 			best = r
 		}
 	}
+	if hasRoute {
+		for _, r := range rels {
+			if !r.IP.IsValid() || r.Addr() != route.Upstream || r.State == jails.StateFailed {
+				continue
+			}
+			// A release switched to but not yet through its watch that has
+			// stopped (a reboot) is no known-good while a live one exists.
+			if r.State != jails.StateLive && !r.Running && best != nil && best.Name != r.Name {
+				break
+			}
+			return r, true, true
+		}
+	}
 	if best == nil {
 		return jails.Release{}, false, false
 	}
-	return *best, false, true
+	return *best, hasRoute && best.IP.IsValid() && best.Addr() == route.Upstream, true
 }
 
 // preferred orders candidates for KnownGood: desired spec, newest, name.
@@ -223,25 +239,30 @@ func planService(s *manifest.Service, rels []jails.Release, route caddy.Route, h
 	}
 	current := hasGood && good.Spec == want
 	switch {
-	case current && good.Running && routed && good.State == jails.StateReady:
+	case current && good.Running && routed && good.State != jails.StateLive:
 		// Switched to, but its watch never finished (the agent stopped).
 		st.Kind = KindWatch
 		st.Target = good.Name
 		if prev, ok := previousLive(rels, good.Name, want); ok {
 			st.Previous = prev.Name
 		}
-	case current && good.Running && good.State == jails.StateLive:
+	case current && good.State == jails.StateLive:
 		st.Kind = KindNone
 		st.Target = good.Name
-		if dr := DesiredRoute(s, good); !routed || !routeEqual(dr, route) {
+		if !good.Running {
+			// Stopped (a crash, a reboot): start, gate and route it again;
+			// no new deploy.
+			st.Restore = good.Name
+			st.Reason = "not running"
+		} else if dr := DesiredRoute(s, good); !routed || !routeEqual(dr, route) {
 			st.Route = &dr
 			if !routed {
 				st.Reason = "route missing in Caddy"
 			}
 		}
 	case current:
-		// The release with the desired spec stopped (a crash, a reboot):
-		// start it, gate it, route it.
+		// Switched to, its watch interrupted, and then it stopped too: no
+		// live release to fall back on, so deploy it again.
 		st.Kind = KindDeploy
 		st.Target = good.Name
 		st.Existing = true
@@ -283,6 +304,9 @@ func planService(s *manifest.Service, rels []jails.Release, route caddy.Route, h
 		if !routed || !good.Running {
 			st.Restore = good.Name
 		}
+	}
+	if st.Kind == KindBackoff && !hasGood && hasRoute {
+		st.Unroute = true
 	}
 	if st.Kind == KindNone || st.Kind == KindBackoff {
 		stop, destroy := Cleanup(rels, good.Name, st.Target, s.Retain)

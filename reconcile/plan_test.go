@@ -93,6 +93,10 @@ func TestPlanGolden(t *testing.T) {
 			f.Running = true
 			return f
 		}()}, Routes: map[string]caddy.Route{"hello": routeTo(v3, failed)}}},
+		{"reboot-during-watch", []manifest.Service{v3}, Observed{Releases: []jails.Release{stopped(r2), rel(v3, 13, jails.StateReady, t0, false)},
+			Routes: map[string]caddy.Route{"hello": routeTo(v3, rel(v3, 13, jails.StateReady, t0, false))}}},
+		{"failed-first-deploy-still-routed", []manifest.Service{v3}, Observed{Releases: []jails.Release{failed},
+			Routes: map[string]caddy.Route{"hello": routeTo(v3, failed)}}},
 		{"prune", []manifest.Service{v2}, Observed{Releases: []jails.Release{r2, ro}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2), "other": routeTo(other, ro)}}},
 		{"cleanup-retain", []manifest.Service{v2}, Observed{Releases: []jails.Release{
 			rel(svc("hello", strings.Repeat("4", 40)), 15, jails.StateRetired, t0.Add(-5*time.Hour), false),
@@ -142,6 +146,11 @@ func TestPlanRefusesPruningEverything(t *testing.T) {
 	}
 	if len(steps) != 0 {
 		t.Errorf("steps = %v, want none", steps)
+	}
+	// A repo that wants only services this host does not run (a wrong
+	// path, a hosts: typo) is refused too.
+	if _, err := Plan(Desired{Services: []manifest.Service{svc("other", sha2)}}, Observed{Releases: []jails.Release{r}}, t0); !errors.Is(err, ErrPruneAll) {
+		t.Errorf("replacing every service: err = %v, want ErrPruneAll", err)
 	}
 	// An empty host with an empty repo is fine.
 	if _, err := Plan(Desired{}, Observed{}, t0); err != nil {
