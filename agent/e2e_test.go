@@ -374,3 +374,25 @@ func TestE2EBadArtifacts(t *testing.T) {
 		})
 	}
 }
+
+// `jailkeeper plan` shows what the next pass would do and changes nothing.
+func TestE2EPlanChangesNothing(t *testing.T) {
+	e := newEnv(t, "@every 1h")
+	e.startHello()
+	e.commit("hello v2", map[string]string{"services/hello.yaml": e.helloManifest("hello", "v2", "")})
+	dirs := e.releaseDirs()
+	out, err := exec.Command(filepath.Join(e.bin, "jailkeeper"), "plan", "--config", e.cfgPath).CombinedOutput()
+	if err != nil {
+		t.Fatalf("jailkeeper plan: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "hello: deploy hello_") || !strings.Contains(string(out), "replacing hello_") {
+		t.Errorf("plan output does not show the upgrade:\n%s", out)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if v := e.version("hello"); v != "v1" {
+		t.Errorf("serving %q after plan, want v1", v)
+	}
+	if got := e.releaseDirs(); strings.Join(got, ",") != strings.Join(dirs, ",") {
+		t.Errorf("plan changed the releases: %v -> %v", dirs, got)
+	}
+}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/jailkeeper/jailkeeper/agent/gitsource"
+	"github.com/jailkeeper/jailkeeper/caddy"
 	"github.com/jailkeeper/jailkeeper/reconcile"
 )
 
@@ -19,7 +21,7 @@ func PlanOnce(ctx context.Context, cfg *Config) (*reconcile.Desired, []reconcile
 	}
 	defer os.RemoveAll(dir)
 	src, err := gitsource.New(gitsource.Config{
-		URL: cfg.Repo.URL, Branch: cfg.Repo.Branch, Path: cfg.Repo.Path, Dir: dir,
+		URL: cfg.Repo.URL, Branch: cfg.Repo.Branch, Path: cfg.Repo.Path, Dir: filepath.Join(dir, "repo"),
 		SSHKey: cfg.Repo.SSHKey, KnownHosts: cfg.Repo.KnownHosts,
 		TokenFile: cfg.Repo.TokenFile, VerifyKeyring: cfg.Repo.VerifyKeyring,
 	})
@@ -34,11 +36,17 @@ func PlanOnce(ctx context.Context, cfg *Config) (*reconcile.Desired, []reconcile
 	if err != nil {
 		return nil, nil, err
 	}
-	a, err := New(cfg, nil)
+	// Only what observing needs: no artifact store, no HTTP listener.
+	rt, err := newRuntime(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer a.proxy.Close()
-	steps, err := a.exec.PlanPass(ctx, *d)
+	proxy, err := caddy.New(caddy.Config{Admin: cfg.Caddy.Admin, Server: cfg.Caddy.Server, Listen: cfg.Caddy.Listen})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %s: caddy: %w", ErrConfig, cfg.File, err)
+	}
+	defer proxy.Close()
+	exec := &reconcile.Executor{Runtime: rt, Proxy: proxy}
+	steps, err := exec.PlanPass(ctx, *d)
 	return d, steps, err
 }
