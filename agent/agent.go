@@ -391,7 +391,13 @@ func newRuntime(cfg *Config) (reconcile.Runtime, error) {
 		if err != nil {
 			return nil, err
 		}
-		return jails.NewProcess(jails.ProcessConfig{Root: cfg.Process.Root, Template: cfg.Process.Template, Pool: pool})
+		return jails.NewProcess(jails.ProcessConfig{
+			Root:         cfg.Process.Root,
+			Template:     cfg.Process.Template,
+			Pool:         pool,
+			Dataset:      cfg.Process.Dataset,
+			TemplateName: cfg.Process.TemplateName,
+		})
 	case "jail":
 		return newJailRuntime(cfg)
 	}

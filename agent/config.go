@@ -16,6 +16,8 @@ import (
 
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
+
+	"github.com/jailkeeper/jailkeeper/jails"
 )
 
 // DefaultConfigPath is where `run` looks without --config.
@@ -69,11 +71,24 @@ type JailsConfig struct {
 	ConfDir   string `yaml:"conf_dir"`
 }
 
-// ProcessConfig configures the process runtime.
+// ProcessConfig configures the process runtime (jails.ProcessConfig).
 type ProcessConfig struct {
-	Root     string `yaml:"root"`
-	Pool     string `yaml:"pool"`
+	// Root holds one directory per release (default <state_dir>/releases).
+	Root string `yaml:"root"`
+	// Pool is the loopback prefix release addresses come from (default
+	// 127.77.0.0/16).
+	Pool string `yaml:"pool"`
+	// Template is a directory copied into each new release root. Copy mode
+	// only: not together with Dataset.
 	Template string `yaml:"template"`
+	// Dataset (tank/jailkeeper), when set, makes each release root a ZFS
+	// clone of the newest snapshot of <dataset>/templates/<template>, named
+	// <dataset>/releases/<release> and mounted at <root>/<release>/root.
+	// Empty (the default): release roots are directories.
+	Dataset string `yaml:"dataset"`
+	// TemplateName is the template, below <dataset>/templates, of a
+	// manifest that names none (default "default"). Used with Dataset only.
+	TemplateName string `yaml:"template_name"`
 }
 
 // ArtifactsConfig limits artifact sources.
@@ -243,6 +258,7 @@ func (c *Config) setDefaults() {
 	def(&j.ConfDir, "/etc/jail.conf.d")
 	def(&c.Process.Root, filepath.Join(c.StateDir, "releases"))
 	def(&c.Process.Pool, "127.77.0.0/16")
+	def(&c.Process.TemplateName, jails.DefaultProcessTemplateName)
 	def(&c.Caddy.Admin, "unix//var/run/caddy/admin.sock")
 	def(&c.Caddy.Server, "jailkeeper")
 	if len(c.Caddy.Listen) == 0 {
@@ -289,6 +305,17 @@ func (c *Config) validate() error {
 		bad("process.pool", "%v", err)
 	} else if !p.Addr().IsLoopback() {
 		bad("process.pool", "%s is not a loopback prefix", p)
+	}
+	if d := c.Process.Dataset; d != "" {
+		if err := jails.ValidDataset(d); err != nil {
+			bad("process.dataset", "%v", err)
+		}
+		if c.Process.Template != "" {
+			bad("process.template", "a template directory is for copy mode; with process.dataset the template is <dataset>/templates/<template_name>")
+		}
+	}
+	if err := jails.ValidTemplate(c.Process.TemplateName); err != nil {
+		bad("process.template_name", "%v", err)
 	}
 	if _, port, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen", "%v", err)

@@ -31,6 +31,8 @@ func TestConfigDefaults(t *testing.T) {
 		{"state_dir", c.StateDir, "/var/db/jailkeeper"},
 		{"process.root", c.Process.Root, "/var/db/jailkeeper/releases"},
 		{"process.pool", c.Process.Pool, "127.77.0.0/16"},
+		{"process.dataset", c.Process.Dataset, ""},
+		{"process.template_name", c.Process.TemplateName, "default"},
 		{"jails.pool", c.Jails.Pool, "172.16.0.0/12"},
 		{"jails.interface", c.Jails.Interface, "lo1"},
 		{"caddy.admin", c.Caddy.Admin, "unix//var/run/caddy/admin.sock"},
@@ -60,6 +62,17 @@ func TestConfigDefaults(t *testing.T) {
 	}
 }
 
+func TestConfigProcessDataset(t *testing.T) {
+	p := writeConfig(t, "repo: {url: x}\nruntime: process\nprocess: {dataset: tank/jailkeeper, template_name: base-1}\n")
+	c, err := LoadConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Process.Dataset != "tank/jailkeeper" || c.Process.TemplateName != "base-1" || c.Process.Template != "" {
+		t.Errorf("process = %+v", c.Process)
+	}
+}
+
 func TestConfigErrorsNameFileAndField(t *testing.T) {
 	for _, tc := range []struct{ name, body, field string }{
 		{"no repo url", "runtime: process\n", "repo.url"},
@@ -70,6 +83,9 @@ func TestConfigErrorsNameFileAndField(t *testing.T) {
 		{"relative state dir", "repo: {url: x}\nstate_dir: var/db\n", "state_dir"},
 		{"bad jails pool", "repo: {url: x}\njails: {pool: 172.16.0.0/33}\n", "jails.pool"},
 		{"process pool not loopback", "repo: {url: x}\nprocess: {pool: 10.0.0.0/8}\n", "process.pool"},
+		{"process dataset not a dataset", "repo: {url: x}\nprocess: {dataset: /tank/jk}\n", "process.dataset"},
+		{"process dataset and template dir", "repo: {url: x}\nprocess: {dataset: tank/jk, template: /srv/t}\n", "process.template"},
+		{"process template name", "repo: {url: x}\nprocess: {dataset: tank/jk, template_name: ../x}\n", "process.template_name"},
 		{"bad listen", "repo: {url: x}\nlisten: localhost\n", "listen"},
 		{"parallel too high", "repo: {url: x}\nparallel: 1000\n", "parallel"},
 		{"bad notify url", "repo: {url: x}\nnotify: {url: ftp://x}\n", "notify.url"},

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,12 +20,15 @@ import (
 	"time"
 
 	"github.com/jailkeeper/jailkeeper/artifact"
+	"github.com/jailkeeper/jailkeeper/zfs"
 )
 
 // Defaults for ProcessConfig.
 var (
-	DefaultProcessPool        = netip.MustParsePrefix("127.77.0.0/16")
-	DefaultProcessStopTimeout = 10 * time.Second
+	DefaultProcessPool           = netip.MustParsePrefix("127.77.0.0/16")
+	DefaultProcessStopTimeout    = 10 * time.Second
+	DefaultProcessTemplateName   = "default"
+	DefaultProcessDestroyRetries = 5
 )
 
 // ErrProcessPoolExhausted means every address of the pool belongs to a
@@ -49,8 +53,23 @@ type ProcessConfig struct {
 	// Root holds one directory per release; created (mode 0750) if missing.
 	Root string
 	// Template, when set, is a directory copied into each new release root
-	// (symbolic links as links; setuid and setgid bits dropped).
+	// (symbolic links as links; setuid and setgid bits dropped). Copy mode
+	// only: it may not be set with Dataset.
 	Template string
+	// Dataset, when set (tank/jailkeeper), turns on ZFS mode: each release
+	// root is a clone of the newest snapshot of the template dataset
+	// Dataset/templates/<T>, named Dataset/releases/<release> and mounted
+	// at <Root>/<release>/root. <T> is the spec's Template, else
+	// TemplateName. Dataset/releases is created (mountpoint=none) when
+	// missing; it belongs to this runtime and this Root alone. Empty: copy
+	// mode, Template is copied.
+	Dataset string
+	// TemplateName is the template of a spec that names none, in ZFS mode.
+	// Default "default".
+	TemplateName string
+	// DestroyRetries is how many more times a busy `zfs destroy` is tried
+	// (see zfs.Destroy), in ZFS mode. Default 5.
+	DestroyRetries int
 	// Pool is where release addresses come from; its first two addresses
 	// (.0 and .1 of the prefix) are never used. Default 127.77.0.0/16. On
 	// Linux every 127.0.0.0/8 address is local; elsewhere the pool's
@@ -67,12 +86,15 @@ type ProcessConfig struct {
 // address: the demo, the tests and hosts without jails use it.
 //
 // A release is the directory <Root>/<name>/ holding root/ (the release root:
-// a copy of the template with the artifact installed), release.json (the
+// a copy of the template directory, or in ZFS mode the mountpoint of a clone
+// of the template dataset, with the artifact installed), release.json (the
 // Release fields, replaced atomically), process.json (command and env), env
 // (the env_file's lines, mode 0600), pid and log. The command is started in
 // its own session with its working directory in root/, command[0] taken
 // relative to root/, stdout and stderr appended to log. Releases keep running
 // when the agent exits; a new Process on the same Root finds them again.
+// In both modes release.json is the only record of a release's state: a
+// clone carries jailkeeper:managed=yes and jailkeeper:service, nothing else.
 //
 // There is no isolation: the command runs as the agent's user (Spec.User is
 // ignored) and sees the host's file system. Use the jail runtime for that.
@@ -124,6 +146,11 @@ func NewProcess(cfg ProcessConfig) (*Process, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Dataset != "" {
+		if err := checkProcessZFS(&cfg); err != nil {
+			return nil, fmt.Errorf("process runtime: %w", err)
+		}
+	}
 	if cfg.Template != "" {
 		fi, err := os.Stat(cfg.Template)
 		if err != nil {
@@ -139,6 +166,73 @@ func NewProcess(cfg ProcessConfig) (*Process, error) {
 	return &Process{cfg: cfg, locks: map[string]*sync.Mutex{}}, nil
 }
 
+// datasetRE is what a ZFS file system name may be ("Naming ZFS
+// Components" in the Oracle Solaris ZFS guide, which OpenZFS follows):
+// components of alphanumerics, '_', '-', ':' and '.', none empty; the pool
+// name first, starting with a letter and without ':'. The blank ZFS also
+// takes is left out: names reach argv and messages.
+var datasetRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]*(/[A-Za-z0-9_.:-]+)*$`)
+
+// maxDatasetName is ZFS_MAX_DATASET_NAME_LEN (256, with the NUL) minus one.
+const maxDatasetName = 255
+
+// maxReleaseName is the longest release name: a 32-character service,
+// _<sha12>_<spec6>.
+const maxReleaseName = 32 + 1 + 12 + 1 + 6
+
+// ValidDataset reports whether name looks like a ZFS file system name
+// (pool/a/b): no snapshot, no leading or trailing slash, no empty
+// component, at most 255 bytes. It runs nothing.
+func ValidDataset(name string) error {
+	if len(name) > maxDatasetName || !datasetRE.MatchString(name) {
+		return fmt.Errorf("%q is not a ZFS dataset name", name)
+	}
+	for _, c := range strings.Split(name, "/") {
+		if c == "." || c == ".." { // OpenZFS's namecheck refuses them too
+			return fmt.Errorf("%q is not a ZFS dataset name", name)
+		}
+	}
+	return nil
+}
+
+// ValidTemplate reports whether name may name a template: letters and
+// digits first, then letters, digits, '.', '_' and '-', at most 64 (the
+// jail runtime's rule, which the manifest checks too).
+func ValidTemplate(name string) error {
+	if !templateRE.MatchString(name) {
+		return fmt.Errorf("%q is not a template name", name)
+	}
+	return nil
+}
+
+// checkProcessZFS checks and defaults the ZFS-mode fields of cfg.
+func checkProcessZFS(cfg *ProcessConfig) error {
+	if err := ValidDataset(cfg.Dataset); err != nil {
+		return fmt.Errorf("dataset: %w", err)
+	}
+	if n := len(cfg.Dataset) + len("/releases/") + maxReleaseName; n > maxDatasetName {
+		return fmt.Errorf("dataset %s: too long, release datasets below it would have %d characters (ZFS allows %d)",
+			cfg.Dataset, n, maxDatasetName)
+	}
+	if cfg.Template != "" {
+		return fmt.Errorf("template directory %s and dataset %s: the template is a directory (copy mode) or a dataset, not both",
+			cfg.Template, cfg.Dataset)
+	}
+	if cfg.TemplateName == "" {
+		cfg.TemplateName = DefaultProcessTemplateName
+	}
+	if err := ValidTemplate(cfg.TemplateName); err != nil {
+		return fmt.Errorf("template name: %w", err)
+	}
+	if cfg.DestroyRetries <= 0 {
+		cfg.DestroyRetries = DefaultProcessDestroyRetries
+	}
+	if _, err := exec.LookPath("zfs"); err != nil {
+		return fmt.Errorf("dataset %s: %w", cfg.Dataset, err)
+	}
+	return nil
+}
+
 // processSpec is process.json: what Start needs beyond release.json.
 type processSpec struct {
 	Command []string          `json:"command"`
@@ -146,6 +240,12 @@ type processSpec struct {
 }
 
 func (p *Process) dir(name string) string { return filepath.Join(p.cfg.Root, name) }
+
+// dataset is the clone of release name in ZFS mode.
+func (p *Process) dataset(name string) string { return p.releases() + "/" + name }
+
+// releases is the parent of the clones in ZFS mode.
+func (p *Process) releases() string { return p.cfg.Dataset + "/releases" }
 
 func (p *Process) lock(name string) func() {
 	p.mu.Lock()
@@ -231,14 +331,20 @@ func (p *Process) write(r Release) error {
 }
 
 // Create makes the release directory: release.json in state creating (so an
-// interrupted create is visible and its address taken), the template copied
-// into root/, the artifact installed with artifact.Install (errors wrap
-// artifact.ErrUnsafe for a refused tarball), the env file copied with mode
-// 0600, then state ready, not running. On error the directory is removed. A
+// interrupted create is visible and its address taken), the release root
+// root/ (the template directory copied into it, or in ZFS mode the newest
+// snapshot of the template dataset cloned and mounted there: `zfs clone -o
+// jailkeeper:managed=yes -o jailkeeper:service=S -o mountpoint=ROOT SNAP
+// DATASET/releases/NAME`), the artifact installed with artifact.Install
+// (errors wrap artifact.ErrUnsafe for a refused tarball), the env file copied
+// with mode 0600, then state ready, not running. On error the clone is
+// destroyed and the directory removed (should the clone resist, the
+// directory stays in state creating, and Destroy or the next Create removes
+// both). A template dataset without a snapshot, or none, is ErrNoTemplate. A
 // release of that name that exists in another state than creating is an
-// error wrapping fs.ErrExist; a leftover of an interrupted create is
-// replaced. The address is the lowest one of the pool no other release has;
-// none left is ErrProcessPoolExhausted.
+// error wrapping fs.ErrExist; a leftover of an interrupted create, clone
+// included, is replaced. The address is the lowest one of the pool no other
+// release has; none left is ErrProcessPoolExhausted.
 func (p *Process) Create(ctx context.Context, spec Spec) (Release, error) {
 	if err := p.checkSpec(spec); err != nil {
 		return Release{}, fmt.Errorf("create %s: %w", spec.Name, err)
@@ -267,6 +373,11 @@ func (p *Process) checkSpec(spec Spec) error {
 	}
 	if _, err := processRel(spec.Command[0]); err != nil {
 		return err
+	}
+	if p.cfg.Dataset != "" && spec.Template != "" {
+		if err := ValidTemplate(spec.Template); err != nil {
+			return err
+		}
 	}
 	for k := range spec.Env {
 		if err := processCheckEnvKey(k); err != nil {
@@ -301,12 +412,15 @@ func (p *Process) create(ctx context.Context, spec Spec) (_ Release, err error) 
 		if err := p.stop(ctx, spec.Name); err != nil {
 			return Release{}, err
 		}
-		if err := os.RemoveAll(dir); err != nil {
-			return Release{}, err
-		}
-	default:
-		// No release.json; the directory may still be a crash leftover.
-		if err := os.RemoveAll(dir); err != nil {
+	}
+	// Whatever is left (no release.json: a crash leftover) goes.
+	if err := p.remove(ctx, spec.Name); err != nil {
+		return Release{}, err
+	}
+	var snapshot string
+	if p.cfg.Dataset != "" {
+		// Before anything is made: a missing template leaves nothing.
+		if snapshot, err = p.templateSnapshot(ctx, spec.Template); err != nil {
 			return Release{}, err
 		}
 	}
@@ -315,19 +429,30 @@ func (p *Process) create(ctx context.Context, spec Spec) (_ Release, err error) 
 	if err := p.reserve(&r); err != nil {
 		return Release{}, err
 	}
+	cloned := false // whether a clone of ours may exist
 	defer func() {
 		if err != nil {
-			os.RemoveAll(dir)
+			err = errors.Join(err, p.undo(ctx, spec.Name, cloned))
 		}
 	}()
 
 	root := filepath.Join(dir, processRootDir)
-	if p.cfg.Template != "" {
+	switch {
+	case p.cfg.Dataset != "":
+		cloned = true
+		if err := p.clone(ctx, snapshot, spec, root); err != nil {
+			// The name was taken meanwhile: not ours to destroy.
+			cloned = !errors.Is(err, zfs.ErrExists)
+			return Release{}, err
+		}
+	case p.cfg.Template != "":
 		if err := processCopyTree(ctx, p.cfg.Template, root); err != nil {
 			return Release{}, fmt.Errorf("copy template: %w", err)
 		}
-	} else if err := os.Mkdir(root, 0o755); err != nil {
-		return Release{}, err
+	default:
+		if err := os.Mkdir(root, 0o755); err != nil {
+			return Release{}, err
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return Release{}, err
@@ -361,6 +486,135 @@ func (p *Process) create(ctx context.Context, spec Spec) (_ Release, err error) 
 		return Release{}, err
 	}
 	return r, nil
+}
+
+// templateSnapshot returns the newest snapshot of the template dataset of a
+// spec naming template (TemplateName when empty); a patched template is a
+// newer snapshot.
+func (p *Process) templateSnapshot(ctx context.Context, template string) (string, error) {
+	if template == "" {
+		template = p.cfg.TemplateName
+	}
+	tds := TemplateDataset(p.cfg.Dataset, template)
+	snaps, err := zfs.Snapshots(ctx, tds)
+	if errors.Is(err, zfs.ErrNotFound) || (err == nil && len(snaps) == 0) {
+		return "", fmt.Errorf("%w: %s (create it with zfs create, fill it, zfs snapshot %s@base)", ErrNoTemplate, tds, tds)
+	}
+	if err != nil {
+		return "", err
+	}
+	return snaps[len(snaps)-1].Name, nil
+}
+
+// clone clones snapshot as the release's dataset mounted at root, with
+// jailkeeper:managed=yes and jailkeeper:service set by the clone itself,
+// and checks that it is mounted there. It creates Dataset/releases first
+// when missing.
+func (p *Process) clone(ctx context.Context, snapshot string, spec Spec, root string) error {
+	switch ok, err := zfs.Exists(ctx, p.releases()); {
+	case err != nil:
+		return err
+	case !ok:
+		// mountpoint=none: the parent holds clones, nothing to mount.
+		_, err := zfs.Create(ctx, p.releases(), map[string]string{"mountpoint": "none"})
+		if err != nil && !errors.Is(err, zfs.ErrExists) {
+			return err
+		}
+	}
+	ds := p.dataset(spec.Name)
+	d, err := zfs.Clone(ctx, snapshot, ds, map[string]string{
+		propManaged:  "yes",
+		propService:  spec.Service,
+		"mountpoint": root,
+	})
+	if err != nil {
+		return err
+	}
+	if filepath.Clean(d.Mountpoint) != root {
+		return fmt.Errorf("clone %s has mountpoint %s, not %s", ds, d.Mountpoint, root)
+	}
+	// Without the mount, the artifact would land in the host's directory
+	// and disappear below the clone at its next mount.
+	switch mounted, err := processMounted(root); {
+	case err != nil:
+		return fmt.Errorf("clone %s: %w", ds, err)
+	case !mounted:
+		return fmt.Errorf("clone %s is not mounted at %s", ds, root)
+	}
+	return nil
+}
+
+// undo removes what a failed create made, even when ctx is cancelled (the
+// failure may be the cancellation): the clone when cloned, then the
+// directory. A clone that resists keeps the directory, in state creating.
+func (p *Process) undo(ctx context.Context, name string, cloned bool) error {
+	ctx = context.WithoutCancel(ctx)
+	if cloned {
+		if err := p.destroyClone(ctx, name); err != nil {
+			return err
+		}
+	}
+	return p.removeDir(name)
+}
+
+// remove destroys the release's clone in ZFS mode (a missing one is no
+// error), then removes its directory.
+func (p *Process) remove(ctx context.Context, name string) error {
+	if p.cfg.Dataset != "" {
+		if err := p.destroyClone(ctx, name); err != nil {
+			return err
+		}
+	}
+	return p.removeDir(name)
+}
+
+// destroyClone is `zfs destroy -r` of the release's clone, retried while
+// busy; a missing clone is no error.
+func (p *Process) destroyClone(ctx context.Context, name string) error {
+	err := zfs.Destroy(ctx, p.dataset(name), p.cfg.DestroyRetries)
+	if err != nil && !errors.Is(err, zfs.ErrNotFound) {
+		return err
+	}
+	return nil
+}
+
+// removeDir removes the release's directory, but never while something is
+// mounted on its root/: that would delete the mounted file system's files.
+func (p *Process) removeDir(name string) error {
+	dir := p.dir(name)
+	mounted, err := processMounted(filepath.Join(dir, processRootDir))
+	if err != nil {
+		return err
+	}
+	if mounted {
+		return fmt.Errorf("%s is still a mount point: not removing %s", filepath.Join(dir, processRootDir), dir)
+	}
+	return os.RemoveAll(dir)
+}
+
+// processMounted reports whether path is a mount point: a directory on
+// another device than its parent's. A missing path is not one.
+func processMounted(path string) (bool, error) {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if !fi.IsDir() {
+		return false, nil
+	}
+	pfi, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		return false, err
+	}
+	st, ok1 := fi.Sys().(*syscall.Stat_t)
+	pst, ok2 := pfi.Sys().(*syscall.Stat_t)
+	if !ok1 || !ok2 {
+		return false, fmt.Errorf("%s: no device numbers", path)
+	}
+	return st.Dev != pst.Dev, nil
 }
 
 // reserve picks r's address and creates its directory with release.json,
@@ -697,8 +951,11 @@ func (p *Process) SetStatus(ctx context.Context, name string, st Status) error {
 	return nil
 }
 
-// Destroy stops the release and removes its directory. Destroying a missing
-// release is a no-op.
+// Destroy stops the release, destroys its clone in ZFS mode (`zfs destroy
+// -r`, retried DestroyRetries times while busy) and removes its directory;
+// the directory is never removed while something is mounted on its root, so
+// a failed destroy leaves the release listed and can be tried again.
+// Destroying a missing release is a no-op.
 func (p *Process) Destroy(ctx context.Context, name string) error {
 	if err := ValidName(name); err != nil {
 		return err
@@ -708,7 +965,7 @@ func (p *Process) Destroy(ctx context.Context, name string) error {
 	if err := p.stop(ctx, name); err != nil {
 		return fmt.Errorf("destroy %s: %w", name, err)
 	}
-	if err := os.RemoveAll(p.dir(name)); err != nil {
+	if err := p.remove(ctx, name); err != nil {
 		return fmt.Errorf("destroy %s: %w", name, err)
 	}
 	return nil

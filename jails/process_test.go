@@ -695,18 +695,26 @@ func TestProcessListSurvivesJunkAndCorruption(t *testing.T) {
 	create(t, p, helloSpec(t, nil))
 }
 
-func TestProcessCreateErrorsLeaveNothing(t *testing.T) {
-	ctx := context.Background()
+// evilTarball writes a tarball that artifact.Install refuses (a link out
+// of the root) and returns its path.
+func evilTarball(t *testing.T) string {
+	t.Helper()
 	var tgz bytes.Buffer
 	zw := gzip.NewWriter(&tgz)
 	tw := tar.NewWriter(zw)
-	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "etc", Linkname: "/etc"})
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "escape", Linkname: "/etc"})
 	tw.Close()
 	zw.Close()
 	evil := filepath.Join(t.TempDir(), "evil.tar.gz")
 	if err := os.WriteFile(evil, tgz.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return evil
+}
+
+func TestProcessCreateErrorsLeaveNothing(t *testing.T) {
+	ctx := context.Background()
+	evil := evilTarball(t)
 
 	tests := []struct {
 		name   string
@@ -871,6 +879,10 @@ func TestNewProcessValidates(t *testing.T) {
 		{"ipv6 pool", jails.ProcessConfig{Root: t.TempDir(), Pool: netip.MustParsePrefix("fd00::/64")}},
 		{"pool too small", jails.ProcessConfig{Root: t.TempDir(), Pool: netip.MustParsePrefix("127.77.0.0/31")}},
 		{"missing template", jails.ProcessConfig{Root: t.TempDir(), Template: "/nonexistent/template"}},
+		{"bad dataset", jails.ProcessConfig{Root: t.TempDir(), Dataset: "/tank/jk"}},
+		{"dataset too long for releases", jails.ProcessConfig{Root: t.TempDir(), Dataset: "tank/" + strings.Repeat("d", 190)}},
+		{"dataset and template directory", jails.ProcessConfig{Root: t.TempDir(), Dataset: "tank/jk", Template: t.TempDir()}},
+		{"bad template name", jails.ProcessConfig{Root: t.TempDir(), Dataset: "tank/jk", TemplateName: "a/b"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
