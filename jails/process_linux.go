@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // processIdentity returns "<boot id>:<start time>" for pid and whether it is
@@ -25,7 +26,8 @@ func processIdentity(pid int) (id string, alive bool, err error) {
 	}
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
+		// ESRCH: the process exited between open and read of its stat.
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 			return "", false, fs.ErrNotExist
 		}
 		return "", false, err
