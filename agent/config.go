@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/jailkeeper/jailkeeper/jails"
+	"github.com/jailkeeper/jailkeeper/release"
 )
 
 // DefaultConfigPath is where `run` looks without --config.
@@ -307,14 +308,14 @@ func (c *Config) validate() error {
 		bad("process.pool", "%s is not a loopback prefix", p)
 	}
 	if d := c.Process.Dataset; d != "" {
-		if err := jails.ValidDataset(d); err != nil {
+		if err := release.ValidDataset(d); err != nil {
 			bad("process.dataset", "%v", err)
 		}
 		if c.Process.Template != "" {
 			bad("process.template", "a template directory is for copy mode; with process.dataset the template is <dataset>/templates/<template_name>")
 		}
 	}
-	if err := jails.ValidTemplate(c.Process.TemplateName); err != nil {
+	if err := release.ValidTemplate(c.Process.TemplateName); err != nil {
 		bad("process.template_name", "%v", err)
 	}
 	if _, port, err := net.SplitHostPort(c.Listen); err != nil {

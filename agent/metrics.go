@@ -9,8 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/jailkeeper/jailkeeper/agent/gitsource"
-	"github.com/jailkeeper/jailkeeper/jails"
 	"github.com/jailkeeper/jailkeeper/reconcile"
+	"github.com/jailkeeper/jailkeeper/release"
 )
 
 // durationBuckets reach 600 s: a deploy with a slow health gate can take minutes.
@@ -36,7 +36,7 @@ type Metrics struct {
 	mu       sync.Mutex
 	revision string
 	services []reconcile.ServiceStatus
-	releases []jails.Release
+	releases []release.Release
 }
 
 // NewMetrics registers every jailkeeper metric plus the Go and process
@@ -173,7 +173,7 @@ var (
 )
 
 // releaseStates are the values of jailkeeper_releases' state label.
-var releaseStates = []jails.State{jails.StateCreating, jails.StateReady, jails.StateLive, jails.StateRetired, jails.StateFailed}
+var releaseStates = []release.State{release.StateCreating, release.StateReady, release.StateLive, release.StateRetired, release.StateFailed}
 
 // stateCollector reports the last pass's snapshot, so series of a pruned
 // service disappear with it.
@@ -201,13 +201,13 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	// Every state of every known service, zeros included, so a state
 	// that empties reads 0 rather than vanishing while the service exists.
-	counts := map[string]map[jails.State]int{}
+	counts := map[string]map[release.State]int{}
 	for _, s := range c.m.services {
-		counts[s.Service] = map[jails.State]int{}
+		counts[s.Service] = map[release.State]int{}
 	}
 	for _, r := range c.m.releases {
 		if counts[r.Service] == nil {
-			counts[r.Service] = map[jails.State]int{}
+			counts[r.Service] = map[release.State]int{}
 		}
 		counts[r.Service][r.State]++
 	}

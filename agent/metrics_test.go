@@ -19,8 +19,8 @@ import (
 
 	"github.com/jailkeeper/jailkeeper/agent/gitsource"
 	"github.com/jailkeeper/jailkeeper/internal/testenv"
-	"github.com/jailkeeper/jailkeeper/jails"
 	"github.com/jailkeeper/jailkeeper/reconcile"
+	"github.com/jailkeeper/jailkeeper/release"
 )
 
 // designMetrics is DESIGN.md's "Metrics" table: the names, types and labels
@@ -66,7 +66,7 @@ func exercise(m *Metrics) {
 		Reason: "health gate: GET /up: 503 Service Unavailable", HealthFailure: true})
 	m.passDone(reconcile.Result{
 		Services: []reconcile.ServiceStatus{{Service: "hello", DesiredSHA: testSHA, LiveSHA: testSHA, LiveRelease: testRel, Converged: true, State: "live"}},
-		Releases: []jails.Release{{Name: testRel, Service: "hello", SHA: testSHA, State: jails.StateLive}},
+		Releases: []release.Release{{Name: testRel, Service: "hello", SHA: testSHA, State: release.StateLive}},
 	}, nil, 4*time.Second)
 }
 
@@ -337,10 +337,10 @@ func TestPrunedServiceLeavesScrape(t *testing.T) {
 			{Service: "hello", LiveSHA: testSHA, LiveRelease: testRel, Converged: true, State: "live"},
 			{Service: "x", LiveSHA: testSHA, LiveRelease: "x_4b825dc642cb_9f86d0", Converged: false, State: "ready"},
 		},
-		Releases: []jails.Release{
-			{Name: testRel, Service: "hello", State: jails.StateLive},
-			{Name: "x_4b825dc642cb_9f86d0", Service: "x", State: jails.StateLive},
-			{Name: "x_1111111111aa_9f86d0", Service: "x", State: jails.StateRetired},
+		Releases: []release.Release{
+			{Name: testRel, Service: "hello", State: release.StateLive},
+			{Name: "x_4b825dc642cb_9f86d0", Service: "x", State: release.StateLive},
+			{Name: "x_1111111111aa_9f86d0", Service: "x", State: release.StateRetired},
 		},
 	}
 	m.passDone(two, nil, time.Second)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jailkeeper/jailkeeper/internal/command"
+	"github.com/jailkeeper/jailkeeper/release"
 	"github.com/jailkeeper/jailkeeper/zfs"
 )
 
@@ -26,14 +27,14 @@ var (
 	// `jailkeeper template create VERSION`.
 	ErrNoTemplate = errors.New("template has no snapshot")
 	// ErrNotFound: no release of that name exists on this host.
-	ErrNotFound = errors.New("release not found")
+	ErrNotFound = release.ErrNotFound
 	// ErrDying: the jail was removed but is still dying (jls -d shows
 	// DYING) after the wait: its name, address and root are not free yet.
 	ErrDying = errors.New("jail is still dying")
 	// ErrAddressTaken: the release's address is held by another jail.
 	ErrAddressTaken = errors.New("address held by another jail")
 	// ErrPoolExhausted: every address of the pool is in use.
-	ErrPoolExhausted = errors.New("address pool exhausted")
+	ErrPoolExhausted = release.ErrPoolExhausted
 	// ErrPoolOverlap: the pool overlaps the network of an address on
 	// another interface than the runtime's; releases would take addresses
 	// the host routes elsewhere.
@@ -150,18 +151,6 @@ type FreeBSD struct {
 	net sync.RWMutex
 }
 
-// templateRE is what a template name may be: it becomes a ZFS dataset name
-// component (Dataset/templates/<T>), a directory under Root and, for
-// `template create`, a release name in freebsd-update's and the download
-// mirror's paths. Letters and digits first (never an option to any of
-// those commands), then letters, digits, '.', '_' and '-', at most 64 in
-// all: the FreeBSD release names (14.3-RELEASE, 15.0-BETA2) and safe
-// custom ones. ZFS would also take ':' and ' ' (zfsconcepts(7)), but ':'
-// is special elsewhere (user-property namespaces, scp and rsync's
-// host:path) and no release name needs it, so neither is allowed. The
-// manifest's check uses the same pattern.
-var templateRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-
 // NewFreeBSD checks cfg, fills in the defaults and returns the runtime. It
 // runs nothing.
 func NewFreeBSD(cfg FreeBSDConfig) (*FreeBSD, error) {
@@ -175,7 +164,7 @@ func NewFreeBSD(cfg FreeBSDConfig) (*FreeBSD, error) {
 			bad("%s %q is not an absolute path", field, p)
 		}
 	}
-	if !templateRE.MatchString(cfg.Template) {
+	if ValidTemplate(cfg.Template) != nil {
 		bad("template %q is not a template name", cfg.Template)
 	}
 	if !ifaceRE.MatchString(cfg.Interface) {
@@ -473,7 +462,7 @@ func (f *FreeBSD) checkSpec(spec Spec) error {
 	if !userRE.MatchString(spec.User) {
 		return fmt.Errorf("user %q is not a user name", spec.User)
 	}
-	if spec.Template != "" && !templateRE.MatchString(spec.Template) {
+	if spec.Template != "" && ValidTemplate(spec.Template) != nil {
 		return fmt.Errorf("template %q is not a template name", spec.Template)
 	}
 	for k, v := range spec.Env {

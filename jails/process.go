@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jailkeeper/jailkeeper/artifact"
+	"github.com/jailkeeper/jailkeeper/release"
 	"github.com/jailkeeper/jailkeeper/zfs"
 )
 
@@ -33,7 +33,7 @@ var (
 
 // ErrProcessPoolExhausted means every address of the pool belongs to a
 // release: destroy some, or widen the pool.
-var ErrProcessPoolExhausted = errors.New("address pool exhausted")
+var ErrProcessPoolExhausted = release.ErrPoolExhausted
 
 // Files of a release directory <Root>/<name>/.
 const (
@@ -166,53 +166,14 @@ func NewProcess(cfg ProcessConfig) (*Process, error) {
 	return &Process{cfg: cfg, locks: map[string]*sync.Mutex{}}, nil
 }
 
-// datasetRE is what a ZFS file system name may be ("Naming ZFS
-// Components" in the Oracle Solaris ZFS guide, which OpenZFS follows):
-// components of alphanumerics, '_', '-', ':' and '.', none empty; the pool
-// name first, starting with a letter and without ':'. The blank ZFS also
-// takes is left out: names reach argv and messages.
-var datasetRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]*(/[A-Za-z0-9_.:-]+)*$`)
-
-// maxDatasetName is ZFS_MAX_DATASET_NAME_LEN (256, with the NUL) minus one.
-const maxDatasetName = 255
-
-// maxReleaseName is the longest release name: a 32-character service,
-// _<sha12>_<spec6>.
-const maxReleaseName = 32 + 1 + 12 + 1 + 6
-
-// ValidDataset reports whether name looks like a ZFS file system name
-// (pool/a/b): no snapshot, no leading or trailing slash, no empty
-// component, at most 255 bytes. It runs nothing.
-func ValidDataset(name string) error {
-	if len(name) > maxDatasetName || !datasetRE.MatchString(name) {
-		return fmt.Errorf("%q is not a ZFS dataset name", name)
-	}
-	for _, c := range strings.Split(name, "/") {
-		if c == "." || c == ".." { // OpenZFS's namecheck refuses them too
-			return fmt.Errorf("%q is not a ZFS dataset name", name)
-		}
-	}
-	return nil
-}
-
-// ValidTemplate reports whether name may name a template: letters and
-// digits first, then letters, digits, '.', '_' and '-', at most 64 (the
-// jail runtime's rule, which the manifest checks too).
-func ValidTemplate(name string) error {
-	if !templateRE.MatchString(name) {
-		return fmt.Errorf("%q is not a template name", name)
-	}
-	return nil
-}
-
 // checkProcessZFS checks and defaults the ZFS-mode fields of cfg.
 func checkProcessZFS(cfg *ProcessConfig) error {
 	if err := ValidDataset(cfg.Dataset); err != nil {
 		return fmt.Errorf("dataset: %w", err)
 	}
-	if n := len(cfg.Dataset) + len("/releases/") + maxReleaseName; n > maxDatasetName {
+	if n := len(cfg.Dataset) + len("/releases/") + release.MaxName; n > release.MaxDataset {
 		return fmt.Errorf("dataset %s: too long, release datasets below it would have %d characters (ZFS allows %d)",
-			cfg.Dataset, n, maxDatasetName)
+			cfg.Dataset, n, release.MaxDataset)
 	}
 	if cfg.Template != "" {
 		return fmt.Errorf("template directory %s and dataset %s: the template is a directory (copy mode) or a dataset, not both",
@@ -284,7 +245,7 @@ func (p *Process) List(ctx context.Context) ([]Release, error) {
 		if err != nil {
 			r = Release{
 				Name:    e.Name(),
-				Service: processServiceOf(e.Name()),
+				Service: release.ServiceOf(e.Name()),
 				State:   StateFailed,
 				Reason:  err.Error(),
 			}
@@ -295,11 +256,6 @@ func (p *Process) List(ctx context.Context) ([]Release, error) {
 		out = append(out, r)
 	}
 	return out, nil
-}
-
-// processServiceOf cuts _<sha12>_<spec6> off a valid release name.
-func processServiceOf(name string) string {
-	return name[:len(name)-len("_123456789012_123456")]
 }
 
 // read returns the release.json of name; an error wrapping fs.ErrNotExist
@@ -362,7 +318,7 @@ func (p *Process) checkSpec(spec Spec) error {
 	if err := ValidName(spec.Name); err != nil {
 		return err
 	}
-	if processServiceOf(spec.Name) != spec.Service {
+	if release.ServiceOf(spec.Name) != spec.Service {
 		return fmt.Errorf("release name %s does not belong to service %q", spec.Name, spec.Service)
 	}
 	if spec.Port < 1 || spec.Port > 65535 {

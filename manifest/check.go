@@ -8,16 +8,16 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/jailkeeper/jailkeeper/release"
 )
 
 var (
-	serviceRE  = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
-	shaRE      = regexp.MustCompile(`^(?:[0-9a-f]{40}|[0-9a-f]{64})$`)
-	sha256RE   = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	envNameRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	userRE     = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
-	templateRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`) // as the jail runtime's
-	labelRE    = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$`)
+	shaRE     = regexp.MustCompile(`^(?:[0-9a-f]{40}|[0-9a-f]{64})$`)
+	sha256RE  = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	userRE    = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	labelRE   = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$`)
 )
 
 // reservedEnv are set by jailkeeper for every release.
@@ -48,8 +48,8 @@ func check(s *Service, report reporter) {
 	switch {
 	case s.Service == "":
 		report("service", "is required: the service name, equal to the file name")
-	case !serviceRE.MatchString(s.Service):
-		report("service", "must be a lowercase letter followed by up to 31 lowercase letters, digits or _ (%s), got %q", serviceRE, s.Service)
+	case release.ValidService(s.Service) != nil:
+		report("service", "must be a lowercase letter followed by up to 31 lowercase letters, digits or _ (%s), got %q", release.ServicePattern, s.Service)
 	}
 	switch {
 	case s.SHA == "":
@@ -85,7 +85,7 @@ func check(s *Service, report reporter) {
 		report("retain", "must be between 0 and %d, got %d", MaxRetain, s.Retain)
 	}
 	checkHosts(s.Hosts, report)
-	if s.Template != "" && !templateRE.MatchString(s.Template) {
+	if s.Template != "" && release.ValidTemplate(s.Template) != nil {
 		report("template", "must be a template name such as 14.3-RELEASE (letters, digits, . _ : -, up to 64), got %q", s.Template)
 	}
 	checkAllow(s.Allow, report)

@@ -67,7 +67,7 @@ func (s *Service) SpecHash() string {
 
 // ReleaseName returns <service>_<sha[:12]>_<SpecHash[:6]>, the name of the
 // release (dataset, jail, directory) built from this spec. For a valid
-// Service it satisfies jails.ValidName.
+// Service it satisfies release.ValidName.
 func (s *Service) ReleaseName() string {
 	sha := s.SHA
 	if len(sha) > 12 {

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jailkeeper/jailkeeper/jails"
+	"github.com/jailkeeper/jailkeeper/release"
 )
 
 func mustDecode(t *testing.T, in string) *Service {
@@ -124,8 +124,8 @@ func TestReleaseName(t *testing.T) {
 		strings.Replace(base, "4b825dc642cb6eb9a060e54bf8d69288fbee4904", strings.Repeat("0123456789abcdef", 4), 1)} {
 		s := mustDecode(t, in)
 		name := s.ReleaseName()
-		if err := jails.ValidName(name); err != nil {
-			t.Errorf("jails.ValidName(%q): %v", name, err)
+		if err := release.ValidName(name); err != nil {
+			t.Errorf("release.ValidName(%q): %v", name, err)
 		}
 		if want := s.Service + "_" + s.SHA[:12] + "_" + s.SpecHash()[:6]; name != want {
 			t.Errorf("ReleaseName = %q, want %q", name, want)

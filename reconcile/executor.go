@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/jailkeeper/jailkeeper/artifact"
-	"github.com/jailkeeper/jailkeeper/jails"
 	"github.com/jailkeeper/jailkeeper/manifest"
+	"github.com/jailkeeper/jailkeeper/release"
 )
 
 // ErrPreempted ends a health gate that a newer commit made pointless.
@@ -84,7 +84,7 @@ type Result struct {
 	Steps    []Step
 	Services []ServiceStatus
 	// Releases is the runtime's view after the pass.
-	Releases []jails.Release
+	Releases []release.Release
 }
 
 func (e *Executor) now() time.Time {
@@ -312,17 +312,17 @@ func (e *Executor) restore(ctx context.Context, log *slog.Logger, d Desired, obs
 	return nil
 }
 
-func find(rels []jails.Release, name string) (jails.Release, bool) {
-	i := slices.IndexFunc(rels, func(r jails.Release) bool { return r.Name == name })
+func find(rels []release.Release, name string) (release.Release, bool) {
+	i := slices.IndexFunc(rels, func(r release.Release) bool { return r.Name == name })
 	if i < 0 {
-		return jails.Release{}, false
+		return release.Release{}, false
 	}
 	return rels[i], true
 }
 
 // setState stores a new state and keeps the failure record.
-func (e *Executor) setState(ctx context.Context, r jails.Release, s jails.State) error {
-	st := jails.Status{State: s, Failures: r.Failures, FailedAt: r.FailedAt}
+func (e *Executor) setState(ctx context.Context, r release.Release, s release.State) error {
+	st := release.Status{State: s, Failures: r.Failures, FailedAt: r.FailedAt}
 	if err := e.Runtime.SetStatus(ctx, r.Name, st); err != nil {
 		return fmt.Errorf("set %s %s: %w", r.Name, s, err)
 	}
@@ -331,13 +331,13 @@ func (e *Executor) setState(ctx context.Context, r jails.Release, s jails.State)
 
 // cleanup stops releases (marking live and ready ones retired; failed ones
 // stay failed) and destroys others.
-func (e *Executor) cleanup(ctx context.Context, log *slog.Logger, rels []jails.Release, stop, destroy []string) error {
+func (e *Executor) cleanup(ctx context.Context, log *slog.Logger, rels []release.Release, stop, destroy []string) error {
 	for _, n := range stop {
 		if err := e.Runtime.Stop(ctx, n); err != nil {
 			return fmt.Errorf("stop %s: %w", n, err)
 		}
-		if r, ok := find(rels, n); ok && r.State != jails.StateFailed && r.State != jails.StateRetired {
-			if err := e.setState(ctx, r, jails.StateRetired); err != nil {
+		if r, ok := find(rels, n); ok && r.State != release.StateFailed && r.State != release.StateRetired {
+			if err := e.setState(ctx, r, release.StateRetired); err != nil {
 				return err
 			}
 		}
@@ -401,7 +401,7 @@ func (e *Executor) deploy(ctx context.Context, log *slog.Logger, d Desired, obs 
 		}
 	}
 
-	var target jails.Release
+	var target release.Release
 	if st.Existing {
 		var ok bool
 		if target, ok = find(obs.Releases, st.Target); !ok {
@@ -428,7 +428,7 @@ func (e *Executor) deploy(ctx context.Context, log *slog.Logger, d Desired, obs 
 		if preempted() {
 			return ErrPreempted
 		}
-		if target.State == jails.StateRetired || target.State == jails.StateLive {
+		if target.State == release.StateRetired || target.State == release.StateLive {
 			// It has served before: a start error (an address still
 			// held, a dying jail) is no verdict on the release.
 			return fmt.Errorf("start %s: %w", target.Name, err)
@@ -485,7 +485,7 @@ func (e *Executor) resumeWatch(ctx context.Context, log *slog.Logger, d Desired,
 // finish watches the target after the switch; on failure it switches back to
 // prev, otherwise it marks the target live, drains and retires prev, and
 // cleans up.
-func (e *Executor) finish(ctx context.Context, log *slog.Logger, d Desired, st Step, target, prev jails.Release, hasPrev bool, switched, start time.Time) error {
+func (e *Executor) finish(ctx context.Context, log *slog.Logger, d Desired, st Step, target, prev release.Release, hasPrev bool, switched, start time.Time) error {
 	s := st.Spec
 	if s.Health.Watch > 0 {
 		if err := e.health(ctx, target, s.Health, s.Health.Watch, false); err != nil {
@@ -496,7 +496,7 @@ func (e *Executor) finish(ctx context.Context, log *slog.Logger, d Desired, st S
 		}
 	}
 	// Live: the failure record of the spec starts again from zero.
-	if err := e.Runtime.SetStatus(ctx, target.Name, jails.Status{State: jails.StateLive}); err != nil {
+	if err := e.Runtime.SetStatus(ctx, target.Name, release.Status{State: release.StateLive}); err != nil {
 		return fmt.Errorf("set %s live: %w", target.Name, err)
 	}
 	if hasPrev {
@@ -508,7 +508,7 @@ func (e *Executor) finish(ctx context.Context, log *slog.Logger, d Desired, st S
 		if err := e.Runtime.Stop(ctx, prev.Name); err != nil {
 			return fmt.Errorf("stop previous %s: %w", prev.Name, err)
 		}
-		if err := e.setState(ctx, prev, jails.StateRetired); err != nil {
+		if err := e.setState(ctx, prev, release.StateRetired); err != nil {
 			return err
 		}
 	}
@@ -523,7 +523,7 @@ func (e *Executor) finish(ctx context.Context, log *slog.Logger, d Desired, st S
 	if err != nil {
 		return fmt.Errorf("list releases: %w", err)
 	}
-	var mine []jails.Release
+	var mine []release.Release
 	for _, r := range rels {
 		if r.Service == s.Service {
 			mine = append(mine, r)
@@ -536,7 +536,7 @@ func (e *Executor) finish(ctx context.Context, log *slog.Logger, d Desired, st S
 // switchBack handles a failed watch: the target is marked failed first (so a
 // crash here never leaves it looking good), traffic goes back to prev (started
 // and gated again if it stopped), and the target stops.
-func (e *Executor) switchBack(ctx context.Context, log *slog.Logger, d Desired, target, prev jails.Release, hasPrev bool, start time.Time, cause error) error {
+func (e *Executor) switchBack(ctx context.Context, log *slog.Logger, d Desired, target, prev release.Release, hasPrev bool, start time.Time, cause error) error {
 	s := target
 	if err := e.markFailed(ctx, target, cause); err != nil {
 		return errors.Join(cause, err)
@@ -611,12 +611,12 @@ func (e *Executor) createFailed(d Desired, s *manifest.Service, name string, sta
 }
 
 // create fetches the artifact and creates the release.
-func (e *Executor) create(ctx context.Context, s *manifest.Service, name string) (jails.Release, error) {
+func (e *Executor) create(ctx context.Context, s *manifest.Service, name string) (release.Release, error) {
 	path, err := e.Fetcher.Fetch(ctx, s.Artifact.URL, s.Artifact.SHA256)
 	if err != nil {
-		return jails.Release{}, fmt.Errorf("fetch artifact: %w", err)
+		return release.Release{}, fmt.Errorf("fetch artifact: %w", err)
 	}
-	spec := jails.Spec{
+	spec := release.Spec{
 		Name:     name,
 		Service:  s.Service,
 		SHA:      s.SHA,
@@ -638,12 +638,12 @@ func (e *Executor) create(ctx context.Context, s *manifest.Service, name string)
 
 // markFailed records a failure on the release, with its count and time, so
 // the backoff survives a restart.
-func (e *Executor) markFailed(ctx context.Context, target jails.Release, cause error) error {
+func (e *Executor) markFailed(ctx context.Context, target release.Release, cause error) error {
 	failures := 1
-	if target.State == jails.StateFailed || target.Failures > 0 {
+	if target.State == release.StateFailed || target.Failures > 0 {
 		failures = target.Failures + 1
 	}
-	st := jails.Status{State: jails.StateFailed, Reason: cause.Error(), Failures: failures, FailedAt: e.now()}
+	st := release.Status{State: release.StateFailed, Reason: cause.Error(), Failures: failures, FailedAt: e.now()}
 	if err := e.Runtime.SetStatus(ctx, target.Name, st); err != nil {
 		return fmt.Errorf("mark %s failed: %w", target.Name, err)
 	}
@@ -652,7 +652,7 @@ func (e *Executor) markFailed(ctx context.Context, target jails.Release, cause e
 
 // fail records the failure first, then stops the target, and reports it.
 // Traffic never moved to it.
-func (e *Executor) fail(ctx context.Context, log *slog.Logger, d Desired, target jails.Release, start time.Time, cause error, reverted, health bool) error {
+func (e *Executor) fail(ctx context.Context, log *slog.Logger, d Desired, target release.Release, start time.Time, cause error, reverted, health bool) error {
 	if err := e.markFailed(ctx, target, cause); err != nil {
 		return errors.Join(cause, err)
 	}
@@ -673,7 +673,7 @@ func (e *Executor) fail(ctx context.Context, log *slog.Logger, d Desired, target
 // succeeds at threshold consecutive 2xx answers and fails at the deadline; as
 // a watch it succeeds when the window ends and fails at threshold consecutive
 // failed probes. Either way a release whose process has exited fails at once.
-func (e *Executor) health(ctx context.Context, r jails.Release, h manifest.Health, window time.Duration, gate bool) error {
+func (e *Executor) health(ctx context.Context, r release.Release, h manifest.Health, window time.Duration, gate bool) error {
 	url := "http://" + r.Addr() + h.Path
 	end := time.NewTimer(window)
 	defer end.Stop()
@@ -720,7 +720,7 @@ func (e *Executor) health(ctx context.Context, r jails.Release, h manifest.Healt
 
 // statuses summarises each desired service after a pass.
 func (e *Executor) statuses(d Desired, o Observed, planErr error) []ServiceStatus {
-	byService := map[string][]jails.Release{}
+	byService := map[string][]release.Release{}
 	for _, r := range o.Releases {
 		byService[r.Service] = append(byService[r.Service], r)
 	}
@@ -735,11 +735,11 @@ func (e *Executor) statuses(d Desired, o Observed, planErr error) []ServiceStatu
 		st := ServiceStatus{Service: s.Service, DesiredSHA: s.SHA, State: "pending"}
 		if hasLive && routed {
 			st.LiveSHA, st.LiveRelease = live.SHA, live.Name
-			st.Converged = live.Spec == s.SpecHash() && live.Running && live.State == jails.StateLive
+			st.Converged = live.Spec == s.SpecHash() && live.Running && live.State == release.StateLive
 		}
 		if t, ok := find(rels, s.ReleaseName()); ok {
 			st.State = string(t.State)
-			if t.State == jails.StateFailed {
+			if t.State == release.StateFailed {
 				st.Message = t.Reason
 			}
 		}

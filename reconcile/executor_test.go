@@ -11,8 +11,8 @@ import (
 
 	"github.com/jailkeeper/jailkeeper/artifact"
 	"github.com/jailkeeper/jailkeeper/caddy"
-	"github.com/jailkeeper/jailkeeper/jails"
 	"github.com/jailkeeper/jailkeeper/manifest"
+	"github.com/jailkeeper/jailkeeper/release"
 )
 
 type harness struct {
@@ -26,7 +26,7 @@ type harness struct {
 	now     time.Time
 }
 
-func newHarness(rels ...jails.Release) *harness {
+func newHarness(rels ...release.Release) *harness {
 	h := &harness{rt: newFakeRuntime(rels...), proxy: newFakeProxy(), prober: newFakeProber(), fetcher: &fakeFetcher{}, now: t0}
 	h.exec = &Executor{Runtime: h.rt, Proxy: h.proxy, Prober: h.prober, Fetcher: h.fetcher, Parallel: 2,
 		Now:    func() time.Time { h.mu.Lock(); defer h.mu.Unlock(); return h.now },
@@ -51,7 +51,7 @@ func (h *harness) pass(t *testing.T, svcs ...manifest.Service) (Result, error) {
 	return h.exec.Pass(context.Background(), Desired{Revision: "r", Services: svcs})
 }
 
-func mustState(t *testing.T, h *harness, name string, want jails.State, running bool) jails.Release {
+func mustState(t *testing.T, h *harness, name string, want release.State, running bool) release.Release {
 	t.Helper()
 	r, ok := h.rt.get(name)
 	if !ok {
@@ -70,7 +70,7 @@ func TestFirstDeployThenUpgrade(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r1 := mustState(t, h, v1.ReleaseName(), jails.StateLive, true)
+	r1 := mustState(t, h, v1.ReleaseName(), release.StateLive, true)
 	if got := h.proxy.upstream("hello"); got != r1.Addr() {
 		t.Fatalf("route -> %q, want %q", got, r1.Addr())
 	}
@@ -82,8 +82,8 @@ func TestFirstDeployThenUpgrade(t *testing.T) {
 	if _, err := h.pass(t, v2); err != nil {
 		t.Fatal(err)
 	}
-	r2 := mustState(t, h, v2.ReleaseName(), jails.StateLive, true)
-	mustState(t, h, v1.ReleaseName(), jails.StateRetired, false)
+	r2 := mustState(t, h, v2.ReleaseName(), release.StateLive, true)
+	mustState(t, h, v1.ReleaseName(), release.StateRetired, false)
 	if got := h.proxy.upstream("hello"); got != r2.Addr() {
 		t.Fatalf("route -> %q, want %q", got, r2.Addr())
 	}
@@ -113,14 +113,14 @@ func TestGateFailureKeepsTrafficAndBacksOff(t *testing.T) {
 	if err == nil {
 		t.Fatal("pass succeeded with a failing gate")
 	}
-	failed := mustState(t, h, v2.ReleaseName(), jails.StateFailed, false)
+	failed := mustState(t, h, v2.ReleaseName(), release.StateFailed, false)
 	if failed.Failures != 1 || failed.Reason == "" || !failed.FailedAt.Equal(t0) {
 		t.Errorf("failed release = %+v", failed)
 	}
 	if got := h.proxy.upstream("hello"); got != r1.Addr() {
 		t.Errorf("traffic moved to %q", got)
 	}
-	mustState(t, h, v1.ReleaseName(), jails.StateLive, true)
+	mustState(t, h, v1.ReleaseName(), release.StateLive, true)
 	if st := res.Services[0]; st.State != "failed" || st.Message == "" || st.LiveSHA != sha1 {
 		t.Errorf("status = %+v", st)
 	}
@@ -143,7 +143,7 @@ func TestGateFailureKeepsTrafficAndBacksOff(t *testing.T) {
 	if h.fetcher.fetches != fetches {
 		t.Errorf("retry fetched again")
 	}
-	if r := mustState(t, h, v2.ReleaseName(), jails.StateFailed, false); r.Failures != 2 {
+	if r := mustState(t, h, v2.ReleaseName(), release.StateFailed, false); r.Failures != 2 {
 		t.Errorf("failures = %d, want 2", r.Failures)
 	}
 }
@@ -169,8 +169,8 @@ func TestWatchFailureSwitchesBack(t *testing.T) {
 	if _, err := h.pass(t, v2); err == nil {
 		t.Fatal("pass succeeded although the watch failed")
 	}
-	mustState(t, h, v2.ReleaseName(), jails.StateFailed, false)
-	mustState(t, h, v1.ReleaseName(), jails.StateLive, true)
+	mustState(t, h, v2.ReleaseName(), release.StateFailed, false)
+	mustState(t, h, v1.ReleaseName(), release.StateLive, true)
 	if got := h.proxy.upstream("hello"); got != r1.Addr() {
 		t.Errorf("route -> %q, want back to %q", got, r1.Addr())
 	}
@@ -195,8 +195,8 @@ func TestRollbackUsesRetainedRelease(t *testing.T) {
 	if h.fetcher.fetches != fetches || countPrefix(h.rt.history(), "create "+v1.ReleaseName()) != creates {
 		t.Error("rollback fetched or created")
 	}
-	mustState(t, h, v1.ReleaseName(), jails.StateLive, true)
-	mustState(t, h, v2.ReleaseName(), jails.StateRetired, false)
+	mustState(t, h, v1.ReleaseName(), release.StateLive, true)
+	mustState(t, h, v2.ReleaseName(), release.StateRetired, false)
 	h.mu.Lock()
 	last := h.events[len(h.events)-1]
 	h.mu.Unlock()
@@ -262,12 +262,12 @@ func TestPreemptCancelsGate(t *testing.T) {
 	if err := <-done; !errors.Is(err, ErrPreempted) {
 		t.Fatalf("err = %v, want ErrPreempted", err)
 	}
-	mustState(t, h, v1.ReleaseName(), jails.StateReady, false)
+	mustState(t, h, v1.ReleaseName(), release.StateReady, false)
 	// The next pass deploys v2 and removes the abandoned release.
 	if _, err := h.pass(t, v2); err != nil {
 		t.Fatal(err)
 	}
-	mustState(t, h, v2.ReleaseName(), jails.StateLive, true)
+	mustState(t, h, v2.ReleaseName(), release.StateLive, true)
 	if _, ok := h.rt.get(v1.ReleaseName()); ok {
 		t.Error("abandoned release was kept")
 	}
@@ -310,18 +310,18 @@ func TestPruneAndRestoreRoute(t *testing.T) {
 // started and routed again, and stays live.
 func TestBackoffRestoresKnownGoodAfterReboot(t *testing.T) {
 	v2, v3 := svc("hello", sha2), svc("hello", sha3)
-	good := rel(v2, 12, jails.StateLive, t0.Add(-time.Hour), false)
-	bad := rel(v3, 13, jails.StateFailed, t0.Add(-time.Minute), false)
+	good := rel(v2, 12, release.StateLive, t0.Add(-time.Hour), false)
+	bad := rel(v3, 13, release.StateFailed, t0.Add(-time.Minute), false)
 	bad.Failures, bad.FailedAt, bad.Reason = 1, t0.Add(-10*time.Second), "health gate: 503"
 	h := newHarness(good, bad)
 	if _, err := h.pass(t, v3); err == nil {
 		t.Fatal("a backoff pass reported no error")
 	}
-	mustState(t, h, good.Name, jails.StateLive, true)
+	mustState(t, h, good.Name, release.StateLive, true)
 	if got := h.proxy.upstream("hello"); got != good.Addr() {
 		t.Errorf("route -> %q, want the known-good %q", got, good.Addr())
 	}
-	mustState(t, h, bad.Name, jails.StateFailed, false)
+	mustState(t, h, bad.Name, release.StateFailed, false)
 }
 
 // Caddy lost its route and a new commit arrives: traffic goes back to the
@@ -329,7 +329,7 @@ func TestBackoffRestoresKnownGoodAfterReboot(t *testing.T) {
 // gate, the old one keeps serving.
 func TestDeployRestoresRouteFirst(t *testing.T) {
 	v2, v3 := svc("hello", sha2), svc("hello", sha3)
-	good := rel(v2, 12, jails.StateLive, t0.Add(-time.Hour), true)
+	good := rel(v2, 12, release.StateLive, t0.Add(-time.Hour), true)
 	h := newHarness(good)
 	h.rt.nextIP = 12
 	h.prober.bad["127.77.0.13:8080"] = true
@@ -348,8 +348,8 @@ func TestDeployRestoresRouteFirst(t *testing.T) {
 // retires the previous release (or would switch back to it).
 func TestInterruptedWatchResumes(t *testing.T) {
 	v2, v3 := svc("hello", sha2), svc("hello", sha3)
-	prev := rel(v2, 12, jails.StateLive, t0.Add(-time.Hour), true)
-	next := rel(v3, 13, jails.StateReady, t0, true)
+	prev := rel(v2, 12, release.StateLive, t0.Add(-time.Hour), true)
+	next := rel(v3, 13, release.StateReady, t0, true)
 	h := newHarness(prev, next)
 	h.proxy.routes["hello"] = DesiredRoute(&v3, next)
 	res, err := h.pass(t, v3)
@@ -359,8 +359,8 @@ func TestInterruptedWatchResumes(t *testing.T) {
 	if res.Steps[0].Kind != KindWatch {
 		t.Errorf("step = %s, want a watch", res.Steps[0])
 	}
-	mustState(t, h, next.Name, jails.StateLive, true)
-	mustState(t, h, prev.Name, jails.StateRetired, false)
+	mustState(t, h, next.Name, release.StateLive, true)
+	mustState(t, h, prev.Name, release.StateRetired, false)
 
 	// The same situation with a target that fails its watch switches back.
 	h2 := newHarness(prev, next)
@@ -369,7 +369,7 @@ func TestInterruptedWatchResumes(t *testing.T) {
 	if _, err := h2.pass(t, v3); err == nil {
 		t.Fatal("a failed watch reported no error")
 	}
-	mustState(t, h2, next.Name, jails.StateFailed, false)
+	mustState(t, h2, next.Name, release.StateFailed, false)
 	if got := h2.proxy.upstream("hello"); got != prev.Addr() {
 		t.Errorf("route -> %q, want back to %q", got, prev.Addr())
 	}
@@ -410,16 +410,16 @@ func TestPreemptDuringFetch(t *testing.T) {
 // on it: it is not marked failed, so it stays a rollback target.
 func TestStartErrorOnRollbackIsRetried(t *testing.T) {
 	v1, v2 := svc("hello", sha1), svc("hello", sha2)
-	old := rel(v1, 11, jails.StateRetired, t0.Add(-2*time.Hour), false)
-	cur := rel(v2, 12, jails.StateLive, t0.Add(-time.Hour), true)
+	old := rel(v1, 11, release.StateRetired, t0.Add(-2*time.Hour), false)
+	cur := rel(v2, 12, release.StateLive, t0.Add(-time.Hour), true)
 	h := newHarness(old, cur)
 	h.proxy.routes["hello"] = DesiredRoute(&v2, cur)
 	h.rt.startErr = errors.New("SIOCAIFADDR: File exists")
 	if _, err := h.pass(t, v1); err == nil {
 		t.Fatal("pass succeeded although start failed")
 	}
-	mustState(t, h, old.Name, jails.StateRetired, false)
-	mustState(t, h, cur.Name, jails.StateLive, true)
+	mustState(t, h, old.Name, release.StateRetired, false)
+	mustState(t, h, cur.Name, release.StateLive, true)
 }
 
 // A 404 artifact backs off and reports its failure once.
@@ -457,13 +457,13 @@ func TestFetchFailureBacksOff(t *testing.T) {
 // again: its next failure backs off 1m, not 2m.
 func TestLiveResetsFailures(t *testing.T) {
 	v1 := svc("hello", sha1)
-	r := rel(v1, 11, jails.StateFailed, t0.Add(-time.Hour), false)
+	r := rel(v1, 11, release.StateFailed, t0.Add(-time.Hour), false)
 	r.Failures, r.FailedAt, r.Reason = 1, t0.Add(-10*time.Minute), "health gate: 503"
 	h := newHarness(r)
 	if _, err := h.pass(t, v1); err != nil {
 		t.Fatal(err)
 	}
-	if got := mustState(t, h, r.Name, jails.StateLive, true); got.Failures != 0 || !got.FailedAt.IsZero() {
+	if got := mustState(t, h, r.Name, release.StateLive, true); got.Failures != 0 || !got.FailedAt.IsZero() {
 		t.Errorf("live release keeps failures=%d failed_at=%s", got.Failures, got.FailedAt)
 	}
 }
@@ -484,5 +484,5 @@ func TestPreemptBeforePassInstallsWins(t *testing.T) {
 	if _, err := h.exec.Pass(context.Background(), Desired{Seq: 2, Services: []manifest.Service{v2}}); err != nil {
 		t.Fatal(err)
 	}
-	mustState(t, h, v2.ReleaseName(), jails.StateLive, true)
+	mustState(t, h, v2.ReleaseName(), release.StateLive, true)
 }

@@ -11,20 +11,20 @@ import (
 	"time"
 
 	"github.com/jailkeeper/jailkeeper/caddy"
-	"github.com/jailkeeper/jailkeeper/jails"
+	"github.com/jailkeeper/jailkeeper/release"
 )
 
 // fakeRuntime keeps releases in memory and records what was done to them.
 type fakeRuntime struct {
 	mu       sync.Mutex
-	rels     map[string]*jails.Release
+	rels     map[string]*release.Release
 	calls    []string
 	nextIP   int
 	startErr error
 }
 
-func newFakeRuntime(rels ...jails.Release) *fakeRuntime {
-	f := &fakeRuntime{rels: map[string]*jails.Release{}, nextIP: 10}
+func newFakeRuntime(rels ...release.Release) *fakeRuntime {
+	f := &fakeRuntime{rels: map[string]*release.Release{}, nextIP: 10}
 	for _, r := range rels {
 		f.rels[r.Name] = &r
 	}
@@ -35,10 +35,10 @@ func (f *fakeRuntime) record(format string, args ...any) {
 	f.calls = append(f.calls, fmt.Sprintf(format, args...))
 }
 
-func (f *fakeRuntime) List(context.Context) ([]jails.Release, error) {
+func (f *fakeRuntime) List(context.Context) ([]release.Release, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []jails.Release
+	var out []release.Release
 	for _, r := range f.rels {
 		out = append(out, *r)
 	}
@@ -46,13 +46,13 @@ func (f *fakeRuntime) List(context.Context) ([]jails.Release, error) {
 	return out, nil
 }
 
-func (f *fakeRuntime) Create(_ context.Context, s jails.Spec) (jails.Release, error) {
+func (f *fakeRuntime) Create(_ context.Context, s release.Spec) (release.Release, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("create %s", s.Name)
 	f.nextIP++
-	r := &jails.Release{Name: s.Name, Service: s.Service, SHA: s.SHA, Spec: s.Spec, Port: s.Port,
-		IP: netip.AddrFrom4([4]byte{127, 77, 0, byte(f.nextIP)}), State: jails.StateReady, Created: s.Created}
+	r := &release.Release{Name: s.Name, Service: s.Service, SHA: s.SHA, Spec: s.Spec, Port: s.Port,
+		IP: netip.AddrFrom4([4]byte{127, 77, 0, byte(f.nextIP)}), State: release.StateReady, Created: s.Created}
 	f.rels[s.Name] = r
 	return *r, nil
 }
@@ -88,7 +88,7 @@ func (f *fakeRuntime) Running(_ context.Context, name string) (bool, error) {
 	return ok && r.Running, nil
 }
 
-func (f *fakeRuntime) SetStatus(_ context.Context, name string, st jails.Status) error {
+func (f *fakeRuntime) SetStatus(_ context.Context, name string, st release.Status) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("set %s %s", name, st.State)
@@ -105,12 +105,12 @@ func (f *fakeRuntime) Destroy(_ context.Context, name string) error {
 	return nil
 }
 
-func (f *fakeRuntime) get(name string) (jails.Release, bool) {
+func (f *fakeRuntime) get(name string) (release.Release, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r, ok := f.rels[name]
 	if !ok {
-		return jails.Release{}, false
+		return release.Release{}, false
 	}
 	return *r, true
 }

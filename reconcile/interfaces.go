@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/jailkeeper/jailkeeper/caddy"
-	"github.com/jailkeeper/jailkeeper/jails"
+	"github.com/jailkeeper/jailkeeper/release"
 )
 
 // Runtime creates and runs releases. jails.Process and jails.FreeBSD
@@ -14,11 +14,11 @@ import (
 type Runtime interface {
 	// List returns every release jailkeeper manages on this host, with
 	// Running observed from the system.
-	List(ctx context.Context) ([]jails.Release, error)
+	List(ctx context.Context) ([]release.Release, error)
 	// Create clones the template, installs the artifact and picks an address.
 	// The release is left in state ready and not running. On error nothing
 	// of the release is left behind.
-	Create(ctx context.Context, spec jails.Spec) (jails.Release, error)
+	Create(ctx context.Context, spec release.Spec) (release.Release, error)
 	// Start starts a ready, retired or failed release. Starting a running
 	// release is a no-op.
 	Start(ctx context.Context, name string) error
@@ -27,7 +27,7 @@ type Runtime interface {
 	// Running reports whether the release's process or jail is up.
 	Running(ctx context.Context, name string) (bool, error)
 	// SetStatus records the release's state durably.
-	SetStatus(ctx context.Context, name string, st jails.Status) error
+	SetStatus(ctx context.Context, name string, st release.Status) error
 	// Destroy stops the release and removes everything of it.
 	Destroy(ctx context.Context, name string) error
 }

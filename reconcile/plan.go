@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/jailkeeper/jailkeeper/caddy"
-	"github.com/jailkeeper/jailkeeper/jails"
 	"github.com/jailkeeper/jailkeeper/manifest"
+	"github.com/jailkeeper/jailkeeper/release"
 )
 
 // ErrPruneAll refuses a pass that would prune every service that runs: an
@@ -32,7 +32,7 @@ type Desired struct {
 
 // Observed is what runs: releases from the runtime, routes from Caddy.
 type Observed struct {
-	Releases []jails.Release
+	Releases []release.Release
 	Routes   map[string]caddy.Route
 }
 
@@ -123,7 +123,7 @@ func Backoff(failures int) time.Duration {
 }
 
 // DesiredRoute is the route a service wants to its release.
-func DesiredRoute(s *manifest.Service, r jails.Release) caddy.Route {
+func DesiredRoute(s *manifest.Service, r release.Release) caddy.Route {
 	hosts := slices.Clone(s.Hostnames)
 	slices.Sort(hosts)
 	return caddy.Route{
@@ -146,7 +146,7 @@ func routeEqual(a, b caddy.Route) bool {
 // reads no clock: now is an argument. It returns ErrPruneAll, and no steps,
 // when none of the services that run is still desired.
 func Plan(d Desired, o Observed, now time.Time) ([]Step, error) {
-	byService := map[string][]jails.Release{}
+	byService := map[string][]release.Release{}
 	for _, r := range o.Releases {
 		byService[r.Service] = append(byService[r.Service], r)
 	}
@@ -189,35 +189,35 @@ func Plan(d Desired, o Observed, now time.Time) ([]Step, error) {
 // back was interrupted). Among several of those the desired spec wins, then
 // the newest, so the answer does not depend on the order of rels. routed
 // reports whether Caddy routes to it.
-func KnownGood(rels []jails.Release, route caddy.Route, hasRoute bool, want string) (good jails.Release, routed, ok bool) {
-	var best *jails.Release
+func KnownGood(rels []release.Release, route caddy.Route, hasRoute bool, want string) (good release.Release, routed, ok bool) {
+	var best *release.Release
 	for i := range rels {
 		r := &rels[i]
-		if r.State == jails.StateLive && (best == nil || preferred(r, best, want)) {
+		if r.State == release.StateLive && (best == nil || preferred(r, best, want)) {
 			best = r
 		}
 	}
 	if hasRoute {
 		for _, r := range rels {
-			if !r.IP.IsValid() || r.Addr() != route.Upstream || r.State == jails.StateFailed {
+			if !r.IP.IsValid() || r.Addr() != route.Upstream || r.State == release.StateFailed {
 				continue
 			}
 			// A release switched to but not yet through its watch that has
 			// stopped (a reboot) is no known-good while a live one exists.
-			if r.State != jails.StateLive && !r.Running && best != nil && best.Name != r.Name {
+			if r.State != release.StateLive && !r.Running && best != nil && best.Name != r.Name {
 				break
 			}
 			return r, true, true
 		}
 	}
 	if best == nil {
-		return jails.Release{}, false, false
+		return release.Release{}, false, false
 	}
 	return *best, hasRoute && best.IP.IsValid() && best.Addr() == route.Upstream, true
 }
 
 // preferred orders candidates for KnownGood: desired spec, newest, name.
-func preferred(a, b *jails.Release, want string) bool {
+func preferred(a, b *release.Release, want string) bool {
 	if (a.Spec == want) != (b.Spec == want) {
 		return a.Spec == want
 	}
@@ -227,11 +227,11 @@ func preferred(a, b *jails.Release, want string) bool {
 	return a.Name > b.Name
 }
 
-func planService(s *manifest.Service, rels []jails.Release, route caddy.Route, hasRoute bool, now time.Time) Step {
+func planService(s *manifest.Service, rels []release.Release, route caddy.Route, hasRoute bool, now time.Time) Step {
 	want := s.SpecHash()
 	st := Step{Service: s.Service, Spec: s}
 	good, routed, hasGood := KnownGood(rels, route, hasRoute, want)
-	var target *jails.Release
+	var target *release.Release
 	for i := range rels {
 		if rels[i].Spec == want && rels[i].Name == s.ReleaseName() {
 			target = &rels[i]
@@ -239,14 +239,14 @@ func planService(s *manifest.Service, rels []jails.Release, route caddy.Route, h
 	}
 	current := hasGood && good.Spec == want
 	switch {
-	case current && good.Running && routed && good.State != jails.StateLive:
+	case current && good.Running && routed && good.State != release.StateLive:
 		// Switched to, but its watch never finished (the agent stopped).
 		st.Kind = KindWatch
 		st.Target = good.Name
 		if prev, ok := previousLive(rels, good.Name, want); ok {
 			st.Previous = prev.Name
 		}
-	case current && good.State == jails.StateLive:
+	case current && good.State == release.StateLive:
 		st.Kind = KindNone
 		st.Target = good.Name
 		if !good.Running {
@@ -267,14 +267,14 @@ func planService(s *manifest.Service, rels []jails.Release, route caddy.Route, h
 		st.Target = good.Name
 		st.Existing = true
 		st.Reason = "not running"
-	case target == nil || target.State == jails.StateCreating:
+	case target == nil || target.State == release.StateCreating:
 		st.Kind = KindDeploy
 		st.Target = s.ReleaseName()
 		if target != nil {
 			st.Destroy = append(st.Destroy, target.Name)
 			st.Reason = "previous create was interrupted"
 		}
-	case target.State == jails.StateFailed:
+	case target.State == release.StateFailed:
 		retry := target.FailedAt.Add(Backoff(target.Failures))
 		st.Target = target.Name
 		st.Existing = true
@@ -289,7 +289,7 @@ func planService(s *manifest.Service, rels []jails.Release, route caddy.Route, h
 			st.Kind = KindDeploy
 			st.Reason = fmt.Sprintf("retry after %d failure(s)", target.Failures)
 		}
-	case target.State == jails.StateRetired:
+	case target.State == release.StateRetired:
 		st.Kind = KindRollback
 		st.Target = target.Name
 		st.Existing = true
@@ -320,16 +320,16 @@ func planService(s *manifest.Service, rels []jails.Release, route caddy.Route, h
 
 // previousLive is the release a watch would switch back to: one other than
 // target whose stored state is still live.
-func previousLive(rels []jails.Release, target, want string) (jails.Release, bool) {
-	var best *jails.Release
+func previousLive(rels []release.Release, target, want string) (release.Release, bool) {
+	var best *release.Release
 	for i := range rels {
 		r := &rels[i]
-		if r.Name != target && r.State == jails.StateLive && (best == nil || preferred(r, best, want)) {
+		if r.Name != target && r.State == release.StateLive && (best == nil || preferred(r, best, want)) {
 			best = r
 		}
 	}
 	if best == nil {
-		return jails.Release{}, false
+		return release.Release{}, false
 	}
 	return *best, true
 }
@@ -341,9 +341,9 @@ func previousLive(rels []jails.Release, target, want string) (jails.Release, boo
 // release (for its logs); and destroys older failures, releases that never
 // finished creating, and ready releases that never served. Running releases
 // that are not live are stopped.
-func Cleanup(rels []jails.Release, live, target string, retain int) (stop, destroy []string) {
+func Cleanup(rels []release.Release, live, target string, retain int) (stop, destroy []string) {
 	sorted := slices.Clone(rels)
-	slices.SortFunc(sorted, func(a, b jails.Release) int {
+	slices.SortFunc(sorted, func(a, b release.Release) int {
 		if c := b.Created.Compare(a.Created); c != 0 {
 			return c
 		}
@@ -360,14 +360,14 @@ func Cleanup(rels []jails.Release, live, target string, retain int) (stop, destr
 		}
 		keep := false
 		switch r.State {
-		case jails.StateRetired, jails.StateLive:
+		case release.StateRetired, release.StateLive:
 			// A release marked live that Caddy does not route was replaced
 			// by a pass that stopped before retiring it.
 			if keepRetired > 0 {
 				keepRetired--
 				keep = true
 			}
-		case jails.StateFailed:
+		case release.StateFailed:
 			keep = !keptFailed
 			keptFailed = true
 		}
@@ -375,7 +375,7 @@ func Cleanup(rels []jails.Release, live, target string, retain int) (stop, destr
 			destroy = append(destroy, r.Name)
 			continue
 		}
-		if r.Running || r.State == jails.StateLive {
+		if r.Running || r.State == release.StateLive {
 			stop = append(stop, r.Name)
 		}
 	}

@@ -13,8 +13,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/jailkeeper/jailkeeper/caddy"
-	"github.com/jailkeeper/jailkeeper/jails"
 	"github.com/jailkeeper/jailkeeper/manifest"
+	"github.com/jailkeeper/jailkeeper/release"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -37,14 +37,14 @@ func svc(name, sha string) manifest.Service {
 }
 
 // rel is the release a service would create, in the given state.
-func rel(s manifest.Service, ip byte, state jails.State, created time.Time, running bool) jails.Release {
-	return jails.Release{Name: s.ReleaseName(), Service: s.Service, SHA: s.SHA, Spec: s.SpecHash(),
+func rel(s manifest.Service, ip byte, state release.State, created time.Time, running bool) release.Release {
+	return release.Release{Name: s.ReleaseName(), Service: s.Service, SHA: s.SHA, Spec: s.SpecHash(),
 		IP: netip.AddrFrom4([4]byte{127, 77, 0, ip}), Port: s.Port, State: state, Created: created, Running: running}
 }
 
-func routeTo(s manifest.Service, r jails.Release) caddy.Route { return DesiredRoute(&s, r) }
+func routeTo(s manifest.Service, r release.Release) caddy.Route { return DesiredRoute(&s, r) }
 
-func stopped(r jails.Release) jails.Release { r.Running = false; return r }
+func stopped(r release.Release) release.Release { r.Running = false; return r }
 
 const (
 	sha1 = "1111111111111111111111111111111111111111"
@@ -54,12 +54,12 @@ const (
 
 func TestPlanGolden(t *testing.T) {
 	v1, v2, v3 := svc("hello", sha1), svc("hello", sha2), svc("hello", sha3)
-	r1 := rel(v1, 11, jails.StateRetired, t0.Add(-3*time.Hour), false)
-	r2 := rel(v2, 12, jails.StateLive, t0.Add(-2*time.Hour), true)
-	failed := rel(v3, 13, jails.StateFailed, t0.Add(-time.Hour), false)
+	r1 := rel(v1, 11, release.StateRetired, t0.Add(-3*time.Hour), false)
+	r2 := rel(v2, 12, release.StateLive, t0.Add(-2*time.Hour), true)
+	failed := rel(v3, 13, release.StateFailed, t0.Add(-time.Hour), false)
 	failed.Failures, failed.FailedAt, failed.Reason = 2, t0.Add(-90*time.Second), "health gate: 503"
 	other := svc("other", sha1)
-	ro := rel(other, 20, jails.StateLive, t0.Add(-time.Hour), true)
+	ro := rel(other, 20, release.StateLive, t0.Add(-time.Hour), true)
 
 	tests := []struct {
 		name string
@@ -67,42 +67,42 @@ func TestPlanGolden(t *testing.T) {
 		o    Observed
 	}{
 		{"first-deploy", []manifest.Service{v1}, Observed{}},
-		{"converged", []manifest.Service{v2}, Observed{Releases: []jails.Release{r1, r2}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
-		{"route-lost", []manifest.Service{v2}, Observed{Releases: []jails.Release{r1, r2}}},
+		{"converged", []manifest.Service{v2}, Observed{Releases: []release.Release{r1, r2}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
+		{"route-lost", []manifest.Service{v2}, Observed{Releases: []release.Release{r1, r2}}},
 		{"hostname-change", func() []manifest.Service {
 			v := v2
 			v.Hostnames = []string{"hello.example.com", "www.hello.example.com"}
 			return []manifest.Service{v}
-		}(), Observed{Releases: []jails.Release{r2}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
-		{"upgrade", []manifest.Service{v3}, Observed{Releases: []jails.Release{r1, r2}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
-		{"rollback", []manifest.Service{v1}, Observed{Releases: []jails.Release{r1, r2}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
-		{"backoff", []manifest.Service{v3}, Observed{Releases: []jails.Release{r1, r2, failed}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
-		{"retry-after-backoff", []manifest.Service{v3}, Observed{Releases: []jails.Release{r2, func() jails.Release {
+		}(), Observed{Releases: []release.Release{r2}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
+		{"upgrade", []manifest.Service{v3}, Observed{Releases: []release.Release{r1, r2}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
+		{"rollback", []manifest.Service{v1}, Observed{Releases: []release.Release{r1, r2}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
+		{"backoff", []manifest.Service{v3}, Observed{Releases: []release.Release{r1, r2, failed}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
+		{"retry-after-backoff", []manifest.Service{v3}, Observed{Releases: []release.Release{r2, func() release.Release {
 			f := failed
 			f.FailedAt = t0.Add(-3 * time.Minute)
 			return f
 		}()}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
-		{"interrupted-create", []manifest.Service{v3}, Observed{Releases: []jails.Release{r2, rel(v3, 14, jails.StateCreating, t0, false)}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
-		{"live-crashed", []manifest.Service{v2}, Observed{Releases: []jails.Release{rel(v2, 12, jails.StateLive, t0, false)}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
-		{"backoff-after-reboot", []manifest.Service{v3}, Observed{Releases: []jails.Release{r1, stopped(r2), failed}}},
-		{"deploy-while-route-lost", []manifest.Service{v3}, Observed{Releases: []jails.Release{r1, r2}}},
-		{"watch-interrupted", []manifest.Service{v3}, Observed{Releases: []jails.Release{r2, rel(v3, 13, jails.StateReady, t0, true)},
-			Routes: map[string]caddy.Route{"hello": routeTo(v3, rel(v3, 13, jails.StateReady, t0, true))}}},
-		{"switch-back-interrupted", []manifest.Service{v3}, Observed{Releases: []jails.Release{r2, func() jails.Release {
+		{"interrupted-create", []manifest.Service{v3}, Observed{Releases: []release.Release{r2, rel(v3, 14, release.StateCreating, t0, false)}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
+		{"live-crashed", []manifest.Service{v2}, Observed{Releases: []release.Release{rel(v2, 12, release.StateLive, t0, false)}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
+		{"backoff-after-reboot", []manifest.Service{v3}, Observed{Releases: []release.Release{r1, stopped(r2), failed}}},
+		{"deploy-while-route-lost", []manifest.Service{v3}, Observed{Releases: []release.Release{r1, r2}}},
+		{"watch-interrupted", []manifest.Service{v3}, Observed{Releases: []release.Release{r2, rel(v3, 13, release.StateReady, t0, true)},
+			Routes: map[string]caddy.Route{"hello": routeTo(v3, rel(v3, 13, release.StateReady, t0, true))}}},
+		{"switch-back-interrupted", []manifest.Service{v3}, Observed{Releases: []release.Release{r2, func() release.Release {
 			f := failed
 			f.Running = true
 			return f
 		}()}, Routes: map[string]caddy.Route{"hello": routeTo(v3, failed)}}},
-		{"reboot-during-watch", []manifest.Service{v3}, Observed{Releases: []jails.Release{stopped(r2), rel(v3, 13, jails.StateReady, t0, false)},
-			Routes: map[string]caddy.Route{"hello": routeTo(v3, rel(v3, 13, jails.StateReady, t0, false))}}},
-		{"failed-first-deploy-still-routed", []manifest.Service{v3}, Observed{Releases: []jails.Release{failed},
+		{"reboot-during-watch", []manifest.Service{v3}, Observed{Releases: []release.Release{stopped(r2), rel(v3, 13, release.StateReady, t0, false)},
+			Routes: map[string]caddy.Route{"hello": routeTo(v3, rel(v3, 13, release.StateReady, t0, false))}}},
+		{"failed-first-deploy-still-routed", []manifest.Service{v3}, Observed{Releases: []release.Release{failed},
 			Routes: map[string]caddy.Route{"hello": routeTo(v3, failed)}}},
-		{"prune", []manifest.Service{v2}, Observed{Releases: []jails.Release{r2, ro}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2), "other": routeTo(other, ro)}}},
-		{"cleanup-retain", []manifest.Service{v2}, Observed{Releases: []jails.Release{
-			rel(svc("hello", strings.Repeat("4", 40)), 15, jails.StateRetired, t0.Add(-5*time.Hour), false),
-			rel(svc("hello", strings.Repeat("5", 40)), 16, jails.StateFailed, t0.Add(-6*time.Hour), false),
-			func() jails.Release { f := failed; f.Created = t0.Add(-4 * time.Hour); return f }(),
-			rel(svc("hello", strings.Repeat("6", 40)), 17, jails.StateReady, t0.Add(-4*time.Hour), true),
+		{"prune", []manifest.Service{v2}, Observed{Releases: []release.Release{r2, ro}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2), "other": routeTo(other, ro)}}},
+		{"cleanup-retain", []manifest.Service{v2}, Observed{Releases: []release.Release{
+			rel(svc("hello", strings.Repeat("4", 40)), 15, release.StateRetired, t0.Add(-5*time.Hour), false),
+			rel(svc("hello", strings.Repeat("5", 40)), 16, release.StateFailed, t0.Add(-6*time.Hour), false),
+			func() release.Release { f := failed; f.Created = t0.Add(-4 * time.Hour); return f }(),
+			rel(svc("hello", strings.Repeat("6", 40)), 17, release.StateReady, t0.Add(-4*time.Hour), true),
 			r1, r2,
 		}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)}}},
 	}
@@ -139,8 +139,8 @@ func golden(t *testing.T, path, got string) {
 
 func TestPlanRefusesPruningEverything(t *testing.T) {
 	v := svc("hello", sha1)
-	r := rel(v, 11, jails.StateLive, t0, true)
-	steps, err := Plan(Desired{}, Observed{Releases: []jails.Release{r}}, t0)
+	r := rel(v, 11, release.StateLive, t0, true)
+	steps, err := Plan(Desired{}, Observed{Releases: []release.Release{r}}, t0)
 	if !errors.Is(err, ErrPruneAll) {
 		t.Fatalf("err = %v, want ErrPruneAll", err)
 	}
@@ -149,7 +149,7 @@ func TestPlanRefusesPruningEverything(t *testing.T) {
 	}
 	// A repo that wants only services this host does not run (a wrong
 	// path, a hosts: typo) is refused too.
-	if _, err := Plan(Desired{Services: []manifest.Service{svc("other", sha2)}}, Observed{Releases: []jails.Release{r}}, t0); !errors.Is(err, ErrPruneAll) {
+	if _, err := Plan(Desired{Services: []manifest.Service{svc("other", sha2)}}, Observed{Releases: []release.Release{r}}, t0); !errors.Is(err, ErrPruneAll) {
 		t.Errorf("replacing every service: err = %v, want ErrPruneAll", err)
 	}
 	// An empty host with an empty repo is fine.
@@ -162,14 +162,14 @@ func TestPlanIgnoresReleaseOrder(t *testing.T) {
 	v1, v2 := svc("hello", sha1), svc("hello", sha2)
 	// Two releases marked live (a crash between the switch and retiring the
 	// previous one) and no route (Caddy lost it).
-	a := rel(v1, 11, jails.StateLive, t0.Add(-time.Hour), true)
-	b := rel(v2, 12, jails.StateLive, t0, true)
+	a := rel(v1, 11, release.StateLive, t0.Add(-time.Hour), true)
+	b := rel(v2, 12, release.StateLive, t0, true)
 	for _, want := range []manifest.Service{v1, v2} {
-		s1, err := Plan(Desired{Services: []manifest.Service{want}}, Observed{Releases: []jails.Release{a, b}}, t0)
+		s1, err := Plan(Desired{Services: []manifest.Service{want}}, Observed{Releases: []release.Release{a, b}}, t0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		s2, err := Plan(Desired{Services: []manifest.Service{want}}, Observed{Releases: []jails.Release{b, a}}, t0)
+		s2, err := Plan(Desired{Services: []manifest.Service{want}}, Observed{Releases: []release.Release{b, a}}, t0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -213,10 +213,10 @@ func TestBackoff(t *testing.T) {
 
 func TestPlanRewritesDriftedRoute(t *testing.T) {
 	v := svc("hello", sha1)
-	r := rel(v, 11, jails.StateLive, t0, true)
+	r := rel(v, 11, release.StateLive, t0, true)
 	route := routeTo(v, r)
 	route.Drifted = true // someone edited the handler by hand
-	steps, err := Plan(Desired{Services: []manifest.Service{v}}, Observed{Releases: []jails.Release{r}, Routes: map[string]caddy.Route{"hello": route}}, t0)
+	steps, err := Plan(Desired{Services: []manifest.Service{v}}, Observed{Releases: []release.Release{r}, Routes: map[string]caddy.Route{"hello": route}}, t0)
 	if err != nil {
 		t.Fatal(err)
 	}

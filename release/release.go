@@ -1,9 +1,7 @@
-package jails
+package release
 
 import (
-	"fmt"
 	"net/netip"
-	"regexp"
 	"time"
 )
 
@@ -74,17 +72,6 @@ type Spec struct {
 	Allow    []string          // jail allow.* parameters, without the "allow." prefix
 	Artifact string            // local path of the verified artifact
 	Created  time.Time
-}
-
-var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}_[0-9a-f]{12}_[0-9a-f]{6}$`)
-
-// ValidName reports whether name has the form <service>_<sha12>_<spec6>.
-// Names reach argv and file paths, so everything checks them first.
-func ValidName(name string) error {
-	if !nameRE.MatchString(name) {
-		return fmt.Errorf("invalid release name %q", name)
-	}
-	return nil
 }
 
 // NewRelease is the record a runtime stores when it starts creating the
