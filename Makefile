@@ -6,7 +6,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 FUZZTIME  ?= 15s
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all build tools deps lint test test-go fuzz demo demo-check bench clean
+.PHONY: all build tools deps lint test test-go fuzz demo demo-check bench clean port-check
 
 all: build
 
@@ -34,7 +34,7 @@ lint: $(BIN)/staticcheck
 	$(BIN)/staticcheck ./...
 	GOOS=freebsd $(BIN)/staticcheck ./...
 
-test: deps tools lint test-go fuzz demo-check
+test: deps tools lint port-check test-go fuzz demo-check
 
 test-go:
 	CI=$${CI:-true} $(GO) test -race -count=1 -timeout 40m ./...
@@ -44,6 +44,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./artifact
 	$(GO) test -run '^$$' -fuzz '^FuzzParseJLS$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./jails
 	$(GO) test -run '^$$' -fuzz '^FuzzParseGet$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./zfs
+
+# The FreeBSD port: rc.d scripts under a stand-in rc.subr, plist vs Makefile.
+port-check:
+	packaging/freebsd/port-check.sh
 
 bench: tools
 	$(GO) test -run '^$$' -bench . -benchmem ./...
