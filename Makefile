@@ -26,7 +26,11 @@ $(BIN)/staticcheck: tools/go.mod tools/go.sum
 deps:
 	scripts/install-test-deps.sh
 
+# go.mod and go.sum of both modules must be what go mod tidy makes them:
+# direct dependencies not marked indirect, nothing missing, nothing stale.
 lint: $(BIN)/staticcheck
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum not tidy: run go mod tidy"; exit 1; }
+	@cd tools && $(GO) mod tidy -diff || { echo "tools/go.mod/go.sum not tidy: run go mod tidy in tools/"; exit 1; }
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	GOOS=freebsd $(GO) vet ./...

@@ -66,11 +66,3 @@ func hostConfig(cfg *agent.Config) (jails.HostConfig, error) {
 		ConfDir:   cfg.Jails.ConfDir,
 	}, nil
 }
-
-// noArgs is cobra.NoArgs as a usage error (exit 2).
-func noArgs(c *cobra.Command, args []string) error {
-	if err := cobra.NoArgs(c, args); err != nil {
-		return usageError{err}
-	}
-	return nil
-}

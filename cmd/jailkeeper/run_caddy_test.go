@@ -50,17 +50,3 @@ func TestRunCaddyHandsOverSocket(t *testing.T) {
 		t.Errorf("fd 3 is %q, want a socket", b)
 	}
 }
-
-func TestUsageErrorsExit2(t *testing.T) {
-	for _, args := range [][]string{
-		{"no-such-command"},
-		{"status", "extra"},
-		{"validate"},
-		{"run", "--no-such-flag"},
-		{"version", "x"},
-	} {
-		if code, _, stderr := runCapture(t, args...); code != exitInvalid {
-			t.Errorf("jailkeeper %s: exit %d (%q), want %d", strings.Join(args, " "), code, stderr, exitInvalid)
-		}
-	}
-}

@@ -9,6 +9,7 @@ import (
 	"github.com/jailkeeper/jailkeeper/caddy"
 )
 
+// newRunCaddyCmd is `jailkeeper run-caddy`: Caddy on sockets opened here.
 func newRunCaddyCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "run-caddy --listen ADDR [--listen ADDR...] -- CADDY [ARGS...]",
