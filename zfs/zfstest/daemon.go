@@ -312,7 +312,7 @@ func detach(mounts []mount, imported map[string]bool) error {
 		if imported[m.pool] {
 			continue
 		}
-		err := syscall.Unmount(m.path, syscall.MNT_DETACH)
+		err := detachMount(m.path)
 		// EINVAL: no longer a mount point (a parent's detach took it).
 		if err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
 			errs = append(errs, fmt.Errorf("umount -l %s (stale %s): %w", m.path, m.dataset, err))
