@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -110,9 +109,15 @@ func TestCreateSnapshotClone(t *testing.T) {
 	if diff := cmp.Diff([]zfs.Dataset{want}, inv); diff != "" {
 		t.Errorf("Inventory of the clone (-want +got):\n%s", diff)
 	}
-	out, err := exec.Command("zfs", "get", "-H", "-o", "value,source", "atime", name).Output()
-	if err != nil || string(out) != "off\tlocal\n" {
-		t.Errorf("atime of the clone: %q, %v", out, err)
+	got, err := z.Get(ctx, name, "atime", "jailkeeper:state", "jailkeeper:failed")
+	noErr(t, err)
+	wantGet := map[string]zfs.Property{
+		"atime":             {Value: "off", Source: "local"},
+		"jailkeeper:state":  {Value: "creating", Source: "local"},
+		"jailkeeper:failed": {Value: "-", Source: "-"}, // empty: never set
+	}
+	if diff := cmp.Diff(wantGet, got); diff != "" {
+		t.Errorf("Get of the clone (-want +got):\n%s", diff)
 	}
 
 	_, err = z.Clone(ctx, snap, name, nil)
