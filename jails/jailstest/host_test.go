@@ -163,11 +163,22 @@ func TestRefusals(t *testing.T) {
 		{[]string{"zfs", "destroy", snap}, "cannot destroy '" + snap + "': snapshot has dependent clones\nuse '-R' to destroy the following datasets:\nzroot/jails/containers/a\n"},
 		{[]string{"zfs", "destroy", "-r", "zroot/jails/templates"}, "cannot destroy 'zroot/jails/templates': filesystem has dependent clones\nuse '-R' to destroy the following datasets:\nzroot/jails/containers/a\n"},
 	}
+	// A dry run (-n) finds the dependents too.
+	tests = append(tests, struct {
+		argv []string
+		want string
+	}{[]string{"zfs", "destroy", "-n", "-r", "zroot/jails/templates"}, tests[len(tests)-1].want})
 	for _, tt := range tests {
 		_, err := run(t, h, tt.argv...)
 		if code, _ := command.ExitCode(err); code != 1 || command.Stderr(err) != tt.want {
 			t.Errorf("%s: exit %d %q, want exit 1 %q", command.Quote(tt.argv), code, command.Stderr(err), tt.want)
 		}
+	}
+	if _, err := run(t, h, "zfs", "destroy", "-n", "-r", "zroot/jails/containers/a"); err != nil {
+		t.Errorf("dry run: %v", err)
+	}
+	if _, ok := h.Dataset("zroot/jails/containers/a"); !ok {
+		t.Error("a dry run destroyed the dataset")
 	}
 	if got := h.Addrs("lo1"); len(got) != 2 {
 		t.Errorf("a failed jail -c changed lo1: %v", got)
