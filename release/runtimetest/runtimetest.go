@@ -386,6 +386,13 @@ func testDestroyBusy(t *testing.T, h *Harness) {
 	}
 	before := h.Residue(t)
 	r := create(t, h, h.Spec(t))
+	// What a stopped release has on the host, once it has run: a refused
+	// Destroy must leave exactly that.
+	start(t, h, h.Runtime, r)
+	if err := h.Runtime.Stop(ctx, r.Name); err != nil {
+		t.Fatal(err)
+	}
+	stopped := h.Residue(t)
 	start(t, h, h.Runtime, r)
 	unbusy := h.Busy(t, r.Name)
 	err := h.Runtime.Destroy(ctx, r.Name)
@@ -401,6 +408,9 @@ func testDestroyBusy(t *testing.T, h *Harness) {
 		if got.Running || h.Up(t, r) {
 			t.Errorf("after a refused Destroy the release runs: %+v", got)
 		}
+	}
+	if diff := cmp.Diff(stopped, h.Residue(t)); diff != "" {
+		t.Errorf("a refused Destroy half-removed the release (-stopped +after):\n%s", diff)
 	}
 	unbusy()
 	if err := h.Runtime.Destroy(ctx, r.Name); err != nil {
