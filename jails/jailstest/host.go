@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -105,6 +106,21 @@ func (h *Host) Calls() []Call {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return slices.Clone(h.calls)
+}
+
+// Transcript renders the commands run so far, one per line, quoted as a
+// shell would need them; a failed command is followed by "  # exit N",
+// as commandtest.Replay's transcript.
+func (h *Host) Transcript() string {
+	var b strings.Builder
+	for _, c := range h.Calls() {
+		b.WriteString(command.Quote(c.Argv))
+		if c.Exit != 0 {
+			fmt.Fprintf(&b, "  # exit %d", c.Exit)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
 }
 
 // result is what a command printed and how it exited.
@@ -256,8 +272,11 @@ func (h *Host) AddJail(j JailInfo) {
 		j.JID = h.jid
 	}
 	h.jid = max(h.jid, j.JID)
-	h.jails = append(h.jails, &jail{jid: j.JID, name: j.Name, hostname: j.Hostname, path: j.Path,
-		ip4: slices.Clone(j.IPv4), cpuset: j.CPUSetID, dying: map[bool]int{true: 1 << 30}[j.Dying]})
+	nj := &jail{jid: j.JID, name: j.Name, hostname: j.Hostname, path: j.Path, ip4: slices.Clone(j.IPv4), cpuset: j.CPUSetID}
+	if j.Dying {
+		nj.dying = math.MaxInt // dying for good: a jail stuck in DYING
+	}
+	h.jails = append(h.jails, nj)
 }
 
 // Jails returns every jail, dying ones included, by jid.

@@ -261,3 +261,33 @@ func TestFaults(t *testing.T) {
 		t.Errorf("FailOnce failed twice: %v", err)
 	}
 }
+
+// TestDying: a removed jail stays DYING, listed by jls -d only, for the
+// polls SetDying says, then goes.
+func TestDying(t *testing.T) {
+	h, root := prepared(t)
+	h.MustRun(t, "zfs", "clone", "zroot/jails/templates/14.3-RELEASE@base", "zroot/jails/containers/a")
+	conf := writeConf(t, t.TempDir(), "a", filepath.Join(root, "containers", "a"), "172.16.0.2")
+	h.MustRun(t, "jail", "-f", conf, "-c", "a")
+	h.SetDying(2)
+	h.MustRun(t, "jail", "-f", conf, "-r", "a")
+	if _, err := run(t, h, "jls", "-j", "a"); command.Stderr(err) != `jls: jail "a" is dying`+"\n" {
+		t.Errorf("jls -j of a dying jail: %v", err)
+	}
+	for i, want := range []string{"DYING", "DYING", ""} {
+		js, err := jails.ParseJLS(strings.NewReader(h.MustRun(t, "jls", "--libxo=json", "-v", "-d")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		if len(js) == 1 {
+			got = js[0].State
+		}
+		if got != want {
+			t.Errorf("jls -d poll %d: state %q, want %q (%+v)", i, got, want, js)
+		}
+	}
+	if !strings.Contains(h.Transcript(), "jail -f "+conf+" -r a\n") {
+		t.Errorf("transcript:\n%s", h.Transcript())
+	}
+}

@@ -3,6 +3,7 @@ package jailstest
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -90,8 +91,19 @@ func xoString(s string) string {
 // with `jls: jail "NAME" is dying` (DERIVED: kern_jail.c
 // kern_jail_get, vfs_opterror "jail \"%s\" is dying", printed by jls's
 // xo_errx like the REAL not-found text).
-func (h *Host) jls(argv, args []string) result {
+func (h *Host) jls(argv, args []string) (res result) {
 	libxo, verbose, dying, name := false, false, false, ""
+	defer func() {
+		if dying && res.exit == 0 { // each listing brings a dying jail closer to gone
+			h.jails = slices.DeleteFunc(h.jails, func(j *jail) bool {
+				if j.dying == 0 || j.dying == math.MaxInt {
+					return false
+				}
+				j.dying--
+				return j.dying == 0
+			})
+		}
+	}()
 	for i := 0; i < len(args); i++ {
 		switch a := args[i]; {
 		case a == "--libxo=json":
@@ -125,15 +137,6 @@ func (h *Host) jls(argv, args []string) result {
 	}
 	if name != "" && len(list) == 0 {
 		return fail(`jls: jail "` + name + `" not found` + "\n")
-	}
-	if dying { // each listing brings a dying jail closer to gone
-		h.jails = slices.DeleteFunc(h.jails, func(j *jail) bool {
-			if j.dying == 0 {
-				return false
-			}
-			j.dying--
-			return j.dying == 0
-		})
 	}
 	if !libxo {
 		if verbose {
