@@ -21,6 +21,19 @@
 // status 2: such a text never comes from a real host, so a test that sees
 // it is using the fake beyond what it models, not finding a bug.
 //
+// For crash tests: a new runtime value over the same Host is the agent
+// after a restart; a Fault with After set is the agent killed (or its
+// answer lost) after a command acted; AddJail and AddInterface put a
+// stranger's jail or a leftover alias on the host; SetDying keeps removed
+// jails dying; SetBusy makes a dataset resist zfs destroy; Residue says
+// what is left; Calls and Transcript say what ran.
+//
+// ZFS: the FreeBSD runtime takes its ZFS client as a jails.Datasets.
+// Datasets here runs, through a Host, the argv the zfs package runs; it
+// goes once the zfs client runs through a command.Runner, and that client
+// over the Host takes its place (the fake answers the client's commands,
+// zfs destroy -n included).
+//
 // Provenance: every output and error text cites its source in a comment:
 // REAL (a captured output), DERIVED (built from the FreeBSD or OpenZFS
 // source code named there), as FACTS.md labels them.

@@ -220,6 +220,7 @@ func testCreateFailure(t *testing.T, h *Harness) {
 		{"unsafe artifact", nil},
 		{"missing artifact", nil},
 		{"missing env file", nil},
+		{"cancelled context", nil},
 	}
 	faults = append(faults, h.Faults...)
 	for _, f := range faults {
@@ -239,7 +240,13 @@ func testCreateFailure(t *testing.T, h *Harness) {
 			if f.Inject != nil {
 				disarm = f.Inject(t)
 			}
-			_, err := h.Runtime.Create(ctx, bad)
+			cctx := ctx
+			if f.Name == "cancelled context" {
+				c, cancel := context.WithCancel(ctx)
+				cancel()
+				cctx = c
+			}
+			_, err := h.Runtime.Create(cctx, bad)
 			disarm()
 			if err == nil {
 				t.Fatal("Create succeeded")
