@@ -1,6 +1,7 @@
 package jails_test
 
 import (
+	"context"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -49,11 +50,22 @@ func TestConformanceFreeBSD(t *testing.T) {
 		if err := os.WriteFile(art, []byte("#!/bin/sh\necho hello\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		fail := func(prefix ...string) func(*testing.T) func() {
-			return func(*testing.T) func() {
+		fail := func(prefix ...string) func(*testing.T, context.CancelFunc) func() {
+			return func(*testing.T, context.CancelFunc) func() {
 				host.SetFault(jailstest.FailOnce(prefix, jailstest.Fault{After: true}))
 				return func() { host.SetFault(nil) }
 			}
+		}
+		// The agent shuts down while zfs clone runs: the clone is made, and
+		// every later command of the create sees the cancelled context.
+		shutdown := func(_ *testing.T, cancel context.CancelFunc) func() {
+			host.SetFault(func(argv []string) *jailstest.Fault {
+				if len(argv) > 1 && argv[0] == "zfs" && argv[1] == "clone" {
+					cancel()
+				}
+				return nil
+			})
+			return func() { host.SetFault(nil) }
 		}
 		return &runtimetest.Harness{
 			Runtime: newRT(t),
@@ -80,6 +92,7 @@ func TestConformanceFreeBSD(t *testing.T) {
 				{Name: "zfs clone", Inject: fail("zfs", "clone")},
 				{Name: "clone read back", Inject: fail("zfs", "list", "-H", "-o", "mountpoint,origin")},
 				{Name: "state ready", Inject: fail("zfs", "set", "jailkeeper:state=ready")},
+				{Name: "shutdown during zfs clone", Inject: shutdown},
 			},
 		}
 	})

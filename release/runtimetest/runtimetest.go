@@ -62,10 +62,11 @@ type Harness struct {
 }
 
 // Fault makes the next Create fail: Inject arms it and returns the func
-// that disarms it (called after the Create).
+// that disarms it (called after the Create). cancel cancels the context
+// of that Create, for a fault that is a shutdown half-way through.
 type Fault struct {
 	Name   string
-	Inject func(t *testing.T) (disarm func())
+	Inject func(t *testing.T, cancel context.CancelFunc) (disarm func())
 }
 
 // Run runs the suite, one subtest per clause of the contract, each with a
@@ -236,15 +237,14 @@ func testCreateFailure(t *testing.T, h *Harness) {
 				bad.EnvFile = filepath.Join(t.TempDir(), "missing.env")
 			}
 			before := h.Residue(t)
+			cctx, cancel := context.WithCancel(ctx)
+			defer cancel()
 			disarm := func() {}
 			if f.Inject != nil {
-				disarm = f.Inject(t)
+				disarm = f.Inject(t, cancel)
 			}
-			cctx := ctx
 			if f.Name == "cancelled context" {
-				c, cancel := context.WithCancel(ctx)
 				cancel()
-				cctx = c
 			}
 			_, err := h.Runtime.Create(cctx, bad)
 			disarm()
