@@ -369,8 +369,9 @@ func readJailConf(path, name string) (map[string]string, error) {
 // does not exist` (REAL, FACTS.md §2.4); an alias already there `ifconfig:
 // ioctl (SIOCAIFADDR): File exists` (REAL, errors.md); removing an address
 // that is not there `ifconfig: ioctl (SIOCDIFADDR): Can't assign requested
-// address` (DERIVED: the SIOCAIFADDR line's form with strerror
-// (EADDRNOTAVAIL), which in_control returns for a missing address).
+// address` (the SIOCAIFADDR line's err() form with strerror(EADDRNOTAVAIL);
+// the same text is REAL in OpenVPN logs of macOS's BSD ifconfig, not
+// captured on FreeBSD).
 func (h *Host) ifconfig(argv, args []string) result {
 	if len(args) == 1 && args[0] == "-a" {
 		var b strings.Builder
@@ -486,7 +487,8 @@ func (h *Host) mount(argv, args []string) result {
 
 // umount answers `umount PATH` for a jail's devfs or an AddMount mount.
 // Nothing mounted there: `umount: PATH: not a file system root directory`
-// (DERIVED from sbin/umount/umount.c, not captured).
+// (DERIVED: sbin/umount/umount.c warnx("%s: not a file system root
+// directory"); the same line appears in a PC-BSD update log).
 func (h *Host) umount(argv, args []string) result {
 	if len(args) != 1 || strings.HasPrefix(args[0], "-") {
 		return unsupported(argv, "arguments")
