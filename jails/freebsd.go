@@ -389,13 +389,23 @@ func (f *FreeBSD) List(ctx context.Context) ([]Release, error) {
 }
 
 // Running reports whether the release's jail is up (listed by jls and not
-// dying).
+// dying). A release that does not exist is ErrNotFound.
 func (f *FreeBSD) Running(ctx context.Context, name string) (bool, error) {
 	if err := ValidName(name); err != nil {
 		return false, err
 	}
 	j, ok, err := f.jail(ctx, name)
-	return ok && !j.Dying(), err
+	if err != nil || ok {
+		return ok && !j.Dying(), err
+	}
+	rels, _, err := f.releases(ctx)
+	if err != nil {
+		return false, err
+	}
+	if _, ok := rels[name]; !ok {
+		return false, fmt.Errorf("release %s: %w", name, ErrNotFound)
+	}
+	return false, nil
 }
 
 // SetStatus stores st in the release's properties with one zfs set.
@@ -583,7 +593,7 @@ func (f *FreeBSD) clone(ctx context.Context, snapshot string, r Release) (netip.
 		return netip.Addr{}, err
 	}
 	if old, ok := rels[r.Name]; ok {
-		return netip.Addr{}, fmt.Errorf("%w: %s exists in state %s", zfs.ErrExists, ds, old.State)
+		return netip.Addr{}, fmt.Errorf("%w: %w: %s exists in state %s", release.ErrExists, zfs.ErrExists, ds, old.State)
 	}
 	if leftovers[r.Name] {
 		if err := f.cfg.Datasets.Destroy(ctx, ds, f.cfg.DestroyRetries); err != nil {

@@ -262,6 +262,9 @@ func (p *Process) List(ctx context.Context) ([]Release, error) {
 // when there is none.
 func (p *Process) read(name string) (Release, error) {
 	b, err := os.ReadFile(filepath.Join(p.dir(name), processReleaseFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Release{}, fmt.Errorf("release %s: %w: %w", name, release.ErrNotFound, err)
+	}
 	if err != nil {
 		return Release{}, fmt.Errorf("release %s: %w", name, err)
 	}
@@ -362,7 +365,7 @@ func (p *Process) create(ctx context.Context, spec Spec) (_ Release, err error) 
 	dir := p.dir(spec.Name)
 	switch old, err := p.read(spec.Name); {
 	case err == nil && old.State != StateCreating:
-		return Release{}, fmt.Errorf("release exists in state %s: %w", old.State, fs.ErrExist)
+		return Release{}, fmt.Errorf("release exists in state %s: %w: %w", old.State, release.ErrExists, fs.ErrExist)
 	case err == nil || !errors.Is(err, fs.ErrNotExist):
 		// An interrupted create, or a corrupt one: replace it.
 		if err := p.stop(ctx, spec.Name); err != nil {
@@ -748,7 +751,9 @@ func (p *Process) Running(ctx context.Context, name string) (bool, error) {
 	if err := ValidName(name); err != nil {
 		return false, err
 	}
-	if _, err := os.Stat(p.dir(name)); err != nil {
+	if _, err := os.Stat(p.dir(name)); errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("release %s: %w: %w", name, release.ErrNotFound, err)
+	} else if err != nil {
 		return false, fmt.Errorf("release %s: %w", name, err)
 	}
 	ok, err := p.running(name)
