@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jailkeeper/jailkeeper/internal/atomicfile"
 	"github.com/jailkeeper/jailkeeper/internal/command"
 	"github.com/jailkeeper/jailkeeper/release"
 	"github.com/jailkeeper/jailkeeper/zfs"
@@ -466,7 +467,7 @@ func (f *FreeBSD) checkSpec(spec Spec) error {
 		return fmt.Errorf("template %q is not a template name", spec.Template)
 	}
 	for k, v := range spec.Env {
-		if err := processCheckEnvKey(k); err != nil {
+		if err := release.ValidEnvKey(k); err != nil {
 			return fmt.Errorf("env: %w", err)
 		}
 		if strings.ContainsRune(v, 0) {
@@ -560,7 +561,7 @@ func (f *FreeBSD) create(ctx context.Context, spec Spec) (_ Release, err error) 
 	// Written to a temporary file and renamed: jail(8) never reads half a
 	// conf, and the temporary name (a leading dot, no .conf suffix) matches
 	// no include glob.
-	if err := processWriteFile(f.confPath(r.Name), conf.render(), 0o644); err != nil {
+	if err := atomicfile.WriteFile(f.confPath(r.Name), conf.render(), 0o644); err != nil {
 		return Release{}, fmt.Errorf("jail conf: %w", err)
 	}
 	if err := f.cfg.Datasets.SetProps(ctx, ds, map[string]string{propState: string(StateReady)}); err != nil {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/jailkeeper/jailkeeper/internal/atomicfile"
 	"github.com/jailkeeper/jailkeeper/internal/command"
 	"github.com/jailkeeper/jailkeeper/zfs"
 )
@@ -374,7 +375,7 @@ func ensureInclude(h *hostSteps, file, line string) error {
 	if st, err := os.Stat(file); err == nil {
 		mode = st.Mode().Perm()
 	}
-	return processWriteFile(file, data, mode)
+	return atomicfile.WriteFile(file, data, mode)
 }
 
 // printNAT prints the pf.conf(5) rule that lets the jails reach the

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jailkeeper/jailkeeper/internal/command"
+	"github.com/jailkeeper/jailkeeper/release"
 )
 
 // Paths inside a FreeBSD release's jail. The rc.d script, its environment,
@@ -267,14 +268,14 @@ func renderJailEnv(service, user string, env map[string]string) []byte {
 }
 
 // readJailEnvFile reads a secrets file in the format the process runtime
-// reads too (processParseEnv: KEY=VALUE lines, values literal). Errors
+// reads too (release.ParseEnvFile: KEY=VALUE lines, values literal). Errors
 // name the line, never a value.
 func readJailEnvFile(path string) (map[string]string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	kvs, err := processParseEnv(b)
+	kvs, err := release.ParseEnvFile(b)
 	if err != nil {
 		return nil, fmt.Errorf("env file %s: %w", path, err)
 	}

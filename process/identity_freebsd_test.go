@@ -1,4 +1,4 @@
-package jails
+package process
 
 import (
 	"encoding/binary"
@@ -10,25 +10,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestProcessParseKinfoRefuses: processParseKinfo refuses what is not the
+// TestProcessParseKinfoRefuses: parseKinfo refuses what is not the
 // 64-bit kinfo_proc of the PID asked for, rather than read a wrong start.
 func TestProcessParseKinfoRefuses(t *testing.T) {
 	real, err := unix.SysctlRaw("kern.proc.pid", os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, alive, err := processParseKinfo(real, os.Getpid()); err != nil || !alive {
+	if _, alive, err := parseKinfo(real, os.Getpid()); err != nil || !alive {
 		t.Fatalf("own kinfo_proc: alive %v, %v", alive, err)
 	}
 	short := real[:768] // the size of an i386 kinfo_proc
 	otherSize := append([]byte(nil), real...)
 	binary.NativeEndian.PutUint32(otherSize[kinfoOffStructsz:], 792)
 	for name, b := range map[string][]byte{"short": short, "other ki_structsize": otherSize} {
-		if _, _, err := processParseKinfo(b, os.Getpid()); err == nil {
+		if _, _, err := parseKinfo(b, os.Getpid()); err == nil {
 			t.Errorf("%s: parsed", name)
 		}
 	}
-	if _, _, err := processParseKinfo(real, os.Getpid()+1); err == nil {
+	if _, _, err := parseKinfo(real, os.Getpid()+1); err == nil {
 		t.Error("kinfo_proc of another pid parsed")
 	}
 }
@@ -36,7 +36,7 @@ func TestProcessParseKinfoRefuses(t *testing.T) {
 // TestProcessIdentityIsUptime: the identity is the start in microseconds
 // since boot, so it lies between 0 and the current uptime.
 func TestProcessIdentityIsUptime(t *testing.T) {
-	id, _, err := processIdentity(os.Getpid())
+	id, _, err := identity(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}

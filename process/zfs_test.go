@@ -1,4 +1,4 @@
-package jails_test
+package process_test
 
 import (
 	"context"
@@ -12,7 +12,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jailkeeper/jailkeeper/artifact"
-	"github.com/jailkeeper/jailkeeper/jails"
+	"github.com/jailkeeper/jailkeeper/process"
+	"github.com/jailkeeper/jailkeeper/release"
 	"github.com/jailkeeper/jailkeeper/zfs"
 	"github.com/jailkeeper/jailkeeper/zfs/zfstest"
 )
@@ -36,7 +37,7 @@ func zfsTemplate(t *testing.T, parent, name string, motds ...string) string {
 			}
 		}
 	}
-	tds := jails.TemplateDataset(parent, name)
+	tds := release.TemplateDataset(parent, name)
 	d, err := zfs.Create(ctx, tds, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -98,12 +99,12 @@ func TestProcessZFSLifecycle(t *testing.T) {
 	snap := zfsTemplate(t, parent, "default", "old\n", "patched\n")
 	otherSnap := zfsTemplate(t, parent, "other", "other\n")
 	root := filepath.Join(t.TempDir(), "releases")
-	p := newProcess(t, jails.ProcessConfig{Root: root, Dataset: parent})
+	p := newProcess(t, process.Config{Root: root, Dataset: parent})
 
 	// Dataset/releases does not exist yet: Create makes it.
 	spec := helloSpec(t, nil)
 	r := create(t, p, spec)
-	if r.State != jails.StateReady || !strings.HasPrefix(r.IP.String(), "127.77.") {
+	if r.State != release.StateReady || !strings.HasPrefix(r.IP.String(), "127.77.") {
 		t.Errorf("Create = %+v, want ready on 127.77.x.y", r)
 	}
 	rroot := filepath.Join(root, spec.Name, "root")
@@ -136,11 +137,11 @@ func TestProcessZFSLifecycle(t *testing.T) {
 	if code, body, err := get("http://" + r.Addr() + "/"); err != nil || code != 200 || body != "Hello World!\n" {
 		t.Errorf("GET / = %d %q %v", code, body, err)
 	}
-	if err := p.SetStatus(ctx, spec.Name, jails.Status{State: jails.StateLive}); err != nil {
+	if err := p.SetStatus(ctx, spec.Name, release.Status{State: release.StateLive}); err != nil {
 		t.Fatal(err)
 	}
 	got := list(t, p)
-	if len(got) != 1 || got[0].State != jails.StateLive || !got[0].Running {
+	if len(got) != 1 || got[0].State != release.StateLive || !got[0].Running {
 		t.Errorf("List = %+v, want one live running release", got)
 	}
 	if err := p.Stop(ctx, spec.Name); err != nil {
@@ -201,19 +202,19 @@ func TestProcessZFSCreateErrorsLeaveNoClone(t *testing.T) {
 
 	tests := []struct {
 		name   string
-		modify func(*jails.Spec)
+		modify func(*release.Spec)
 		is     error
 	}{
-		{"unsafe tarball", func(s *jails.Spec) { s.Artifact = evil }, artifact.ErrUnsafe},
-		{"missing artifact", func(s *jails.Spec) { s.Artifact += ".missing" }, fs.ErrNotExist},
-		{"missing env file", func(s *jails.Spec) { s.EnvFile = "/nonexistent/jails-test.env" }, fs.ErrNotExist},
-		{"missing template", func(s *jails.Spec) { s.Template = "nope" }, jails.ErrNoTemplate},
-		{"bad template name", func(s *jails.Spec) { s.Template = "../x" }, nil},
+		{"unsafe tarball", func(s *release.Spec) { s.Artifact = evil }, artifact.ErrUnsafe},
+		{"missing artifact", func(s *release.Spec) { s.Artifact += ".missing" }, fs.ErrNotExist},
+		{"missing env file", func(s *release.Spec) { s.EnvFile = "/nonexistent/process-test.env" }, fs.ErrNotExist},
+		{"missing template", func(s *release.Spec) { s.Template = "nope" }, release.ErrNoTemplate},
+		{"bad template name", func(s *release.Spec) { s.Template = "../x" }, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			root := filepath.Join(t.TempDir(), "releases")
-			p := newProcess(t, jails.ProcessConfig{Root: root, Dataset: parent})
+			p := newProcess(t, process.Config{Root: root, Dataset: parent})
 			spec := helloSpec(t, nil)
 			tt.modify(&spec)
 			_, err := p.Create(ctx, spec)
@@ -255,7 +256,7 @@ func TestProcessZFSLeftoverClone(t *testing.T) {
 	}
 
 	root := filepath.Join(t.TempDir(), "releases")
-	p := newProcess(t, jails.ProcessConfig{Root: root, Dataset: parent})
+	p := newProcess(t, process.Config{Root: root, Dataset: parent})
 	create(t, p, spec)
 	d := releaseDataset(t, parent, spec.Name)
 	if d.Mountpoint != filepath.Join(root, spec.Name, "root") || d.Props["jailkeeper:managed"] != "yes" {
@@ -274,7 +275,7 @@ func TestProcessZFSDestroyBusy(t *testing.T) {
 	parent := zfstest.Pool(t) + "/jk"
 	zfsTemplate(t, parent, "default", "motd\n")
 	root := filepath.Join(t.TempDir(), "releases")
-	impatient := newProcess(t, jails.ProcessConfig{Root: root, Dataset: parent, DestroyRetries: 1})
+	impatient := newProcess(t, process.Config{Root: root, Dataset: parent, DestroyRetries: 1})
 	spec := helloSpec(t, nil)
 	if _, err := impatient.Create(ctx, spec); err != nil {
 		t.Fatal(err)
@@ -294,7 +295,7 @@ func TestProcessZFSDestroyBusy(t *testing.T) {
 
 	release()
 	// zfs-fuse may call the clone busy a moment longer: the default retries.
-	p := newProcess(t, jails.ProcessConfig{Root: root, Dataset: parent})
+	p := newProcess(t, process.Config{Root: root, Dataset: parent})
 	if err := p.Destroy(ctx, spec.Name); err != nil {
 		t.Fatal(err)
 	}
@@ -327,8 +328,8 @@ func TestProcessZFSValidDataset(t *testing.T) {
 		{"tank/a b", false},
 		{"tank/" + strings.Repeat("a", 251), false},
 	} {
-		if err := jails.ValidDataset(tt.name); (err == nil) != tt.ok {
-			t.Errorf("ValidDataset(%q) = %v, want ok %v", tt.name, err, tt.ok)
+		if err := release.ValidDataset(tt.name); (err == nil) != tt.ok {
+			t.Errorf("release.ValidDataset(%q) = %v, want ok %v", tt.name, err, tt.ok)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package jails
+package process
 
 import (
 	"context"
@@ -15,9 +15,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jailkeeper/jailkeeper/internal/testenv"
+	"github.com/jailkeeper/jailkeeper/release"
 )
 
-// killRecorder wraps processKill for one test (not parallel: it swaps a
+// killRecorder wraps sysKill for one test (not parallel: it swaps a
 // package variable) and records every signal sent.
 type killRecorder struct {
 	mu    sync.Mutex
@@ -27,14 +28,14 @@ type killRecorder struct {
 func recordKills(t *testing.T) *killRecorder {
 	t.Helper()
 	rec := &killRecorder{}
-	real := processKill
-	processKill = func(pid int, sig syscall.Signal) error {
+	real := sysKill
+	sysKill = func(pid int, sig syscall.Signal) error {
 		rec.mu.Lock()
 		rec.calls = append(rec.calls, fmt.Sprintf("kill(%d, %d)", pid, sig))
 		rec.mu.Unlock()
 		return real(pid, sig)
 	}
-	t.Cleanup(func() { processKill = real })
+	t.Cleanup(func() { sysKill = real })
 	return rec
 }
 
@@ -53,17 +54,17 @@ func (r *killRecorder) take() []string {
 // Stop does signal it: the check is not just always false.
 func TestProcessStrangerIsNotOurs(t *testing.T) {
 	ctx := context.Background()
-	p, err := NewProcess(ProcessConfig{Root: filepath.Join(t.TempDir(), "releases")})
+	p, err := New(Config{Root: filepath.Join(t.TempDir(), "releases")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	const name = "stranger_0123456789ab_abcdef"
-	if _, err := p.Create(ctx, Spec{
+	if _, err := p.Create(ctx, release.Spec{
 		Name: name, Service: "stranger", Port: 8080, Command: []string{"/bin/app"},
 	}); err != nil {
 		t.Fatal(err)
 	}
-	pidfile := filepath.Join(p.dir(name), processPidFile)
+	pidfile := filepath.Join(p.dir(name), pidFile)
 
 	stranger := exec.Command(testenv.Command(t, "sleep"), "1000")
 	stranger.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -78,9 +79,9 @@ func TestProcessStrangerIsNotOurs(t *testing.T) {
 		}
 	})
 	spid := stranger.Process.Pid
-	id, alive, err := processIdentity(spid)
+	id, alive, err := identity(spid)
 	if err != nil || !alive {
-		t.Fatalf("processIdentity(stranger) = %q, %v, %v", id, alive, err)
+		t.Fatalf("identity(stranger) = %q, %v, %v", id, alive, err)
 	}
 
 	forged := []struct{ name, id string }{
@@ -126,7 +127,7 @@ func TestProcessStrangerIsNotOurs(t *testing.T) {
 			if _, err := os.Stat(pidfile); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("stale pidfile kept: %v", err)
 			}
-			if _, alive, err := processIdentity(spid); err != nil || !alive {
+			if _, alive, err := identity(spid); err != nil || !alive {
 				t.Errorf("stranger after Stop: alive %v, %v", alive, err)
 			}
 		})
@@ -158,12 +159,12 @@ func TestProcessStrangerIsNotOurs(t *testing.T) {
 // stranger with the recorded PID alone too.
 func TestProcessDestroyNeverSignalsStranger(t *testing.T) {
 	ctx := context.Background()
-	p, err := NewProcess(ProcessConfig{Root: filepath.Join(t.TempDir(), "releases")})
+	p, err := New(Config{Root: filepath.Join(t.TempDir(), "releases")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	const name = "stranger_0123456789ab_fedcba"
-	if _, err := p.Create(ctx, Spec{Name: name, Service: "stranger", Port: 8080, Command: []string{"/bin/app"}}); err != nil {
+	if _, err := p.Create(ctx, release.Spec{Name: name, Service: "stranger", Port: 8080, Command: []string{"/bin/app"}}); err != nil {
 		t.Fatal(err)
 	}
 	stranger := exec.Command(testenv.Command(t, "sleep"), "1000")
@@ -172,11 +173,11 @@ func TestProcessDestroyNeverSignalsStranger(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { stranger.Process.Kill(); stranger.Wait() })
-	id, _, err := processIdentity(stranger.Process.Pid)
+	id, _, err := identity(stranger.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pidfile := filepath.Join(p.dir(name), processPidFile)
+	pidfile := filepath.Join(p.dir(name), pidFile)
 	if err := os.WriteFile(pidfile, fmt.Appendf(nil, "%d %s\n", stranger.Process.Pid, id+"7"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -195,11 +196,11 @@ func TestProcessDestroyNeverSignalsStranger(t *testing.T) {
 // TestProcessIdentityOfSelf: this process has an identity, alive, stable
 // from one read to the next, and a child's differs from it.
 func TestProcessIdentityOfSelf(t *testing.T) {
-	a, alive, err := processIdentity(os.Getpid())
+	a, alive, err := identity(os.Getpid())
 	if err != nil || !alive || a == "" || strings.ContainsAny(a, " \t\n") {
-		t.Fatalf("processIdentity(self) = %q, %v, %v", a, alive, err)
+		t.Fatalf("identity(self) = %q, %v, %v", a, alive, err)
 	}
-	b, _, err := processIdentity(os.Getpid())
+	b, _, err := identity(os.Getpid())
 	if err != nil || a != b {
 		t.Errorf("second read = %q, %v; want %q", b, err, a)
 	}
@@ -207,9 +208,9 @@ func TestProcessIdentityOfSelf(t *testing.T) {
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c, alive, err := processIdentity(child.Process.Pid)
+	c, alive, err := identity(child.Process.Pid)
 	if err != nil || !alive || c == a {
-		t.Errorf("processIdentity(child) = %q, %v, %v; want alive and not %q", c, alive, err, a)
+		t.Errorf("identity(child) = %q, %v, %v; want alive and not %q", c, alive, err, a)
 	}
 	child.Process.Kill()
 	child.Wait()

@@ -1,4 +1,4 @@
-package jails
+package process
 
 import (
 	"encoding/binary"
@@ -14,7 +14,7 @@ import (
 // KERN_PROC_PID; sys/sys/user.h). Its layout never moves: new fields take
 // the spare arrays, and ki_structsize tells the size. These offsets are those
 // of the 64-bit architectures (amd64, arm64, riscv64, powerpc64), where
-// KINFO_PROC_SIZE is 1088; elsewhere the size differs and processIdentity
+// KINFO_PROC_SIZE is 1088; elsewhere the size differs and identity
 // refuses rather than guess.
 const (
 	kinfoProcSize     = 1088
@@ -26,7 +26,7 @@ const (
 	kinfoStatZombie   = 5   // SZOMB, sys/sys/proc.h
 )
 
-// processIdentity returns when pid started, in microseconds since boot, and
+// identity returns when pid started, in microseconds since boot, and
 // whether it is alive (not a zombie). A missing process is an error wrapping
 // fs.ErrNotExist.
 //
@@ -40,7 +40,7 @@ const (
 // kern.boottime does not: it is fixed for the life of the process, and after
 // a reboot a process has the same one only if it has the same PID and started
 // in the same microsecond after boot. FreeBSD has no boot id to add.
-func processIdentity(pid int) (id string, alive bool, err error) {
+func identity(pid int) (id string, alive bool, err error) {
 	// Read kern.boottime around the process so that a clock step in
 	// between cannot produce a start time that is neither the old nor the
 	// new one.
@@ -63,7 +63,7 @@ func processIdentity(pid int) (id string, alive bool, err error) {
 		if *before != *after {
 			continue
 		}
-		start, alive, err := processParseKinfo(kp, pid)
+		start, alive, err := parseKinfo(kp, pid)
 		if err != nil {
 			return "", false, err
 		}
@@ -73,9 +73,9 @@ func processIdentity(pid int) (id string, alive bool, err error) {
 	return "", false, errors.New("kern.boottime keeps changing: the clock is being stepped")
 }
 
-// processParseKinfo reads ki_start (in microseconds since the epoch) and
+// parseKinfo reads ki_start (in microseconds since the epoch) and
 // ki_stat from a struct kinfo_proc that must describe pid.
-func processParseKinfo(b []byte, pid int) (start int64, alive bool, err error) {
+func parseKinfo(b []byte, pid int) (start int64, alive bool, err error) {
 	if len(b) == 0 {
 		// An exited process the kernel no longer lists.
 		return 0, false, fs.ErrNotExist

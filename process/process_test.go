@@ -1,4 +1,4 @@
-package jails_test
+package process_test
 
 import (
 	"archive/tar"
@@ -27,26 +27,27 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/jailkeeper/jailkeeper/artifact"
 	"github.com/jailkeeper/jailkeeper/internal/testenv"
-	"github.com/jailkeeper/jailkeeper/jails"
+	"github.com/jailkeeper/jailkeeper/process"
 	"github.com/jailkeeper/jailkeeper/reconcile"
+	"github.com/jailkeeper/jailkeeper/release"
 )
 
 // The process runtime is what reconcile drives.
-var _ reconcile.Runtime = (*jails.Process)(nil)
+var _ reconcile.Runtime = (*process.Runtime)(nil)
 
 // equateAddr lets cmp compare releases (netip.Addr has unexported fields).
 var equateAddr = cmpopts.EquateComparable(netip.Addr{})
 
 // helperEnv makes the test binary act as a short-lived agent: start one
 // release and exit, leaving it running.
-const helperEnv = "JAILS_TEST_START_RELEASE"
+const helperEnv = "PROCESS_TEST_START_RELEASE"
 
 var buildDir string
 
 func TestMain(m *testing.M) {
 	if v := os.Getenv(helperEnv); v != "" {
 		root, name, _ := strings.Cut(v, ":")
-		p, err := jails.NewProcess(jails.ProcessConfig{Root: root})
+		p, err := process.New(process.Config{Root: root})
 		if err == nil {
 			err = p.Start(context.Background(), name)
 		}
@@ -57,7 +58,7 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	var err error
-	if buildDir, err = os.MkdirTemp("", "jails-test-bin-"); err != nil {
+	if buildDir, err = os.MkdirTemp("", "process-test-bin-"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -71,7 +72,7 @@ var (
 	helloErr  error
 )
 
-const helloVersion = "v1.0.0-jails-test"
+const helloVersion = "v1.0.0-process-test"
 
 // helloBin builds examples/hello once per test run.
 func helloBin(t *testing.T) string {
@@ -99,7 +100,7 @@ func randomPool() netip.Prefix {
 
 func randomPort() int { return 20000 + rand.IntN(20000) }
 
-func newProcess(t *testing.T, cfg jails.ProcessConfig) *jails.Process {
+func newProcess(t *testing.T, cfg process.Config) *process.Runtime {
 	t.Helper()
 	if cfg.Root == "" {
 		cfg.Root = filepath.Join(t.TempDir(), "releases")
@@ -107,7 +108,7 @@ func newProcess(t *testing.T, cfg jails.ProcessConfig) *jails.Process {
 	if !cfg.Pool.IsValid() {
 		cfg.Pool = randomPool()
 	}
-	p, err := jails.NewProcess(cfg)
+	p, err := process.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,9 +128,9 @@ func releaseName(service string) string {
 	return fmt.Sprintf("%s_%012x_%06x", service, nameSeq.n, rand.IntN(1<<24))
 }
 
-func helloSpec(t *testing.T, env map[string]string) jails.Spec {
+func helloSpec(t *testing.T, env map[string]string) release.Spec {
 	t.Helper()
-	return jails.Spec{
+	return release.Spec{
 		Name:     releaseName("hello"),
 		Service:  "hello",
 		SHA:      strings.Repeat("ab", 20),
@@ -143,7 +144,7 @@ func helloSpec(t *testing.T, env map[string]string) jails.Spec {
 }
 
 // create creates spec and destroys the release when the test ends.
-func create(t *testing.T, p *jails.Process, spec jails.Spec) jails.Release {
+func create(t *testing.T, p *process.Runtime, spec release.Spec) release.Release {
 	t.Helper()
 	r, err := p.Create(context.Background(), spec)
 	if err != nil {
@@ -169,7 +170,7 @@ func get(url string) (int, string, error) {
 
 // waitUp polls r's /up until it answers 200. The deadline only keeps a broken
 // test from hanging; nothing is asserted about time.
-func waitUp(t *testing.T, p *jails.Process, r jails.Release) {
+func waitUp(t *testing.T, p *process.Runtime, r release.Release) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -199,7 +200,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func readLog(t *testing.T, p *jails.Process, name string) string {
+func readLog(t *testing.T, p *process.Runtime, name string) string {
 	t.Helper()
 	path, err := p.Log(name)
 	if err != nil {
@@ -209,7 +210,7 @@ func readLog(t *testing.T, p *jails.Process, name string) string {
 	return string(b)
 }
 
-func running(t *testing.T, p *jails.Process, name string) bool {
+func running(t *testing.T, p *process.Runtime, name string) bool {
 	t.Helper()
 	ok, err := p.Running(context.Background(), name)
 	if err != nil {
@@ -218,7 +219,7 @@ func running(t *testing.T, p *jails.Process, name string) bool {
 	return ok
 }
 
-func list(t *testing.T, p *jails.Process) []jails.Release {
+func list(t *testing.T, p *process.Runtime) []release.Release {
 	t.Helper()
 	rels, err := p.List(context.Background())
 	if err != nil {
@@ -244,18 +245,18 @@ func TestProcessLifecycle(t *testing.T) {
 	ctx := context.Background()
 	root := filepath.Join(t.TempDir(), "releases")
 	pool := randomPool()
-	p := newProcess(t, jails.ProcessConfig{Root: root, Pool: pool})
+	p := newProcess(t, process.Config{Root: root, Pool: pool})
 	spec := helloSpec(t, map[string]string{"GREETING": "bonjour"})
 
 	r := create(t, p, spec)
-	want := jails.Release{
+	want := release.Release{
 		Name: spec.Name, Service: "hello", SHA: spec.SHA, Spec: spec.Spec,
-		IP: pool.Addr().Next().Next(), Port: spec.Port, State: jails.StateReady, Created: spec.Created,
+		IP: pool.Addr().Next().Next(), Port: spec.Port, State: release.StateReady, Created: spec.Created,
 	}
 	if diff := cmp.Diff(want, r, equateAddr); diff != "" {
 		t.Errorf("Create (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]jails.Release{want}, list(t, p), equateAddr); diff != "" {
+	if diff := cmp.Diff([]release.Release{want}, list(t, p), equateAddr); diff != "" {
 		t.Errorf("List after Create (-want +got):\n%s", diff)
 	}
 	fi, err := os.Stat(filepath.Join(root, spec.Name, "root/usr/local/bin/hello"))
@@ -291,11 +292,11 @@ func TestProcessLifecycle(t *testing.T) {
 	}
 
 	failedAt := time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)
-	if err := p.SetStatus(ctx, spec.Name, jails.Status{State: jails.StateLive, Reason: "why", Failures: 2, FailedAt: failedAt}); err != nil {
+	if err := p.SetStatus(ctx, spec.Name, release.Status{State: release.StateLive, Reason: "why", Failures: 2, FailedAt: failedAt}); err != nil {
 		t.Fatal(err)
 	}
-	want.State, want.Reason, want.Failures, want.FailedAt, want.Running = jails.StateLive, "why", 2, failedAt, true
-	if diff := cmp.Diff([]jails.Release{want}, list(t, p), equateAddr); diff != "" {
+	want.State, want.Reason, want.Failures, want.FailedAt, want.Running = release.StateLive, "why", 2, failedAt, true
+	if diff := cmp.Diff([]release.Release{want}, list(t, p), equateAddr); diff != "" {
 		t.Errorf("List after Start and SetStatus (-want +got):\n%s", diff)
 	}
 
@@ -348,7 +349,7 @@ func TestProcessLifecycle(t *testing.T) {
 func TestProcessAdoptAfterRestart(t *testing.T) {
 	ctx := context.Background()
 	root := filepath.Join(t.TempDir(), "releases")
-	p := newProcess(t, jails.ProcessConfig{Root: root})
+	p := newProcess(t, process.Config{Root: root})
 	spec := helloSpec(t, nil)
 	r := create(t, p, spec)
 
@@ -358,7 +359,7 @@ func TestProcessAdoptAfterRestart(t *testing.T) {
 		t.Fatalf("agent process: %v\n%s", err, out)
 	}
 
-	p2 := newProcess(t, jails.ProcessConfig{Root: root})
+	p2 := newProcess(t, process.Config{Root: root})
 	rels := list(t, p2)
 	if len(rels) != 1 || !rels[0].Running || rels[0].Name != spec.Name {
 		t.Fatalf("List after the agent exited = %+v, want %s running", rels, spec.Name)
@@ -407,8 +408,8 @@ func shellTemplate(t *testing.T) string {
 	return tmpl
 }
 
-func shellSpec(script string) jails.Spec {
-	return jails.Spec{
+func shellSpec(script string) release.Spec {
+	return release.Spec{
 		Name:    releaseName("shell"),
 		Service: "shell",
 		SHA:     strings.Repeat("12", 20),
@@ -446,7 +447,7 @@ func TestProcessStopEscalatesToSIGKILL(t *testing.T) {
 	}
 	ctx := context.Background()
 	root := filepath.Join(t.TempDir(), "releases")
-	p := newProcess(t, jails.ProcessConfig{Root: root, Template: shellTemplate(t), StopTimeout: 300 * time.Millisecond})
+	p := newProcess(t, process.Config{Root: root, Template: shellTemplate(t), StopTimeout: 300 * time.Millisecond})
 	// sh and its sleep child both ignore SIGTERM.
 	spec := shellSpec(`trap "" TERM; echo ready; sleep 1000; echo unreachable`)
 	create(t, p, spec)
@@ -471,7 +472,7 @@ func TestProcessEnvironment(t *testing.T) {
 	ctx := context.Background()
 	t.Setenv("JAILS_TEST_AGENT_ONLY", "leak")
 	root := filepath.Join(t.TempDir(), "releases")
-	p := newProcess(t, jails.ProcessConfig{Root: root, Template: shellTemplate(t)})
+	p := newProcess(t, process.Config{Root: root, Template: shellTemplate(t)})
 	envFile := filepath.Join(t.TempDir(), "shell.env")
 	secrets := "# secrets\n\nSECRET=s3 cr=et\nexport TOKEN=abc\nSHARED=from-file\nPORT=1\n"
 	if err := os.WriteFile(envFile, []byte(secrets), 0o600); err != nil {
@@ -533,7 +534,7 @@ func TestProcessEnvironment(t *testing.T) {
 }
 
 func TestProcessEnvFileErrorsHideValues(t *testing.T) {
-	p := newProcess(t, jails.ProcessConfig{})
+	p := newProcess(t, process.Config{})
 	envFile := filepath.Join(t.TempDir(), "bad.env")
 	if err := os.WriteFile(envFile, []byte("OK=1\nhunter2\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -555,7 +556,7 @@ func TestProcessEnvFileErrorsHideValues(t *testing.T) {
 func TestProcessRefusesLoaderVariables(t *testing.T) {
 	ctx := context.Background()
 	root := filepath.Join(t.TempDir(), "releases")
-	p := newProcess(t, jails.ProcessConfig{Root: root})
+	p := newProcess(t, process.Config{Root: root})
 
 	spec := helloSpec(t, map[string]string{"LD_PRELOAD": "/tmp/manifest-secret.so"})
 	if _, err := p.Create(ctx, spec); err == nil || !strings.Contains(err.Error(), "LD_PRELOAD") || strings.Contains(err.Error(), "manifest-secret") {
@@ -603,15 +604,15 @@ func TestProcessRefusesLoaderVariables(t *testing.T) {
 func TestProcessPoolExhausted(t *testing.T) {
 	ctx := context.Background()
 	pool := netip.MustParsePrefix("127.77.99.8/30")
-	p := newProcess(t, jails.ProcessConfig{Pool: pool})
+	p := newProcess(t, process.Config{Pool: pool})
 	a := create(t, p, helloSpec(t, nil))
 	b := create(t, p, helloSpec(t, nil))
 	if diff := cmp.Diff([]string{"127.77.99.10", "127.77.99.11"}, []string{a.IP.String(), b.IP.String()}); diff != "" {
 		t.Errorf("addresses (-want +got):\n%s", diff)
 	}
 	third := helloSpec(t, nil)
-	if _, err := p.Create(ctx, third); !errors.Is(err, jails.ErrProcessPoolExhausted) {
-		t.Fatalf("third Create = %v, want ErrProcessPoolExhausted", err)
+	if _, err := p.Create(ctx, third); !errors.Is(err, release.ErrPoolExhausted) {
+		t.Fatalf("third Create = %v, want release.ErrPoolExhausted", err)
 	}
 	if got := len(list(t, p)); got != 2 {
 		t.Errorf("%d releases after the failed Create, want 2", got)
@@ -626,15 +627,15 @@ func TestProcessPoolExhausted(t *testing.T) {
 }
 
 func TestProcessConcurrentCreatesGetDistinctAddresses(t *testing.T) {
-	p := newProcess(t, jails.ProcessConfig{})
+	p := newProcess(t, process.Config{})
 	const n = 6
-	specs := make([]jails.Spec, n)
+	specs := make([]release.Spec, n)
 	for i := range specs {
 		specs[i] = helloSpec(t, nil)
 		t.Cleanup(func() { p.Destroy(context.Background(), specs[i].Name) })
 	}
 	var wg sync.WaitGroup
-	rels := make([]jails.Release, n)
+	rels := make([]release.Release, n)
 	errs := make([]error, n)
 	for i := range n {
 		wg.Go(func() { rels[i], errs[i] = p.Create(context.Background(), specs[i]) })
@@ -654,7 +655,7 @@ func TestProcessConcurrentCreatesGetDistinctAddresses(t *testing.T) {
 
 func TestProcessListSurvivesJunkAndCorruption(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "releases")
-	p := newProcess(t, jails.ProcessConfig{Root: root})
+	p := newProcess(t, process.Config{Root: root})
 	good := create(t, p, helloSpec(t, nil))
 
 	corrupt := releaseName("broken")
@@ -678,12 +679,12 @@ func TestProcessListSurvivesJunkAndCorruption(t *testing.T) {
 	}
 
 	got := list(t, p)
-	want := []jails.Release{
-		{Name: corrupt, Service: "broken", State: jails.StateFailed},
+	want := []release.Release{
+		{Name: corrupt, Service: "broken", State: release.StateFailed},
 		good,
-		{Name: mismatched, Service: "hello", State: jails.StateFailed},
+		{Name: mismatched, Service: "hello", State: release.StateFailed},
 	}
-	if diff := cmp.Diff(want, got, equateAddr, cmpopts.IgnoreFields(jails.Release{}, "Reason"), cmpopts.SortSlices(func(a, b jails.Release) bool { return a.Name < b.Name })); diff != "" {
+	if diff := cmp.Diff(want, got, equateAddr, cmpopts.IgnoreFields(release.Release{}, "Reason"), cmpopts.SortSlices(func(a, b release.Release) bool { return a.Name < b.Name })); diff != "" {
 		t.Errorf("List (-want +got):\n%s", diff)
 	}
 	for _, r := range got {
@@ -718,23 +719,23 @@ func TestProcessCreateErrorsLeaveNothing(t *testing.T) {
 
 	tests := []struct {
 		name   string
-		modify func(*jails.Spec)
+		modify func(*release.Spec)
 		is     error
 	}{
-		{"unsafe tarball", func(s *jails.Spec) { s.Artifact = evil }, artifact.ErrUnsafe},
-		{"missing artifact", func(s *jails.Spec) { s.Artifact += ".missing" }, fs.ErrNotExist},
-		{"missing env file", func(s *jails.Spec) { s.EnvFile = "/nonexistent/jails-test.env" }, fs.ErrNotExist},
-		{"bad name", func(s *jails.Spec) { s.Name = "Hello" }, nil},
-		{"name of another service", func(s *jails.Spec) { s.Service = "other" }, nil},
-		{"port", func(s *jails.Spec) { s.Port = 0 }, nil},
-		{"no command", func(s *jails.Spec) { s.Command = nil }, nil},
-		{"command leaves root", func(s *jails.Spec) { s.Command = []string{"/../../bin/sh"} }, nil},
-		{"env key", func(s *jails.Spec) { s.Env = map[string]string{"A=B": "c"} }, nil},
+		{"unsafe tarball", func(s *release.Spec) { s.Artifact = evil }, artifact.ErrUnsafe},
+		{"missing artifact", func(s *release.Spec) { s.Artifact += ".missing" }, fs.ErrNotExist},
+		{"missing env file", func(s *release.Spec) { s.EnvFile = "/nonexistent/process-test.env" }, fs.ErrNotExist},
+		{"bad name", func(s *release.Spec) { s.Name = "Hello" }, nil},
+		{"name of another service", func(s *release.Spec) { s.Service = "other" }, nil},
+		{"port", func(s *release.Spec) { s.Port = 0 }, nil},
+		{"no command", func(s *release.Spec) { s.Command = nil }, nil},
+		{"command leaves root", func(s *release.Spec) { s.Command = []string{"/../../bin/sh"} }, nil},
+		{"env key", func(s *release.Spec) { s.Env = map[string]string{"A=B": "c"} }, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			root := filepath.Join(t.TempDir(), "releases")
-			p := newProcess(t, jails.ProcessConfig{Root: root})
+			p := newProcess(t, process.Config{Root: root})
 			spec := helloSpec(t, nil)
 			tt.modify(&spec)
 			_, err := p.Create(ctx, spec)
@@ -755,7 +756,7 @@ func TestProcessCreateErrorsLeaveNothing(t *testing.T) {
 func TestProcessCreateExisting(t *testing.T) {
 	ctx := context.Background()
 	root := filepath.Join(t.TempDir(), "releases")
-	p := newProcess(t, jails.ProcessConfig{Root: root})
+	p := newProcess(t, process.Config{Root: root})
 	spec := helloSpec(t, nil)
 	create(t, p, spec)
 	if _, err := p.Create(ctx, spec); !errors.Is(err, fs.ErrExist) {
@@ -768,12 +769,12 @@ func TestProcessCreateExisting(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(dir, "root/half"), 0o750); err != nil {
 		t.Fatal(err)
 	}
-	b, _ := json.Marshal(jails.Release{Name: interrupted.Name, Service: "hello", State: jails.StateCreating})
+	b, _ := json.Marshal(release.Release{Name: interrupted.Name, Service: "hello", State: release.StateCreating})
 	if err := os.WriteFile(filepath.Join(dir, "release.json"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r := create(t, p, interrupted)
-	if r.State != jails.StateReady {
+	if r.State != release.StateReady {
 		t.Errorf("state = %s, want ready", r.State)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "root/half")); !errors.Is(err, fs.ErrNotExist) {
@@ -801,7 +802,7 @@ func TestProcessTemplate(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := filepath.Join(t.TempDir(), "releases")
-	p := newProcess(t, jails.ProcessConfig{Root: root, Template: tmpl})
+	p := newProcess(t, process.Config{Root: root, Template: tmpl})
 	spec := helloSpec(t, nil)
 	create(t, p, spec)
 
@@ -841,7 +842,7 @@ func TestProcessPIDReuse(t *testing.T) {
 	}
 	ctx := context.Background()
 	root := filepath.Join(t.TempDir(), "releases")
-	p := newProcess(t, jails.ProcessConfig{Root: root})
+	p := newProcess(t, process.Config{Root: root})
 	spec := helloSpec(t, nil)
 	create(t, p, spec)
 
@@ -873,21 +874,21 @@ func TestProcessPIDReuse(t *testing.T) {
 func TestNewProcessValidates(t *testing.T) {
 	tests := []struct {
 		name string
-		cfg  jails.ProcessConfig
+		cfg  process.Config
 	}{
-		{"no root", jails.ProcessConfig{}},
-		{"ipv6 pool", jails.ProcessConfig{Root: t.TempDir(), Pool: netip.MustParsePrefix("fd00::/64")}},
-		{"pool too small", jails.ProcessConfig{Root: t.TempDir(), Pool: netip.MustParsePrefix("127.77.0.0/31")}},
-		{"missing template", jails.ProcessConfig{Root: t.TempDir(), Template: "/nonexistent/template"}},
-		{"bad dataset", jails.ProcessConfig{Root: t.TempDir(), Dataset: "/tank/jk"}},
-		{"dataset too long for releases", jails.ProcessConfig{Root: t.TempDir(), Dataset: "tank/" + strings.Repeat("d", 190)}},
-		{"dataset and template directory", jails.ProcessConfig{Root: t.TempDir(), Dataset: "tank/jk", Template: t.TempDir()}},
-		{"bad template name", jails.ProcessConfig{Root: t.TempDir(), Dataset: "tank/jk", TemplateName: "a/b"}},
+		{"no root", process.Config{}},
+		{"ipv6 pool", process.Config{Root: t.TempDir(), Pool: netip.MustParsePrefix("fd00::/64")}},
+		{"pool too small", process.Config{Root: t.TempDir(), Pool: netip.MustParsePrefix("127.77.0.0/31")}},
+		{"missing template", process.Config{Root: t.TempDir(), Template: "/nonexistent/template"}},
+		{"bad dataset", process.Config{Root: t.TempDir(), Dataset: "/tank/jk"}},
+		{"dataset too long for releases", process.Config{Root: t.TempDir(), Dataset: "tank/" + strings.Repeat("d", 190)}},
+		{"dataset and template directory", process.Config{Root: t.TempDir(), Dataset: "tank/jk", Template: t.TempDir()}},
+		{"bad template name", process.Config{Root: t.TempDir(), Dataset: "tank/jk", TemplateName: "a/b"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := jails.NewProcess(tt.cfg); err == nil {
-				t.Error("NewProcess succeeded")
+			if _, err := process.New(tt.cfg); err == nil {
+				t.Error("New succeeded")
 			}
 		})
 	}

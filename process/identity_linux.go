@@ -1,4 +1,4 @@
-package jails
+package process
 
 import (
 	"bytes"
@@ -12,15 +12,15 @@ import (
 	"syscall"
 )
 
-// processIdentity returns "<boot id>:<start time>" for pid and whether it is
+// identity returns "<boot id>:<start time>" for pid and whether it is
 // alive (not a zombie). The start time, in clock ticks since boot (field 22 of
 // /proc/<pid>/stat, see proc(5)), tells a process from a later one that
 // reuses its PID during this boot; the boot id (random per boot,
 // /proc/sys/kernel/random/boot_id, see random(4)) tells it from one of an
 // earlier boot that had the same PID and started in the same tick. A missing
 // process is an error wrapping fs.ErrNotExist.
-func processIdentity(pid int) (id string, alive bool, err error) {
-	boot, err := processBootID()
+func identity(pid int) (id string, alive bool, err error) {
+	boot, err := bootID()
 	if err != nil {
 		return "", false, err
 	}
@@ -32,15 +32,15 @@ func processIdentity(pid int) (id string, alive bool, err error) {
 		}
 		return "", false, err
 	}
-	start, alive, err := processParseStat(b)
+	start, alive, err := parseStat(b)
 	if err != nil {
 		return "", false, err
 	}
 	return boot + ":" + start, alive, nil
 }
 
-// processBootID reads this boot's id once.
-var processBootID = sync.OnceValues(func() (string, error) {
+// bootID reads this boot's id once.
+var bootID = sync.OnceValues(func() (string, error) {
 	const p = "/proc/sys/kernel/random/boot_id"
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -54,9 +54,9 @@ var processBootID = sync.OnceValues(func() (string, error) {
 	return id, nil
 })
 
-// processParseStat reads state and starttime from a /proc/<pid>/stat line:
+// parseStat reads state and starttime from a /proc/<pid>/stat line:
 // "pid (comm) state ppid ...", where comm may hold spaces and parentheses.
-func processParseStat(b []byte) (start string, alive bool, err error) {
+func parseStat(b []byte) (start string, alive bool, err error) {
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
 		return "", false, fmt.Errorf("malformed /proc stat %q", b)
