@@ -207,7 +207,18 @@ func NewFreeBSD(cfg FreeBSDConfig) (*FreeBSD, error) {
 	return &FreeBSD{cfg: cfg}, nil
 }
 
+// ifaceRE: a FreeBSD interface name (at most IFNAMSIZ-1, 15, bytes).
 var ifaceRE = regexp.MustCompile(`^[a-z][a-z0-9_.]{0,14}$`)
+
+// ValidInterface reports whether name may name the interface that carries
+// the releases' addresses (lo1): a lowercase letter, then up to 14
+// lowercase letters, digits, '_' or '.'.
+func ValidInterface(name string) error {
+	if !ifaceRE.MatchString(name) {
+		return fmt.Errorf("%q is not an interface name", name)
+	}
+	return nil
+}
 
 // The jailkeeper:* user properties of a release dataset (DESIGN.md, "State
 // is the system"). An empty string is stored as "-" (see propValue).

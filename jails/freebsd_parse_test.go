@@ -224,20 +224,3 @@ func TestParseMounts(t *testing.T) {
 		}
 	}
 }
-
-func TestManifestSHA256(t *testing.T) {
-	// The derived MANIFEST has placeholders instead of checksums: refused.
-	if _, err := jails.ManifestSHA256(bytes.NewReader(fixture(t, "manifest-14.x.DERIVED.txt")), "base.txz"); !errors.Is(err, jails.ErrParse) {
-		t.Errorf("placeholder line accepted: %v", err)
-	}
-	sum := strings.Repeat("ab", 32)
-	// The derived format with the placeholders filled in.
-	m := strings.ReplaceAll(strings.ReplaceAll(string(fixture(t, "manifest-14.x.DERIVED.txt")), "<64-hex-sha256>", sum), "<N>", "42")
-	got, err := jails.ManifestSHA256(strings.NewReader(m), "base.txz")
-	if err != nil || got != sum {
-		t.Errorf("got %q, %v", got, err)
-	}
-	if _, err := jails.ManifestSHA256(strings.NewReader(m), "nope.txz"); !errors.Is(err, jails.ErrParse) {
-		t.Errorf("missing file: %v", err)
-	}
-}

@@ -1,7 +1,6 @@
-package jails
+package hostsetup
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -16,15 +15,13 @@ import (
 
 	"github.com/jailkeeper/jailkeeper/artifact"
 	"github.com/jailkeeper/jailkeeper/internal/command"
+	"github.com/jailkeeper/jailkeeper/release"
 )
 
 // ErrTemplateInUse: the template has clones (releases), so it is not
 // replaced. Patch it instead (--update makes a newer snapshot), or destroy
 // the releases first.
 var ErrTemplateInUse = errors.New("template has clones")
-
-// ErrChecksum: the downloaded base.txz does not match its MANIFEST.
-var ErrChecksum = errors.New("checksum mismatch")
 
 // TemplateConfig says which template to make and from what.
 type TemplateConfig struct {
@@ -54,7 +51,7 @@ type TemplateConfig struct {
 	Now func() time.Time
 }
 
-var releaseRE = regexp.MustCompile(`^[0-9]+\.[0-9]+-(RELEASE|RC[0-9]+|BETA[0-9]+|ALPHA[0-9]+)$`)
+var versionRE = regexp.MustCompile(`^[0-9]+\.[0-9]+-(RELEASE|RC[0-9]+|BETA[0-9]+|ALPHA[0-9]+)$`)
 
 // maxDownload bounds MANIFEST and base.txz downloads (base.txz of 14.x is
 // about 200 MB).
@@ -99,7 +96,7 @@ func ReleaseURL(arch, version string) string {
 // nothing is downloaded, run or written, and the steps of a fresh create
 // are printed with the checks as comments.
 func TemplateCreate(ctx context.Context, cfg TemplateConfig, r command.Runner, dryRun bool, out io.Writer) error {
-	if !releaseRE.MatchString(cfg.Version) {
+	if !versionRE.MatchString(cfg.Version) {
 		return fmt.Errorf("template create: %q is not a FreeBSD release name like 14.3-RELEASE", cfg.Version)
 	}
 	if cfg.Dataset == "" || !filepath.IsAbs(cfg.Root) {
@@ -137,7 +134,7 @@ func TemplateCreate(ctx context.Context, cfg TemplateConfig, r command.Runner, d
 }
 
 func templateCreate(h *hostSteps, cfg TemplateConfig) error {
-	tds := TemplateDataset(cfg.Dataset, cfg.Version)
+	tds := release.TemplateDataset(cfg.Dataset, cfg.Version)
 	dir := filepath.Join(cfg.Root, "templates", cfg.Version)
 	exists, err := h.zfsExists(tds)
 	if err != nil {
@@ -214,7 +211,7 @@ func templateCreate(h *hostSteps, cfg TemplateConfig) error {
 // inUse turns zfs's refusal to destroy a template with clones into
 // ErrTemplateInUse, naming the clones: "cannot destroy 'P/D@s': snapshot
 // has dependent clones" / "use '-R' to destroy the following datasets:" /
-// one dataset per line (testdata/freebsd/FACTS.md §3, REAL on 14.1).
+// one dataset per line (jails/testdata/freebsd/FACTS.md §3, REAL on 14.1).
 func inUse(tds string, err error) error {
 	stderr := command.Stderr(err)
 	if !strings.Contains(stderr, "dependent clones") {
@@ -248,7 +245,8 @@ func freebsdUpdate(h *hostSteps, dir, version string) error {
 }
 
 // fetchBase returns the path of a verified base.txz: the local File, or a
-// download into Root/media (kept, and reused while it matches the MANIFEST).
+// download into Root/media through artifact.Download (kept, and reused
+// while it matches the MANIFEST).
 func fetchBase(h *hostSteps, cfg TemplateConfig) (string, error) {
 	media := filepath.Join(cfg.Root, "media")
 	var manifest, base string
@@ -261,7 +259,8 @@ func fetchBase(h *hostSteps, cfg TemplateConfig) (string, error) {
 		base = filepath.Join(media, cfg.Version+"-base.txz")
 		h.note("download %sMANIFEST to %s", cfg.URL, manifest)
 		if !h.dry {
-			if err := download(h.ctx, cfg.Client, cfg.URL+"MANIFEST", manifest); err != nil {
+			// No sum to check it against: it carries the sums.
+			if err := artifact.Download(h.ctx, cfg.Client, cfg.URL+"MANIFEST", manifest, maxDownload, ""); err != nil {
 				return "", err
 			}
 		}
@@ -287,14 +286,11 @@ func fetchBase(h *hostSteps, cfg TemplateConfig) (string, error) {
 		}
 		h.note("download %sbase.txz to %s", cfg.URL, base)
 		if !h.dry {
-			if err := download(h.ctx, cfg.Client, cfg.URL+"base.txz", base+".part"); err != nil {
+			// base appears only once it matches the MANIFEST.
+			if err := artifact.Download(h.ctx, cfg.Client, cfg.URL+"base.txz", base, maxDownload, want); err != nil {
 				return "", err
 			}
-			if err := verify(base+".part", want); err != nil {
-				os.Remove(base + ".part")
-				return "", err
-			}
-			return base, os.Rename(base+".part", base)
+			return base, nil
 		}
 	}
 	h.note("verify: the sha256 of %s is the MANIFEST's for base.txz", base)
@@ -310,70 +306,7 @@ func verify(path, want string) error {
 		return err
 	}
 	if got != want {
-		return fmt.Errorf("%w: %s has sha256 %s, the MANIFEST says %s", ErrChecksum, path, got, want)
+		return fmt.Errorf("%w: %s has sha256 %s, the MANIFEST says %s", artifact.ErrChecksum, path, got, want)
 	}
 	return nil
-}
-
-// download GETs url into path (through a temporary file, mode 0644).
-func download(ctx context.Context, c *http.Client, url, path string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return fmt.Errorf("download %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("download %s: %s", url, resp.Status)
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	n, err := io.Copy(tmp, io.LimitReader(resp.Body, maxDownload+1))
-	if err == nil && n > maxDownload {
-		err = fmt.Errorf("larger than %d bytes", int64(maxDownload))
-	}
-	if err == nil {
-		err = tmp.Chmod(0o644)
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("download %s: %w", url, err)
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
-var sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
-
-// ManifestSHA256 returns the sha256 of file from a release MANIFEST:
-// TAB-separated lines of file name, sha256, number of archive entries,
-// dist name, quoted description and on/off (release/scripts/make-manifest.sh,
-// FACTS §5).
-func ManifestSHA256(r io.Reader, file string) (string, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		f := strings.Split(sc.Text(), "\t")
-		if len(f) < 2 || f[0] != file {
-			continue
-		}
-		if len(f) != 6 || !sha256RE.MatchString(f[1]) {
-			return "", fmt.Errorf("%w: MANIFEST line for %s: want 6 TAB-separated fields with a sha256, got %q", ErrParse, file, sc.Text())
-		}
-		return f[1], nil
-	}
-	if err := sc.Err(); err != nil {
-		return "", err
-	}
-	return "", fmt.Errorf("%w: MANIFEST has no line for %s", ErrParse, file)
 }

@@ -1,4 +1,4 @@
-package jails
+package hostsetup
 
 import (
 	"net/netip"

@@ -1,4 +1,4 @@
-package jails_test
+package hostsetup_test
 
 import (
 	"archive/tar"
@@ -16,8 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jailkeeper/jailkeeper/artifact"
+	"github.com/jailkeeper/jailkeeper/hostsetup"
 	"github.com/jailkeeper/jailkeeper/internal/command/commandtest"
-	"github.com/jailkeeper/jailkeeper/jails"
+	"github.com/jailkeeper/jailkeeper/internal/golden"
 )
 
 const tds = "zroot/jails/templates/14.3-RELEASE"
@@ -60,11 +62,11 @@ func newRelease(t *testing.T) *release {
 	return rel
 }
 
-func templateConfig(t *testing.T, rel *release) (jails.TemplateConfig, string) {
+func templateConfig(t *testing.T, rel *release) (hostsetup.TemplateConfig, string) {
 	tmp := t.TempDir()
 	resolv := filepath.Join(tmp, "resolv.conf")
 	os.WriteFile(resolv, []byte("nameserver 192.0.2.53\n"), 0o644)
-	cfg := jails.TemplateConfig{
+	cfg := hostsetup.TemplateConfig{
 		Dataset: "zroot/jails", Root: filepath.Join(tmp, "jails"), Version: "14.3-RELEASE",
 		Arch: "amd64", ResolvConf: resolv, Localtime: filepath.Join(tmp, "no-localtime"),
 		Now: func() time.Time { return time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC) },
@@ -86,11 +88,11 @@ func TestTemplateCreateFresh(t *testing.T) {
 	var r commandtest.Replay
 	missing(&r, tds)
 	var out bytes.Buffer
-	if err := jails.TemplateCreate(context.Background(), cfg, &r, false, &out); err != nil {
+	if err := hostsetup.TemplateCreate(context.Background(), cfg, &r, false, &out); err != nil {
 		t.Fatal(err)
 	}
 	tr := strings.ReplaceAll(r.Transcript(), tmp, "<tmp>")
-	jails.Golden(t, "freebsd/golden/template-create-fresh.transcript", []byte(tr))
+	golden.Assert(t, "testdata/golden/template-create-fresh.transcript", []byte(tr))
 	base, err := os.ReadFile(filepath.Join(cfg.Root, "media", "14.3-RELEASE-base.txz"))
 	if err != nil || !bytes.Equal(base, rel.base) {
 		t.Errorf("downloaded base.txz: %v", err)
@@ -101,7 +103,7 @@ func TestTemplateCreateFresh(t *testing.T) {
 	// A second run reuses the download while it matches the MANIFEST.
 	hits := rel.hits.Load()
 	r.Reset()
-	if err := jails.TemplateCreate(context.Background(), cfg, &r, false, &bytes.Buffer{}); err != nil {
+	if err := hostsetup.TemplateCreate(context.Background(), cfg, &r, false, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := rel.hits.Load() - hits; got != 1 {
@@ -115,8 +117,8 @@ func TestTemplateCreateChecksumMismatch(t *testing.T) {
 	cfg, _ := templateConfig(t, rel)
 	var r commandtest.Replay
 	missing(&r, tds)
-	err := jails.TemplateCreate(context.Background(), cfg, &r, false, &bytes.Buffer{})
-	if !errors.Is(err, jails.ErrChecksum) {
+	err := hostsetup.TemplateCreate(context.Background(), cfg, &r, false, &bytes.Buffer{})
+	if !errors.Is(err, artifact.ErrChecksum) {
 		t.Fatalf("TemplateCreate = %v, want ErrChecksum", err)
 	}
 	if strings.Contains(r.Transcript(), "zfs create") || strings.Contains(r.Transcript(), "tar") {
@@ -135,8 +137,8 @@ func TestTemplateCreateRefusesTemplateWithClones(t *testing.T) {
 	// zfs-destroy-snapshot-with-clones.14.1.txt (REAL): stderr is lines 2-4.
 	lines := strings.SplitN(string(fixture(t, "zfs-destroy-snapshot-with-clones.14.1.txt")), "\n", 2)
 	r.On([]string{"zfs", "destroy", "-n", "-r", tds}, commandtest.Fail(1, lines[1]))
-	err := jails.TemplateCreate(context.Background(), cfg, &r, false, &bytes.Buffer{})
-	if !errors.Is(err, jails.ErrTemplateInUse) || !strings.Contains(err.Error(), "zroot/ROOT/14.1-RELEASE_2024-07-18_213402") {
+	err := hostsetup.TemplateCreate(context.Background(), cfg, &r, false, &bytes.Buffer{})
+	if !errors.Is(err, hostsetup.ErrTemplateInUse) || !strings.Contains(err.Error(), "zroot/ROOT/14.1-RELEASE_2024-07-18_213402") {
 		t.Fatalf("TemplateCreate = %v, want ErrTemplateInUse naming the clone", err)
 	}
 	if rel.hits.Load() != 0 {
@@ -151,7 +153,7 @@ func TestTemplateCreateReplacesUnusedTemplate(t *testing.T) {
 	rel := newRelease(t)
 	cfg, _ := templateConfig(t, rel)
 	var r commandtest.Replay
-	if err := jails.TemplateCreate(context.Background(), cfg, &r, false, &bytes.Buffer{}); err != nil {
+	if err := hostsetup.TemplateCreate(context.Background(), cfg, &r, false, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
 	tr := r.Transcript()
@@ -171,14 +173,14 @@ func TestTemplateCreateUpdateExisting(t *testing.T) {
 	// Nothing to install: exit 1 and this line (iocage #113 and
 	// freebsd-src #543 show it in real output) is still success.
 	r.On(upd, commandtest.Response{Exit: 1, Stdout: []byte("No updates are available to fetch.\nNo updates are available to install.\n")})
-	if err := jails.TemplateCreate(context.Background(), cfg, &r, false, &bytes.Buffer{}); err != nil {
+	if err := hostsetup.TemplateCreate(context.Background(), cfg, &r, false, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
-	jails.Golden(t, "freebsd/golden/template-update.transcript", []byte(strings.ReplaceAll(r.Transcript(), tmp, "<tmp>")))
+	golden.Assert(t, "testdata/golden/template-update.transcript", []byte(strings.ReplaceAll(r.Transcript(), tmp, "<tmp>")))
 
 	// A real failure is one.
 	r.On(upd, commandtest.Fail(1, "freebsd-update: cannot fetch\n"))
-	if err := jails.TemplateCreate(context.Background(), cfg, &r, false, &bytes.Buffer{}); err == nil {
+	if err := hostsetup.TemplateCreate(context.Background(), cfg, &r, false, &bytes.Buffer{}); err == nil {
 		t.Error("freebsd-update failure ignored")
 	}
 }
@@ -193,17 +195,17 @@ func TestTemplateCreateLocalFile(t *testing.T) {
 	cfg.File = filepath.Join(dist, "base.txz")
 	var r commandtest.Replay
 	missing(&r, tds)
-	if err := jails.TemplateCreate(context.Background(), cfg, &r, false, &bytes.Buffer{}); err != nil {
+	if err := hostsetup.TemplateCreate(context.Background(), cfg, &r, false, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(r.Transcript(), "--unlink -f "+cfg.File+"\n") {
 		t.Errorf("transcript:\n%s", r.Transcript())
 	}
 	os.WriteFile(cfg.File, append(rel.base, 1), 0o644)
-	if err := jails.TemplateCreate(context.Background(), cfg, &r, false, &bytes.Buffer{}); !errors.Is(err, jails.ErrChecksum) {
+	if err := hostsetup.TemplateCreate(context.Background(), cfg, &r, false, &bytes.Buffer{}); !errors.Is(err, artifact.ErrChecksum) {
 		t.Errorf("bad local file: %v", err)
 	}
-	if err := jails.TemplateCreate(context.Background(), jails.TemplateConfig{Dataset: "zroot/jails", Root: "/j", Version: "latest"}, &r, true, &bytes.Buffer{}); err == nil {
+	if err := hostsetup.TemplateCreate(context.Background(), hostsetup.TemplateConfig{Dataset: "zroot/jails", Root: "/j", Version: "latest"}, &r, true, &bytes.Buffer{}); err == nil {
 		t.Error("bad version accepted")
 	}
 }

@@ -1,4 +1,4 @@
-package jails
+package hostsetup
 
 import (
 	"bytes"
@@ -13,134 +13,9 @@ import (
 
 	"github.com/jailkeeper/jailkeeper/internal/atomicfile"
 	"github.com/jailkeeper/jailkeeper/internal/command"
+	"github.com/jailkeeper/jailkeeper/jails"
 	"github.com/jailkeeper/jailkeeper/zfs"
 )
-
-// errDryRun is what a check "returns" in a dry run: nothing was looked at,
-// so every step is shown as needed.
-var errDryRun = errors.New("dry run")
-
-// hostSteps runs (or, in a dry run, prints) the commands of host init and
-// template create. Every command that changes something is printed before
-// it runs; checks run silently, and in a dry run they are printed as
-// comments and not run at all.
-type hostSteps struct {
-	ctx context.Context
-	r   command.Runner
-	dry bool
-	out io.Writer
-}
-
-// check runs a read-only command. In a dry run it prints it and returns
-// errDryRun.
-func (h *hostSteps) check(argv ...string) ([]byte, error) {
-	if h.dry {
-		fmt.Fprintf(h.out, "# check: %s\n", command.Quote(argv))
-		return nil, errDryRun
-	}
-	return h.r.Run(h.ctx, argv, nil)
-}
-
-// do prints argv and runs it (not in a dry run). What the command prints
-// is passed on, indented.
-func (h *hostSteps) do(argv ...string) error {
-	fmt.Fprintln(h.out, command.Quote(argv))
-	if h.dry {
-		return nil
-	}
-	out, err := h.r.Run(h.ctx, argv, nil)
-	for line := range strings.Lines(string(out)) {
-		fmt.Fprintf(h.out, "#   %s", line)
-		if !strings.HasSuffix(line, "\n") {
-			fmt.Fprintln(h.out)
-		}
-	}
-	return err
-}
-
-func (h *hostSteps) note(format string, args ...any) {
-	fmt.Fprintf(h.out, "# "+format+"\n", args...)
-}
-
-// sysrc sets an rc.conf(5) variable unless `sysrc -c` says it already has
-// that value (for name+=value: already lists it). sysrc -c exits 0 when no
-// change is needed and prints nothing without -v (sysrc(8)).
-func (h *hostSteps) sysrc(assign string) error {
-	if _, err := h.check("sysrc", "-c", assign); err == nil {
-		h.note("ok: %s", assign)
-		return nil
-	} else if !h.dry {
-		if _, ok := command.ExitCode(err); !ok {
-			return err
-		}
-	}
-	return h.do("sysrc", assign)
-}
-
-// rcIfconfig makes sure rc.conf's ifconfig_<iface> gives the interface its
-// own address, own. It reads the variable with `sysrc -i -n`, which prints
-// the value and exits 0 when it is set, and prints nothing and exits 1 when
-// it is not (-i: no "unknown variable" message; usr.sbin/sysrc/sysrc). An
-// unset variable is set; a value that already gives own, in any of the
-// forms ifconfig(8) takes (see ifconfigGives), is left; any other value is
-// refused, as a dataset with another mountpoint is: it is the operator's,
-// and overwriting it would move the interface's address at the next boot.
-func rcIfconfig(h *hostSteps, iface string, own netip.Prefix) error {
-	name := "ifconfig_" + iface
-	out, err := h.check("sysrc", "-i", "-n", name)
-	switch {
-	case err == nil:
-		v := strings.TrimSuffix(string(out), "\n")
-		if ifconfigGives(v, own) {
-			h.note("ok: %s=%q", name, v)
-			return nil
-		}
-		return fmt.Errorf("rc.conf has %s=%q, but the interface's address must be %s, the first address of the pool: change rc.conf or jails.pool (host init does not overwrite it)",
-			name, v, own)
-	case errors.Is(err, errDryRun):
-	default:
-		if code, ok := command.ExitCode(err); !ok || code != 1 || strings.TrimSpace(command.Stderr(err)) != "" {
-			return err
-		}
-	}
-	return h.do("sysrc", name+"=inet "+own.String())
-}
-
-// ifconfigGives reports whether the rc.conf value v of ifconfig_<iface>,
-// which rc.d/netif hands to ifconfig(8) as arguments, sets exactly the
-// address own with a /32 mask: "[inet] A/32" or "[inet] A netmask M" with
-// M 0xffffffff or 255.255.255.255, and nothing else.
-func ifconfigGives(v string, own netip.Prefix) bool {
-	f := strings.Fields(v)
-	if len(f) > 0 && f[0] == "inet" {
-		f = f[1:]
-	}
-	switch {
-	case len(f) == 1 && strings.Contains(f[0], "/"):
-		p, err := netip.ParsePrefix(f[0])
-		return err == nil && p == own
-	case len(f) == 3 && f[1] == "netmask" && (f[2] == "0xffffffff" || f[2] == "255.255.255.255"):
-		a, err := netip.ParseAddr(f[0])
-		return err == nil && a == own.Addr() && own.Bits() == 32
-	}
-	return false
-}
-
-// zfsExists asks `zfs list -H -o name DS`: exit 0 if it exists, exit 1 with
-// "dataset does not exist" if not (testdata/freebsd/FACTS.md §3, REAL). Only the exit status
-// and stderr are used. In a dry run it reports false.
-func (h *hostSteps) zfsExists(ds string) (bool, error) {
-	_, err := h.check("zfs", "list", "-H", "-o", "name", ds)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, errDryRun):
-		return false, nil
-	case strings.Contains(command.Stderr(err), "dataset does not exist"):
-		return false, nil
-	}
-	return false, err
-}
 
 // HostConfig is what host init prepares; it comes from the agent config's
 // jails section.
@@ -148,7 +23,7 @@ type HostConfig struct {
 	Dataset   string       // zroot/jails
 	Root      string       // its mountpoint, /usr/local/jails
 	Interface string       // lo1
-	Pool      netip.Prefix // 172.16.0.0/12; the interface gets InterfaceAddr(Pool)/32
+	Pool      netip.Prefix // 172.16.0.0/12; the interface gets jails.InterfaceAddr(Pool)/32
 	ConfDir   string       // /etc/jail.conf.d
 	// JailConf is the jail.conf(5) that must include ConfDir's files.
 	// Default /etc/jail.conf.
@@ -159,7 +34,7 @@ type HostConfig struct {
 // each step checks first and changes only what is missing.
 //
 //   - Interface as a cloned interface in rc.conf (cloned_interfaces+=lo1)
-//     with its own address, InterfaceAddr(Pool)/32, as ifconfig_lo1 (the
+//     with its own address, jails.InterfaceAddr(Pool)/32, as ifconfig_lo1 (the
 //     interface's address in rc.conf(5); the releases' aliases are never
 //     put there: jail(8) adds and removes them, and an alias already
 //     present makes jail -c fail); created and addressed now too;
@@ -189,7 +64,7 @@ func HostInit(ctx context.Context, cfg HostConfig, r command.Runner, dryRun bool
 	if !cfg.Pool.IsValid() || !cfg.Pool.Addr().Is4() || cfg.Pool.Bits() > 30 {
 		return fmt.Errorf("host init: pool %s is not an IPv4 prefix of /30 or wider", cfg.Pool)
 	}
-	if !ifaceRE.MatchString(cfg.Interface) || !filepath.IsAbs(cfg.Root) || !filepath.IsAbs(cfg.ConfDir) || cfg.Dataset == "" {
+	if jails.ValidInterface(cfg.Interface) != nil || !filepath.IsAbs(cfg.Root) || !filepath.IsAbs(cfg.ConfDir) || cfg.Dataset == "" {
 		return fmt.Errorf("host init: invalid jails config (interface %q, root %q, conf_dir %q, dataset %q)",
 			cfg.Interface, cfg.Root, cfg.ConfDir, cfg.Dataset)
 	}
@@ -207,7 +82,7 @@ func HostInit(ctx context.Context, cfg HostConfig, r command.Runner, dryRun bool
 
 func hostInit(h *hostSteps, cfg HostConfig) error {
 	iface := cfg.Interface
-	own := netip.PrefixFrom(InterfaceAddr(cfg.Pool), 32)
+	own := netip.PrefixFrom(jails.InterfaceAddr(cfg.Pool), 32)
 
 	h.note("%s: a cloned interface for the jails' addresses, with its own address %s", iface, own)
 	if err := h.sysrc("cloned_interfaces+=" + iface); err != nil {
@@ -220,7 +95,7 @@ func hostInit(h *hostSteps, cfg HostConfig) error {
 	haveIface, haveAddr := err == nil, false
 	switch {
 	case err == nil:
-		addrs, perr := ParseIfconfig(bytes.NewReader(out))
+		addrs, perr := jails.ParseIfconfig(bytes.NewReader(out))
 		if perr != nil {
 			return perr
 		}
@@ -229,7 +104,7 @@ func hostInit(h *hostSteps, cfg HostConfig) error {
 		}
 	case errors.Is(err, errDryRun):
 	case strings.Contains(command.Stderr(err), "does not exist"):
-		// ifconfig: interface lo1 does not exist (testdata/freebsd/FACTS.md §2.4, REAL)
+		// ifconfig: interface lo1 does not exist (jails/testdata/freebsd/FACTS.md §2.4, REAL)
 	default:
 		return err
 	}
@@ -308,6 +183,55 @@ func hostInit(h *hostSteps, cfg HostConfig) error {
 	return ensureInclude(h, cfg.JailConf, `.include "`+filepath.Join(cfg.ConfDir, "*.conf")+`";`)
 }
 
+// rcIfconfig makes sure rc.conf's ifconfig_<iface> gives the interface its
+// own address, own. It reads the variable with `sysrc -i -n`, which prints
+// the value and exits 0 when it is set, and prints nothing and exits 1 when
+// it is not (-i: no "unknown variable" message; usr.sbin/sysrc/sysrc). An
+// unset variable is set; a value that already gives own, in any of the
+// forms ifconfig(8) takes (see ifconfigGives), is left; any other value is
+// refused, as a dataset with another mountpoint is: it is the operator's,
+// and overwriting it would move the interface's address at the next boot.
+func rcIfconfig(h *hostSteps, iface string, own netip.Prefix) error {
+	name := "ifconfig_" + iface
+	out, err := h.check("sysrc", "-i", "-n", name)
+	switch {
+	case err == nil:
+		v := strings.TrimSuffix(string(out), "\n")
+		if ifconfigGives(v, own) {
+			h.note("ok: %s=%q", name, v)
+			return nil
+		}
+		return fmt.Errorf("rc.conf has %s=%q, but the interface's address must be %s, the first address of the pool: change rc.conf or jails.pool (host init does not overwrite it)",
+			name, v, own)
+	case errors.Is(err, errDryRun):
+	default:
+		if code, ok := command.ExitCode(err); !ok || code != 1 || strings.TrimSpace(command.Stderr(err)) != "" {
+			return err
+		}
+	}
+	return h.do("sysrc", name+"=inet "+own.String())
+}
+
+// ifconfigGives reports whether the rc.conf value v of ifconfig_<iface>,
+// which rc.d/netif hands to ifconfig(8) as arguments, sets exactly the
+// address own with a /32 mask: "[inet] A/32" or "[inet] A netmask M" with
+// M 0xffffffff or 255.255.255.255, and nothing else.
+func ifconfigGives(v string, own netip.Prefix) bool {
+	f := strings.Fields(v)
+	if len(f) > 0 && f[0] == "inet" {
+		f = f[1:]
+	}
+	switch {
+	case len(f) == 1 && strings.Contains(f[0], "/"):
+		p, err := netip.ParsePrefix(f[0])
+		return err == nil && p == own
+	case len(f) == 3 && f[1] == "netmask" && (f[2] == "0xffffffff" || f[2] == "255.255.255.255"):
+		a, err := netip.ParseAddr(f[0])
+		return err == nil && a == own.Addr() && own.Bits() == 32
+	}
+	return false
+}
+
 func ensureDir(h *hostSteps, dir string) error {
 	if !h.dry {
 		if st, err := os.Stat(dir); err == nil && st.IsDir() {
@@ -380,7 +304,7 @@ func ensureInclude(h *hostSteps, file, line string) error {
 
 // printNAT prints the pf.conf(5) rule that lets the jails reach the
 // outside through the host's address. Addresses in 127.0.0.0/8 cannot be
-// translated (testdata/freebsd/FACTS.md §8).
+// translated (jails/testdata/freebsd/FACTS.md §8).
 func printNAT(out io.Writer, pool netip.Prefix) {
 	fmt.Fprintf(out, `#
 # Outbound traffic: jailkeeper does not touch pf. For the jails to reach the

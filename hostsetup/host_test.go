@@ -1,4 +1,4 @@
-package jails_test
+package hostsetup_test
 
 import (
 	"bytes"
@@ -9,14 +9,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jailkeeper/jailkeeper/hostsetup"
 	"github.com/jailkeeper/jailkeeper/internal/command/commandtest"
-	"github.com/jailkeeper/jailkeeper/jails"
+	"github.com/jailkeeper/jailkeeper/internal/golden"
 )
 
-func hostConfig(t *testing.T, pool string) (jails.HostConfig, string) {
+func hostConfig(t *testing.T, pool string) (hostsetup.HostConfig, string) {
 	t.Helper()
 	tmp := t.TempDir()
-	return jails.HostConfig{
+	return hostsetup.HostConfig{
 		Dataset:   "zroot/jails",
 		Root:      filepath.Join(tmp, "jails"),
 		Interface: "lo1",
@@ -35,7 +36,7 @@ func TestHostInitFresh(t *testing.T) {
 	// sysrc -i -n of an unset variable prints nothing and exits 1
 	// (usr.sbin/sysrc/sysrc: -i suppresses "unknown variable").
 	r.On([]string{"sysrc", "-i", "-n", "ifconfig_lo1"}, commandtest.Fail(1, ""))
-	// testdata/freebsd/FACTS.md §2.4 / errors.md (REAL): the interface is missing.
+	// jails/testdata/freebsd/FACTS.md §2.4 / errors.md (REAL): the interface is missing.
 	r.On([]string{"ifconfig", "lo1"}, commandtest.Fail(1, "ifconfig: interface lo1 does not exist\n"))
 	// errors.md "zfs - get/list/destroy of a dataset that does not exist" (REAL), per dataset.
 	for _, ds := range []string{"zroot/jails", "zroot/jails/media", "zroot/jails/templates", "zroot/jails/containers"} {
@@ -46,7 +47,7 @@ func TestHostInitFresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := jails.HostInit(context.Background(), cfg, &r, false, &out); err != nil {
+	if err := hostsetup.HostInit(context.Background(), cfg, &r, false, &out); err != nil {
 		t.Fatal(err)
 	}
 	// Host users cannot reach the jails' roots (jail(8), NOTES).
@@ -56,8 +57,8 @@ func TestHostInitFresh(t *testing.T) {
 		}
 	}
 	got := strings.ReplaceAll(r.Transcript(), tmp, "<tmp>")
-	jails.Golden(t, "freebsd/golden/host-init-fresh.transcript", []byte(got))
-	jails.Golden(t, "freebsd/golden/host-init-fresh.out", []byte(strings.ReplaceAll(out.String(), tmp, "<tmp>")))
+	golden.Assert(t, "testdata/golden/host-init-fresh.transcript", []byte(got))
+	golden.Assert(t, "testdata/golden/host-init-fresh.out", []byte(strings.ReplaceAll(out.String(), tmp, "<tmp>")))
 	conf, err := os.ReadFile(cfg.JailConf)
 	if err != nil || !strings.Contains(string(conf), `.include "`+cfg.ConfDir+`/*.conf";`+"\n") {
 		t.Errorf("jail.conf: %q %v", conf, err)
@@ -75,7 +76,7 @@ func TestHostInitFresh(t *testing.T) {
 // A host that is ready already: only checks run, nothing changes.
 func TestHostInitIdempotent(t *testing.T) {
 	// ifconfig-lo1-12.1.txt (REAL) shows lo1 with 172.31.255.17/32, which is
-	// InterfaceAddr of this pool.
+	// jails.InterfaceAddr of this pool.
 	cfg, _ := hostConfig(t, "172.31.255.16/28")
 	for _, d := range []string{cfg.ConfDir, filepath.Join(cfg.Root, "containers")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -95,7 +96,7 @@ func TestHostInitIdempotent(t *testing.T) {
 	tsv := strings.Replace(string(fixture(t, "zfs-get-mountpoint.DERIVED.tsv")), "/usr/local/jails", cfg.Root, 1)
 	r.On([]string{"zfs", "get", "-Hp", "-o", "name,property,value,source", "mountpoint", "zroot/jails"}, commandtest.OK(tsv))
 	var out bytes.Buffer
-	if err := jails.HostInit(context.Background(), cfg, &r, false, &out); err != nil {
+	if err := hostsetup.HostInit(context.Background(), cfg, &r, false, &out); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "# ok: "+cfg.Root+" has mode 0700\n") {
@@ -123,7 +124,7 @@ func TestHostInitMountpointMismatch(t *testing.T) {
 	r.On([]string{"sysrc", "-i", "-n", "ifconfig_lo1"}, commandtest.OK("inet 172.16.0.1/32\n"))
 	r.On([]string{"zfs", "get", "-Hp", "-o", "name,property,value,source", "mountpoint", "zroot/jails"},
 		commandtest.File(t, "testdata/freebsd/zfs-get-mountpoint.DERIVED.tsv"))
-	err := jails.HostInit(context.Background(), cfg, &r, false, &bytes.Buffer{})
+	err := hostsetup.HostInit(context.Background(), cfg, &r, false, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "/usr/local/jails") {
 		t.Fatalf("HostInit = %v", err)
 	}
@@ -136,7 +137,7 @@ func TestHostInitDryRunRunsNothing(t *testing.T) {
 	cfg, _ := hostConfig(t, "127.0.2.0/24")
 	var r commandtest.Replay
 	var out bytes.Buffer
-	if err := jails.HostInit(context.Background(), cfg, &r, true, &out); err != nil {
+	if err := hostsetup.HostInit(context.Background(), cfg, &r, true, &out); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(r.Calls()); n != 0 {
@@ -158,7 +159,7 @@ func TestHostInitRefusesOtherIfconfig(t *testing.T) {
 	cfg, _ := hostConfig(t, "172.16.0.0/12")
 	var r commandtest.Replay
 	r.On([]string{"sysrc", "-i", "-n", "ifconfig_lo1"}, commandtest.OK("172.31.255.17/32\n"))
-	err := jails.HostInit(context.Background(), cfg, &r, false, &bytes.Buffer{})
+	err := hostsetup.HostInit(context.Background(), cfg, &r, false, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "172.31.255.17/32") || !strings.Contains(err.Error(), "172.16.0.1/32") {
 		t.Fatalf("HostInit = %v, want a refusal naming both addresses", err)
 	}
