@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/jailkeeper/jailkeeper/internal/command"
+	"github.com/jailkeeper/jailkeeper/internal/golden"
 	"github.com/jailkeeper/jailkeeper/internal/testenv"
 )
 
@@ -41,7 +42,7 @@ func TestRenderJailConf(t *testing.T) {
 		StopTimeout: 30 * time.Second,
 		Allow:       []string{"sysvipc", "raw_sockets", "sysvipc"},
 	}
-	Golden(t, "freebsd/golden/jail.conf", c.render())
+	golden.Assert(t, "testdata/freebsd/golden/jail.conf", c.render())
 
 	// Nothing asked for: every permission the kernel grants by default
 	// (JAIL_DEFAULT_ALLOW but suser) is turned off, nothing is granted.
@@ -76,10 +77,10 @@ func TestJailConfQuote(t *testing.T) {
 func TestRenderRCScript(t *testing.T) {
 	rc := testRC()
 	script := mustRender(t, rc)
-	Golden(t, "freebsd/golden/rc.d-hello", script)
-	Golden(t, "freebsd/golden/newsyslog-hello.conf", rc.newsyslogLine())
-	Golden(t, "freebsd/golden/rc.conf.d-hello", rc.rcConf())
-	Golden(t, "freebsd/golden/rc.conf.d-syslogd", syslogdRCConf())
+	golden.Assert(t, "testdata/freebsd/golden/rc.d-hello", script)
+	golden.Assert(t, "testdata/freebsd/golden/newsyslog-hello.conf", rc.newsyslogLine())
+	golden.Assert(t, "testdata/freebsd/golden/rc.conf.d-hello", rc.rcConf())
+	golden.Assert(t, "testdata/freebsd/golden/rc.conf.d-syslogd", syslogdRCConf())
 }
 
 // TestRCScriptShell checks the rendered script with sh -n and then runs it
@@ -242,7 +243,7 @@ func TestNewsyslogLine(t *testing.T) {
 }
 
 func TestRenderEnvAndReadEnvFile(t *testing.T) {
-	Golden(t, "freebsd/golden/hello.env", renderJailEnv("hello", "www", map[string]string{
+	golden.Assert(t, "testdata/freebsd/golden/hello.env", renderJailEnv("hello", "www", map[string]string{
 		"PORT": "8080", "HOST": "172.16.0.2", "ADDR": "172.16.0.2:8080", "GREETING": "it's me",
 	}))
 	p := filepath.Join(t.TempDir(), "s.env")

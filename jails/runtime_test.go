@@ -16,9 +16,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/jailkeeper/jailkeeper/internal/command/commandtest"
+	"github.com/jailkeeper/jailkeeper/internal/golden"
 	"github.com/jailkeeper/jailkeeper/internal/testenv"
 	"github.com/jailkeeper/jailkeeper/jails"
 	"github.com/jailkeeper/jailkeeper/reconcile"
+	"github.com/jailkeeper/jailkeeper/release"
 	"github.com/jailkeeper/jailkeeper/zfs"
 )
 
@@ -58,7 +60,7 @@ type harness struct {
 	root    string // Root of the runtime
 	confDir string
 	logDir  string
-	spec    jails.Spec
+	spec    release.Spec
 }
 
 func newHarness(t *testing.T) *harness {
@@ -101,7 +103,7 @@ func newHarness(t *testing.T) *harness {
 	if err := os.WriteFile(secrets, []byte("TOKEN=s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h.spec = jails.Spec{
+	h.spec = release.Spec{
 		Name:     relName,
 		Service:  "hello",
 		SHA:      "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
@@ -142,7 +144,7 @@ func (h *harness) transcript() string {
 	return strings.ReplaceAll(h.r.Transcript(), h.tmp, "<tmp>")
 }
 
-func (h *harness) create() jails.Release {
+func (h *harness) create() release.Release {
 	h.t.Helper()
 	rel, err := h.f.Create(context.Background(), h.spec)
 	if err != nil {
@@ -163,7 +165,7 @@ func TestFreeBSDSequence(t *testing.T) {
 
 	rel := h.create()
 	step("create")
-	if rel.State != jails.StateReady || rel.IP != netip.MustParseAddr("172.16.0.2") || rel.Addr() != "172.16.0.2:8080" {
+	if rel.State != release.StateReady || rel.IP != netip.MustParseAddr("172.16.0.2") || rel.Addr() != "172.16.0.2:8080" {
 		t.Errorf("created %+v", rel)
 	}
 	if got := h.z.prop(relDS, "jailkeeper:state"); got != "ready" {
@@ -226,7 +228,7 @@ func TestFreeBSDSequence(t *testing.T) {
 	if err := h.f.Start(ctx, relName); err != nil { // already running: nothing to do
 		t.Fatal(err)
 	}
-	if err := h.f.SetStatus(ctx, relName, jails.Status{State: jails.StateLive}); err != nil {
+	if err := h.f.SetStatus(ctx, relName, release.Status{State: release.StateLive}); err != nil {
 		t.Fatal(err)
 	}
 	step("running, start again, set status live")
@@ -239,11 +241,11 @@ func TestFreeBSDSequence(t *testing.T) {
 		t.Fatal(err)
 	}
 	failedAt := time.Date(2026, 11, 25, 12, 5, 0, 0, time.UTC)
-	if err := h.f.SetStatus(ctx, relName, jails.Status{State: jails.StateFailed, Reason: "health: GET /up: 503\nService Unavailable", Failures: 2, FailedAt: failedAt}); err != nil {
+	if err := h.f.SetStatus(ctx, relName, release.Status{State: release.StateFailed, Reason: "health: GET /up: 503\nService Unavailable", Failures: 2, FailedAt: failedAt}); err != nil {
 		t.Fatal(err)
 	}
 	rels, err = h.f.List(ctx)
-	if err != nil || rels[0].State != jails.StateFailed || rels[0].Failures != 2 || !rels[0].FailedAt.Equal(failedAt) || rels[0].Reason != "health: GET /up: 503 Service Unavailable" {
+	if err != nil || rels[0].State != release.StateFailed || rels[0].Failures != 2 || !rels[0].FailedAt.Equal(failedAt) || rels[0].Reason != "health: GET /up: 503 Service Unavailable" {
 		t.Errorf("after SetStatus: %+v %v", rels, err)
 	}
 	step("stop, stop again, set status failed, list")
@@ -263,7 +265,7 @@ func TestFreeBSDSequence(t *testing.T) {
 		t.Errorf("second destroy: %v", err)
 	}
 	step("destroy, destroy again")
-	jails.Golden(t, "freebsd/golden/sequence.transcript", []byte(
+	golden.Assert(t, "testdata/freebsd/golden/sequence.transcript", []byte(
 		"# The FreeBSD runtime's commands for one release's life (TestFreeBSDSequence).\n"+
 			"# The zfs lines are what the zfs package runs, recorded by the test's Datasets fake.\n"+b.String()))
 }
@@ -271,7 +273,7 @@ func TestFreeBSDSequence(t *testing.T) {
 func TestFreeBSDConcurrentCreatesGetDistinctAddresses(t *testing.T) {
 	testenv.Root(t)
 	h := newHarness(t)
-	specs := []jails.Spec{h.spec, h.spec, h.spec}
+	specs := []release.Spec{h.spec, h.spec, h.spec}
 	for i, svc := range []string{"hello", "world", "third"} {
 		specs[i].Service = svc
 		specs[i].Name = svc + "_4b825dc642cb_1a2b3c"
@@ -281,7 +283,7 @@ func TestFreeBSDConcurrentCreatesGetDistinctAddresses(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range specs {
 		wg.Go(func() {
-			var rel jails.Release
+			var rel release.Release
 			rel, errs[i] = h.f.Create(context.Background(), specs[i])
 			ips[i] = rel.IP
 		})
@@ -500,7 +502,7 @@ func TestFreeBSDCreateRefusals(t *testing.T) {
 	h := newHarness(t)
 	bad := h.spec
 	bad.Template = "13.0-RELEASE"
-	if _, err := h.f.Create(ctx, bad); !errors.Is(err, jails.ErrNoTemplate) {
+	if _, err := h.f.Create(ctx, bad); !errors.Is(err, release.ErrNoTemplate) {
 		t.Errorf("missing template: %v", err)
 	}
 	bad = h.spec
@@ -508,14 +510,14 @@ func TestFreeBSDCreateRefusals(t *testing.T) {
 	if _, err := h.f.Create(ctx, bad); err == nil || !strings.Contains(err.Error(), "nobody") || h.z.has(relDS) {
 		t.Errorf("unknown user: %v (dataset left: %v)", err, h.z.has(relDS))
 	}
-	for _, mod := range []func(*jails.Spec){
-		func(s *jails.Spec) { s.Service = "other" },
-		func(s *jails.Spec) { s.Command = []string{"hello"} },
-		func(s *jails.Spec) { s.Allow = []string{"raw_sockets; persist"} },
-		func(s *jails.Spec) { s.Env = map[string]string{"A B": "x"} },
-		func(s *jails.Spec) { s.User = "root;x" },
-		func(s *jails.Spec) { s.Template = "14.3:RELEASE" },
-		func(s *jails.Spec) { s.Template = "a b" },
+	for _, mod := range []func(*release.Spec){
+		func(s *release.Spec) { s.Service = "other" },
+		func(s *release.Spec) { s.Command = []string{"hello"} },
+		func(s *release.Spec) { s.Allow = []string{"raw_sockets; persist"} },
+		func(s *release.Spec) { s.Env = map[string]string{"A B": "x"} },
+		func(s *release.Spec) { s.User = "root;x" },
+		func(s *release.Spec) { s.Template = "14.3:RELEASE" },
+		func(s *release.Spec) { s.Template = "a b" },
 	} {
 		s := h.spec
 		mod(&s)
@@ -538,7 +540,7 @@ func TestFreeBSDCreateReplacesCloneLeftover(t *testing.T) {
 		t.Fatal(err)
 	}
 	rel := h.create()
-	if rel.State != jails.StateReady || h.z.prop(relDS, "jailkeeper:managed") != "yes" {
+	if rel.State != release.StateReady || h.z.prop(relDS, "jailkeeper:managed") != "yes" {
 		t.Errorf("created %+v", rel)
 	}
 	if !strings.Contains(h.r.Transcript(), "zfs destroy -r "+relDS+"\n") {
@@ -687,7 +689,7 @@ func TestFreeBSDAllocate(t *testing.T) {
 	f, _ := jails.NewFreeBSD(jails.FreeBSDConfig{Dataset: "zroot/jails", Root: h.root, Template: "14.3-RELEASE",
 		Interface: "lo1", ConfDir: h.confDir, LogDir: h.logDir, Pool: netip.MustParsePrefix("172.16.0.0/30"), Runner: h.r, Datasets: h.z})
 	h.r.On(jlsArgv, h.file("jls-v-release-dying.DERIVED.json")) // holds 172.16.0.2
-	if _, err := f.Create(context.Background(), h.spec); !errors.Is(err, jails.ErrPoolExhausted) {
+	if _, err := f.Create(context.Background(), h.spec); !errors.Is(err, release.ErrPoolExhausted) {
 		t.Errorf("full pool: %v", err)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+
+	"github.com/jailkeeper/jailkeeper/release"
 )
 
 // ifaddrs runs `ifconfig -a` and returns every IPv4 address on every
@@ -56,7 +58,7 @@ func lastAddr(p netip.Prefix) netip.Addr {
 // rc.conf among them, whatever the pool says it should be) and is only
 // left out of the choice. rels are the releases on the host; the caller
 // holds f.net exclusively.
-func (f *FreeBSD) allocate(ctx context.Context, rels map[string]Release) (netip.Addr, error) {
+func (f *FreeBSD) allocate(ctx context.Context, rels map[string]release.Release) (netip.Addr, error) {
 	ifs, err := f.ifaddrs(ctx)
 	if err != nil {
 		return netip.Addr{}, err
@@ -101,7 +103,7 @@ func (f *FreeBSD) allocate(ctx context.Context, rels map[string]Release) (netip.
 			return a, nil
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("%w: %s on %s", ErrPoolExhausted, pool, f.cfg.Interface)
+	return netip.Addr{}, fmt.Errorf("%w: %s on %s", release.ErrPoolExhausted, pool, f.cfg.Interface)
 }
 
 // clearAlias makes sure jail -c can add addr for the release name: an alias
@@ -112,7 +114,7 @@ func (f *FreeBSD) allocate(ctx context.Context, rels map[string]Release) (netip.
 // is enough: only this release uses addr).
 func (f *FreeBSD) clearAlias(ctx context.Context, name string, addr netip.Addr) error {
 	if !addr.IsValid() {
-		return fmt.Errorf("release has no address (property %s)", propIP)
+		return fmt.Errorf("release has no address (property %s)", release.PropIP)
 	}
 	if addr == InterfaceAddr(f.cfg.Pool) {
 		return fmt.Errorf("%w: %s is %s's own address", ErrAddressTaken, addr, f.cfg.Interface)

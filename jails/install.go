@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/jailkeeper/jailkeeper/artifact"
+	"github.com/jailkeeper/jailkeeper/release"
 )
 
 // install puts the release's files into the clone mounted at its root, from
@@ -32,7 +33,7 @@ import (
 // symbolic link is ever followed on the way (see jailWriteFile): a link the
 // artifact planted where jailkeeper writes makes the create fail instead of
 // redirecting the write.
-func (f *FreeBSD) install(ctx context.Context, spec Spec, r Release) error {
+func (f *FreeBSD) install(ctx context.Context, spec release.Spec, r release.Release) error {
 	root := f.root(r.Name)
 	if err := artifact.Install(spec.Artifact, root, spec.Command[0]); err != nil {
 		return err
