@@ -86,7 +86,9 @@ func ReleaseURL(arch, version string) string {
 // Root/media, or a local file) checked against the sha256 in the release's
 // MANIFEST, a new dataset, `tar -x -C DIR --unlink -f base.txz`, the
 // host's resolv.conf and localtime copied in, optionally freebsd-update,
-// and the snapshot @base that releases are cloned from.
+// and the snapshot @base that releases are cloned from. A base.txz that
+// does not match the MANIFEST is an error wrapping artifact.ErrChecksum,
+// before any dataset is touched; a failed download wraps artifact.ErrFetch.
 //
 // An existing template is replaced, unless it has clones (ErrTemplateInUse:
 // zfs destroy -r, never -R, refuses and names them). With Update, an
