@@ -18,9 +18,11 @@ import (
 // sha256 is sum (64 hex digits, either case). It reads at most maxSize
 // bytes (0 means DefaultMaxSize) and is bound by ctx alone; client nil
 // means a client with http.DefaultTransport. On error dst is unchanged and
-// no temporary file is left. Errors wrap ErrFetch (naming the HTTP status
-// or the cause) or ErrChecksum, and name the URL without its password or
-// query. Safe for concurrent use with distinct dst.
+// no temporary file is left. A bad URL, a network error, a status other
+// than 200 or a size over the limit wraps ErrFetch, a sum mismatch wraps
+// ErrChecksum; errors of the local file system are returned as they are.
+// Every error names the URL without its password or query. Safe for
+// concurrent use with distinct dst.
 func Download(ctx context.Context, client *http.Client, rawURL, dst string, maxSize int64, sum string) error {
 	sum = strings.ToLower(sum)
 	if sum != "" && !sumRE.MatchString(sum) {

@@ -88,7 +88,7 @@ func ReleaseURL(arch, version string) string {
 // host's resolv.conf and localtime copied in, optionally freebsd-update,
 // and the snapshot @base that releases are cloned from. A base.txz that
 // does not match the MANIFEST is an error wrapping artifact.ErrChecksum,
-// before any dataset is touched; a failed download wraps artifact.ErrFetch.
+// before any dataset is touched; a failed transfer wraps artifact.ErrFetch.
 //
 // An existing template is replaced, unless it has clones (ErrTemplateInUse:
 // zfs destroy -r, never -R, refuses and names them). With Update, an
