@@ -19,8 +19,8 @@ import (
 	"github.com/jailkeeper/jailkeeper/agent/gitsource"
 	"github.com/jailkeeper/jailkeeper/artifact"
 	"github.com/jailkeeper/jailkeeper/caddy"
-	"github.com/jailkeeper/jailkeeper/jails"
 	"github.com/jailkeeper/jailkeeper/manifest"
+	"github.com/jailkeeper/jailkeeper/process"
 	"github.com/jailkeeper/jailkeeper/reconcile"
 )
 
@@ -391,7 +391,7 @@ func newRuntime(cfg *Config) (reconcile.Runtime, error) {
 		if err != nil {
 			return nil, err
 		}
-		return jails.NewProcess(jails.ProcessConfig{
+		return process.New(process.Config{
 			Root:         cfg.Process.Root,
 			Template:     cfg.Process.Template,
 			Pool:         pool,

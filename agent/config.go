@@ -17,7 +17,7 @@ import (
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
 
-	"github.com/jailkeeper/jailkeeper/jails"
+	"github.com/jailkeeper/jailkeeper/process"
 	"github.com/jailkeeper/jailkeeper/release"
 )
 
@@ -72,7 +72,7 @@ type JailsConfig struct {
 	ConfDir   string `yaml:"conf_dir"`
 }
 
-// ProcessConfig configures the process runtime (jails.ProcessConfig).
+// ProcessConfig configures the process runtime (process.Config).
 type ProcessConfig struct {
 	// Root holds one directory per release (default <state_dir>/releases).
 	Root string `yaml:"root"`
@@ -259,7 +259,7 @@ func (c *Config) setDefaults() {
 	def(&j.ConfDir, "/etc/jail.conf.d")
 	def(&c.Process.Root, filepath.Join(c.StateDir, "releases"))
 	def(&c.Process.Pool, "127.77.0.0/16")
-	def(&c.Process.TemplateName, jails.DefaultProcessTemplateName)
+	def(&c.Process.TemplateName, process.DefaultTemplateName)
 	def(&c.Caddy.Admin, "unix//var/run/caddy/admin.sock")
 	def(&c.Caddy.Server, "jailkeeper")
 	if len(c.Caddy.Listen) == 0 {

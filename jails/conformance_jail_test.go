@@ -15,14 +15,11 @@ import (
 	"github.com/jailkeeper/jailkeeper/jails/jailstest"
 	jkrelease "github.com/jailkeeper/jailkeeper/release"
 	"github.com/jailkeeper/jailkeeper/release/runtimetest"
+	"github.com/jailkeeper/jailkeeper/zfs"
 )
 
 // The FreeBSD runtime passes the runtime conformance suite on the fake
-// FreeBSD host.
-//
-// Until the zfs client runs through a command.Runner, its ZFS calls reach
-// the fake through jailstest.Datasets; then Datasets below becomes that
-// client over host.
+// FreeBSD host; its zfs commands go through the zfs client to the fake.
 func TestConformanceFreeBSD(t *testing.T) {
 	testenv.Root(t) // install chowns the env file to the jail's www
 	runtimetest.Run(t, func(t *testing.T) *runtimetest.Harness {
@@ -38,7 +35,7 @@ func TestConformanceFreeBSD(t *testing.T) {
 		cfg := jails.FreeBSDConfig{Dataset: "zroot/jails", Root: filepath.Join(dir, "jails"), Template: "14.3-RELEASE",
 			Interface: "lo1", ConfDir: confDir, LogDir: logDir, Pool: netip.MustParsePrefix("172.16.0.0/12"),
 			DyingTimeout: 50 * time.Millisecond, PollInterval: time.Millisecond, DestroyRetries: 2,
-			Runner: host, Datasets: jailstest.Datasets{Runner: host}}
+			Runner: host, Datasets: zfs.New(host).WithDestroyBackoff(0, 0)}
 		newRT := func(t *testing.T) runtimetest.Runtime {
 			f, err := jails.NewFreeBSD(cfg)
 			if err != nil {

@@ -2,11 +2,14 @@ package jails_test
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,10 +17,12 @@ import (
 	"github.com/jailkeeper/jailkeeper/internal/testenv"
 	"github.com/jailkeeper/jailkeeper/jails"
 	"github.com/jailkeeper/jailkeeper/jails/jailstest"
+	"github.com/jailkeeper/jailkeeper/release"
+	"github.com/jailkeeper/jailkeeper/zfs"
 )
 
 // fakeHostRuntime is the FreeBSD runtime on a fresh fake host.
-func fakeHostRuntime(t *testing.T) (*jailstest.Host, func() *jails.FreeBSD, jails.Spec) {
+func fakeHostRuntime(t *testing.T) (*jailstest.Host, func() *jails.FreeBSD, release.Spec) {
 	t.Helper()
 	dir := t.TempDir()
 	confDir, logDir := filepath.Join(dir, "jail.conf.d"), filepath.Join(dir, "log")
@@ -32,7 +37,7 @@ func fakeHostRuntime(t *testing.T) (*jailstest.Host, func() *jails.FreeBSD, jail
 		f, err := jails.NewFreeBSD(jails.FreeBSDConfig{Dataset: "zroot/jails", Root: filepath.Join(dir, "jails"),
 			Template: "14.3-RELEASE", Interface: "lo1", ConfDir: confDir, LogDir: logDir,
 			Pool: netip.MustParsePrefix("172.16.0.0/12"), DyingTimeout: time.Minute, PollInterval: time.Millisecond,
-			Runner: host, Datasets: jailstest.Datasets{Runner: host}})
+			Runner: host, Datasets: zfs.New(host).WithDestroyBackoff(0, 0)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -42,7 +47,7 @@ func fakeHostRuntime(t *testing.T) (*jailstest.Host, func() *jails.FreeBSD, jail
 	if err := os.WriteFile(art, []byte("#!/bin/sh\necho hello\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	spec := jails.Spec{Name: releaseName("hello"), Service: "hello", SHA: strings.Repeat("ab", 20),
+	spec := release.Spec{Name: releaseName("hello"), Service: "hello", SHA: strings.Repeat("ab", 20),
 		Spec: strings.Repeat("cd", 32), Port: 8080, Command: []string{"/usr/local/bin/hello"}, User: "www", Artifact: art}
 	return host, newRT, spec
 }
@@ -105,4 +110,17 @@ func TestFreeBSDFakeHostCrashLeftovers(t *testing.T) {
 	if got := host.Residue(); slices.ContainsFunc(got, func(s string) bool { return strings.Contains(s, r.Name) || strings.Contains(s, r.IP.String()+"/") }) {
 		t.Errorf("Destroy left %v", got)
 	}
+}
+
+var nameSeq struct {
+	sync.Mutex
+	n int
+}
+
+// releaseName returns a fresh valid release name of service.
+func releaseName(service string) string {
+	nameSeq.Lock()
+	defer nameSeq.Unlock()
+	nameSeq.n++
+	return fmt.Sprintf("%s_%012x_%06x", service, nameSeq.n, rand.IntN(1<<24))
 }

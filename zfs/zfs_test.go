@@ -313,26 +313,3 @@ func TestNotFound(t *testing.T) {
 		t.Error("Exists(pool) = false")
 	}
 }
-
-// The deprecated package-level functions still work for the callers that
-// have no Client yet: the same commands, through command.Exec.
-func TestDeprecatedWrappers(t *testing.T) {
-	pool := zfstest.Pool(t)
-	ctx := t.Context()
-	d, err := zfs.Create(ctx, pool+"/tpl", map[string]string{"jailkeeper:note": "x", "jailkeeper:empty": ""})
-	noErr(t, err)
-	if !strings.HasSuffix(d.Mountpoint, "/mnt/tpl") || d.Origin != "" || !cmp.Equal(d.Props, map[string]string{"jailkeeper:note": "x"}) {
-		t.Errorf("Create = %+v", d)
-	}
-	noErr(t, zfs.Snapshot(ctx, pool+"/tpl@base"))
-	c, err := zfs.Clone(ctx, pool+"/tpl@base", pool+"/rel", nil)
-	noErr(t, err)
-	if c.Origin != pool+"/tpl@base" {
-		t.Errorf("Clone = %+v", c)
-	}
-	if ok, err := zfs.Exists(ctx, pool+"/rel"); !ok || err != nil {
-		t.Errorf("Exists = %v, %v", ok, err)
-	}
-	wantIs(t, zfs.Destroy(ctx, pool+"/tpl", 0), zfs.ErrDependents)
-	noErr(t, zfs.Destroy(ctx, pool+"/rel", 3))
-}

@@ -28,11 +28,9 @@
 // jails dying; SetBusy makes a dataset resist zfs destroy; Residue says
 // what is left; Calls and Transcript say what ran.
 //
-// ZFS: the FreeBSD runtime takes its ZFS client as a jails.Datasets.
-// Datasets here runs, through a Host, the argv the zfs package runs; it
-// goes once the zfs client runs through a command.Runner, and that client
-// over the Host takes its place (the fake answers the client's commands,
-// zfs destroy -n included).
+// ZFS: the Host answers every command of the zfs package's Client, so a
+// runtime under test takes zfs.New(host) as its jails.Datasets
+// (WithDestroyBackoff(0, 0): busy retries need no real wait).
 //
 // Provenance: every output and error text cites its source in a comment:
 // REAL (a captured output), DERIVED (built from the FreeBSD or OpenZFS

@@ -188,12 +188,12 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
-// TestDatasets runs the bridge the FreeBSD runtime uses today against the
+// TestDatasets runs the zfs client the FreeBSD runtime uses against the
 // fake: properties, inventory, snapshots and busy retries.
 func TestDatasets(t *testing.T) {
 	ctx := context.Background()
 	h, root := prepared(t)
-	z := jailstest.Datasets{Runner: h}
+	z := zfs.New(h).WithDestroyBackoff(0, 0)
 	jailstest.AddTemplate(t, h, "zroot/jails/templates/other", "s1")
 	h.MustRun(t, "zfs", "snapshot", "zroot/jails/templates/other@s2")
 	snaps, err := z.Snapshots(ctx, "zroot/jails/templates/other")
