@@ -94,6 +94,20 @@ func TestPlanGolden(t *testing.T) {
 			Routes: map[string]caddy.Route{"hello": routeTo(v3, rel(v3, 13, release.StateReady, t0, false))}}},
 		{"failed-first-deploy-still-routed", []manifest.Service{v3}, Observed{Releases: []release.Release{failed},
 			Routes: map[string]caddy.Route{"hello": routeTo(v3, failed)}}},
+		// The executor's memory is observed too: a failed fetch or create
+		// left no release, and a step of an earlier pass may still run.
+		{"create-backoff", []manifest.Service{v3}, Observed{Releases: []release.Release{r1, r2}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)},
+			Memory: Memory{CreateFailures: []CreateFailure{failedCreate(v3, 2, t0.Add(-90*time.Second), false)}}}},
+		{"create-retry", []manifest.Service{v3}, Observed{Releases: []release.Release{r1, r2}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)},
+			Memory: Memory{CreateFailures: []CreateFailure{failedCreate(v3, 2, t0.Add(-3*time.Minute), false)}}}},
+		{"create-stalled", []manifest.Service{v3}, Observed{Releases: []release.Release{r1, r2}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)},
+			Memory: Memory{CreateFailures: []CreateFailure{failedCreate(v3, 1, t0.Add(-time.Hour), true)}}}},
+		{"create-stalled-first-deploy", []manifest.Service{v3}, Observed{
+			Memory: Memory{CreateFailures: []CreateFailure{failedCreate(v3, 1, t0.Add(-time.Hour), true)}}}},
+		{"busy", []manifest.Service{v3, other}, Observed{Releases: []release.Release{r1, r2, ro}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2), "other": routeTo(other, ro)},
+			Memory: Memory{InFlight: []InFlight{{Service: "hello", Release: v3.ReleaseName(), Step: KindDeploy}}}}},
+		{"busy-prune", []manifest.Service{v2}, Observed{Releases: []release.Release{r2, ro}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2), "other": routeTo(other, ro)},
+			Memory: Memory{InFlight: []InFlight{{Service: "other", Release: ro.Name, Step: KindWatch}}}}},
 		{"prune", []manifest.Service{v2}, Observed{Releases: []release.Release{r2, ro}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2), "other": routeTo(other, ro)}}},
 		{"cleanup-retain", []manifest.Service{v2}, Observed{Releases: []release.Release{
 			rel(svc("hello", strings.Repeat("4", 40)), 15, release.StateRetired, t0.Add(-5*time.Hour), false),
@@ -116,6 +130,15 @@ func TestPlanGolden(t *testing.T) {
 			golden.Assert(t, filepath.Join("testdata", "plans", tt.name+".golden"), []byte(b.String()))
 		})
 	}
+}
+
+// failedCreate is the executor's record of failed fetches or creates of s.
+func failedCreate(s manifest.Service, n int, at time.Time, stalled bool) CreateFailure {
+	reason := "fetch artifact: fetch file:///artifacts/hello: HTTP status 404 Not Found"
+	if stalled {
+		reason = "fetch artifact: fetch file:///artifacts/hello: checksum mismatch"
+	}
+	return CreateFailure{Service: s.Service, Release: s.ReleaseName(), Spec: s.SpecHash(), Failures: n, FailedAt: at, Reason: reason, Stalled: stalled}
 }
 
 func TestPlanRefusesPruningEverything(t *testing.T) {
