@@ -265,9 +265,18 @@ func preferred(a, b *release.Release, want string) bool {
 	return a.Name > b.Name
 }
 
-// busyStep leaves a service alone while a step of an earlier pass runs.
+// busyStep leaves a service alone while a step of an earlier pass runs (s
+// is nil when its manifest is gone). A pass after that step's end takes
+// the service on.
 func busyStep(f InFlight, s *manifest.Service) Step {
-	return Step{Service: f.Service, Kind: KindBusy, Target: f.Release, Spec: s, Reason: string(f.Step) + " in progress"}
+	st := Step{Service: f.Service, Kind: KindBusy, Target: f.Release, Spec: s, Reason: string(f.Step) + " in progress"}
+	switch {
+	case s == nil:
+		st.Reason += "; manifest removed"
+	case s.ReleaseName() != f.Release:
+		st.Reason += "; " + s.ReleaseName() + " waits for it"
+	}
+	return st
 }
 
 // view is what planService sees of one service.

@@ -106,6 +106,8 @@ func TestPlanGolden(t *testing.T) {
 			Memory: Memory{CreateFailures: []CreateFailure{failedCreate(v3, 1, t0.Add(-time.Hour), true)}}}},
 		{"busy", []manifest.Service{v3, other}, Observed{Releases: []release.Release{r1, r2, ro}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2), "other": routeTo(other, ro)},
 			Memory: Memory{InFlight: []InFlight{{Service: "hello", Release: v3.ReleaseName(), Step: KindDeploy}}}}},
+		{"busy-newer-commit", []manifest.Service{v3}, Observed{Releases: []release.Release{r1, r2}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)},
+			Memory: Memory{InFlight: []InFlight{{Service: "hello", Release: r2.Name, Step: KindWatch}}}}},
 		{"busy-prune", []manifest.Service{v2}, Observed{Releases: []release.Release{r2, ro}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2), "other": routeTo(other, ro)},
 			Memory: Memory{InFlight: []InFlight{{Service: "other", Release: ro.Name, Step: KindWatch}}}}},
 		{"prune", []manifest.Service{v2}, Observed{Releases: []release.Release{r2, ro}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2), "other": routeTo(other, ro)}}},
