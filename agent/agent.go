@@ -119,7 +119,8 @@ func (a *Agent) Trigger() {
 	}
 }
 
-// Status returns the status after the last pass.
+// Status returns the status after the last pass, with the executor's
+// memory as it is now.
 func (a *Agent) Status() Status {
 	var mem reconcile.Memory
 	if a.exec != nil {
@@ -201,7 +202,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-a.trigger:
 			pending = true
 			if done != nil {
-				// A newer commit cancels in-flight gates it makes pointless.
+				// A newer commit cancels the deploys it makes pointless,
+				// and the pass stops waiting for the others (a slow
+				// create): they go on while the next pass starts.
 				if d := a.poll(ctx); d != nil {
 					a.exec.Preempt(*d)
 				}
