@@ -52,6 +52,10 @@ type Status struct {
 	Revision string                    `json:"revision"`
 	Error    string                    `json:"error,omitempty"`
 	Services []reconcile.ServiceStatus `json:"services"`
+	// Memory is what the executor remembers now and the host does not
+	// show (deploys in flight, failed creates in backoff, stalled specs):
+	// `jailkeeper plan` plans with it.
+	Memory reconcile.Memory `json:"memory,omitzero"`
 }
 
 // New builds the agent's parts from cfg. It changes nothing on the host.
@@ -85,7 +89,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a.proxy = proxy
 	a.metrics = NewMetrics()
 	a.notify = NewNotifier(cfg.Notify, log)
-	a.exec = &reconcile.Executor{
+	a.exec = reconcile.NewExecutor(reconcile.Options{
 		Runtime:    rt,
 		Proxy:      proxy,
 		Prober:     NewHTTPProber(),
@@ -94,7 +98,9 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		Parallel:   cfg.Parallel,
 		SecretsDir: cfg.SecretsDir(),
 		Events:     a.event,
-	}
+		// A deploy that outlived its pass has ended: a pass reports it.
+		Kick: a.Trigger,
+	})
 	return a, nil
 }
 
@@ -113,11 +119,17 @@ func (a *Agent) Trigger() {
 	}
 }
 
-// Status returns the status after the last pass.
+// Status returns the status after the last pass, with the executor's
+// memory as it is now.
 func (a *Agent) Status() Status {
+	var mem reconcile.Memory
+	if a.exec != nil {
+		mem = a.exec.Memory()
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := a.status
+	st.Memory = mem
 	var errs []string
 	for _, e := range []string{a.sourceErr, a.passErr} {
 		if e != "" {
@@ -184,12 +196,15 @@ func (a *Agent) Run(ctx context.Context) error {
 			if done != nil {
 				<-done
 			}
+			a.exec.Wait() // deploys that outlived their pass end with ctx
 			a.log.Info("agent stopped; releases keep running")
 			return nil
 		case <-a.trigger:
 			pending = true
 			if done != nil {
-				// A newer commit cancels in-flight gates it makes pointless.
+				// A newer commit cancels the deploys it makes pointless,
+				// and the pass stops waiting for the others (a slow
+				// create): they go on while the next pass starts.
 				if d := a.poll(ctx); d != nil {
 					a.exec.Preempt(*d)
 				}

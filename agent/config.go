@@ -40,9 +40,11 @@ type Config struct {
 	Artifacts ArtifactsConfig `yaml:"artifacts"`
 	Listen    string          `yaml:"listen"`
 	// WebhookSecretFile holds the shared secret of POST /hooks/git.
-	WebhookSecretFile string       `yaml:"webhook_secret_file"`
-	Parallel          int          `yaml:"parallel"`
-	Notify            NotifyConfig `yaml:"notify"`
+	WebhookSecretFile string `yaml:"webhook_secret_file"`
+	// Parallel is how many creates and starts run at once; gates and
+	// watches hold no slot.
+	Parallel int          `yaml:"parallel"`
+	Notify   NotifyConfig `yaml:"notify"`
 
 	// Dir is the directory of the config file; secrets live in Dir/secrets.
 	Dir string `yaml:"-"`

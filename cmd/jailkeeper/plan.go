@@ -24,7 +24,7 @@ func newPlanCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		d, steps, err := agent.PlanOnce(cmd.Context(), cfg)
+		d, steps, err := agent.PlanOnce(cmd.Context(), cfg, cmd.ErrOrStderr())
 		if d != nil {
 			fmt.Fprintf(cmd.OutOrStdout(), "revision %s\n", d.Revision)
 		}
