@@ -215,7 +215,36 @@ func (p *Runtime) removeDir(name string) error {
 	if mounted {
 		return fmt.Errorf("%s is still a mount point: not removing %s", filepath.Join(dir, rootDir), dir)
 	}
+	if err := os.RemoveAll(dir); err == nil || !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	// An artifact's directory modes (0555 holding 0000) stop an agent that
+	// is not root from removing what it created: make every directory
+	// ours to read and write, then remove again.
+	if err := ownDirs(dir); err != nil {
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
 	return os.RemoveAll(dir)
+}
+
+// ownDirs gives the owner rwx on every directory below dir, each before it
+// is read. It goes through an os.Root on dir and never follows a symbolic
+// link out of it.
+func ownDirs(dir string) error {
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return fs.WalkDir(r.FS(), ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		return r.Chmod(path, 0o700)
+	})
 }
 
 // isMountPoint reports whether path is a mount point: a directory on
