@@ -17,7 +17,6 @@ var (
 	sha256RE  = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	userRE    = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
-	labelRE   = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$`)
 )
 
 // reservedEnv are set by jailkeeper for every release.
@@ -161,27 +160,14 @@ func checkHostnames(hosts []string, report reporter) {
 }
 
 // hostnameProblem says what is wrong with a hostname Caddy is to route, or
-// "" when it is a valid lowercase DNS name, optionally with a leading "*."
-// wildcard label.
+// "" when it is an exact lowercase DNS name (release.ValidHostname: no
+// wildcards, no placeholders).
 func hostnameProblem(h string) string {
-	switch {
-	case h == "":
-		return "must not be empty"
-	case len(h) > 253:
-		return fmt.Sprintf("is longer than 253 characters: %q", h[:40]+"...")
-	case h != strings.ToLower(h):
-		return fmt.Sprintf("must be lowercase (DNS names are case-insensitive), got %q", h)
-	case strings.HasSuffix(h, "."):
-		return fmt.Sprintf("must not end with a dot, got %q", h)
-	}
-	labels := strings.Split(h, ".")
-	if labels[0] == "*" && len(labels) > 1 {
-		labels = labels[1:]
-	}
-	for _, l := range labels {
-		if !labelRE.MatchString(l) {
-			return fmt.Sprintf("must be a DNS name (labels of a-z, 0-9 and -, 1-63 long, not starting or ending with -), got %q", h)
+	if err := release.ValidHostname(h); err != nil {
+		if len(h) > 64 {
+			h = h[:64] + "..."
 		}
+		return fmt.Sprintf("%v, got %q", err, h)
 	}
 	return ""
 }
@@ -286,7 +272,7 @@ func checkHosts(hosts []string, report reporter) {
 	for i, h := range hosts {
 		f := fmt.Sprintf("hosts[%d]", i)
 		l := strings.ToLower(h)
-		if msg := hostnameProblem(l); msg != "" || strings.HasPrefix(l, "*") {
+		if msg := hostnameProblem(l); msg != "" {
 			report(f, "must be an agent's host name (its host: setting, by default its hostname), got %q", h)
 			continue
 		}
