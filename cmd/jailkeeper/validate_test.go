@@ -168,3 +168,46 @@ func TestValidateUsage(t *testing.T) {
 		})
 	}
 }
+
+// TestValidateRefusesSymlinks (issue 9 item 3): a symlinked manifest is
+// refused, as the agent refuses it, and nothing of the link's target (its
+// path or its content) reaches the output. Before the fix validate followed
+// the link and passed, while the agent skipped it and pruned the service.
+func TestValidateRefusesSymlinks(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "services")
+	for _, d := range []string{dir, filepath.Join(root, "private")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	manifest := func(svc string) string {
+		return "service: " + svc + `
+sha: 4b825dc642cb6eb9a060e54bf8d69288fbee4904
+artifact: {url: "https://ci.example.com/x", sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08}
+hostnames: [` + svc + `.example.com]
+port: 8080
+`
+	}
+	if err := os.WriteFile(filepath.Join(dir, "aaa.yaml"), []byte(manifest("aaa")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(root, "private", "s3cr3t-target.yaml")
+	if err := os.WriteFile(target, []byte(manifest("bbb")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(dir, "bbb.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCapture(t, "validate", dir)
+	if code != 2 || stdout != "" {
+		t.Errorf("exit %d, stdout %q; want 2 and nothing", code, stdout)
+	}
+	want := filepath.Join(dir, "bbb.yaml") + ": is a symlink"
+	if !strings.HasPrefix(stderr, want) {
+		t.Errorf("stderr = %q, want it to start with %q", stderr, want)
+	}
+	if strings.Contains(stderr, "s3cr3t") || strings.Contains(stderr, "private") {
+		t.Errorf("stderr shows the link's target: %q", stderr)
+	}
+}
