@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/jailkeeper/jailkeeper/jails"
+	"github.com/jailkeeper/jailkeeper/manifest"
 	"github.com/jailkeeper/jailkeeper/release"
 )
 
@@ -43,6 +44,9 @@ type Config struct {
 	WebhookSecretFile string       `yaml:"webhook_secret_file"`
 	Parallel          int          `yaml:"parallel"`
 	Notify            NotifyConfig `yaml:"notify"`
+	// Policy is what manifests may ask for beyond their own jail; the
+	// zero value denies (manifest.Policy).
+	Policy manifest.Policy `yaml:"policy"`
 
 	// Dir is the directory of the config file; secrets live in Dir/secrets.
 	Dir string `yaml:"-"`
@@ -328,6 +332,12 @@ func (c *Config) validate() error {
 	}
 	if c.Parallel < 1 || c.Parallel > 64 {
 		bad("parallel", "%d is not between 1 and 64", c.Parallel)
+	}
+	if err := c.Policy.Validate(); err != nil {
+		for _, e := range strings.Split(err.Error(), "\n") {
+			field, msg, _ := strings.Cut(e, ": ")
+			bad(field, "%s", msg)
+		}
 	}
 	if c.Notify.Retries < 0 {
 		bad("notify.retries", "must not be negative")

@@ -32,7 +32,7 @@ func PlanOnce(ctx context.Context, cfg *Config) (*reconcile.Desired, []reconcile
 	if err != nil {
 		return nil, nil, fmt.Errorf("deploy repo: %w", err)
 	}
-	d, err := LoadDesired(snap.FS, cfg.Host, cfg.SecretsDir(), snap.Revision, snap.Time)
+	d, err := LoadDesired(snap.FS, cfg.Policy, cfg.Host, cfg.SecretsDir(), snap.Revision, snap.Time)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -69,6 +69,10 @@ func check(s *Service, report reporter) {
 		report("port", "is required: the TCP port the app listens on inside its release (1-65535)")
 	case s.Port < 1 || s.Port > 65535:
 		report("port", "must be between 1 and 65535, got %d", s.Port)
+	case s.Port < MinPort:
+		// The app runs as a user other than root, in a jail without
+		// allow.reserved_ports: it could never bind the port.
+		report("port", "must be at least %d: an app that does not run as root cannot bind a privileged port; Caddy serves 80 and 443, got %d", MinPort, s.Port)
 	}
 	checkCommand(s.Command, report)
 	checkEnv(s.Env, report)
@@ -178,8 +182,11 @@ func checkCommand(cmd []string, report reporter) {
 		return
 	}
 	for i, arg := range cmd {
-		if strings.ContainsRune(arg, 0) {
-			report(fmt.Sprintf("command[%d]", i), "must not contain a NUL byte")
+		if strings.ContainsFunc(arg, isControl) {
+			// A newline would end the argument in the rc.d script and
+			// the jail conf the jail runtime writes: it refuses them at
+			// create, long after CI. Refuse them here.
+			report(fmt.Sprintf("command[%d]", i), "must not contain a control character (newline, tab, escape, NUL, ...)")
 		}
 	}
 	if p := cmd[0]; !path.IsAbs(p) || path.Clean(p) != p {
@@ -307,3 +314,7 @@ func checkAllow(allow []string, report reporter) {
 		first[a] = i
 	}
 }
+
+// isControl reports whether r is an ASCII control character (C0 or DEL)
+// or a C1 control.
+func isControl(r rune) bool { return r < 0x20 || (r >= 0x7f && r < 0xa0) }

@@ -27,6 +27,9 @@ const (
 	MaxHealthThreshold = 100
 	MaxDrain           = time.Hour
 	MaxRetain          = 50
+	// MinPort is the lowest port a manifest may name: the first that is
+	// not privileged.
+	MinPort = 1024
 	// MaxFileSize is the largest manifest Decode and Load accept.
 	MaxFileSize = 1 << 20
 	// MaxEntries is the most entries (manifests, other files and

@@ -23,6 +23,14 @@ import (
 // empty dir is valid and gives no services. A failure to read is returned
 // as such, wrapped, and is not ErrInvalid.
 func Load(fsys fs.FS, dir string) ([]Service, error) {
+	return LoadPolicy(fsys, dir, Policy{})
+}
+
+// LoadPolicy is Load with the operator's policy: a manifest that asks for
+// what p does not allow is an error naming its file, line and field. It is
+// the one place where the policy is checked, for `jailkeeper validate` and
+// the agent alike; Load applies the default policy.
+func LoadPolicy(fsys fs.FS, dir string, p Policy) ([]Service, error) {
 	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("read manifest dir %s: %w", dir, err)
@@ -68,6 +76,13 @@ func Load(fsys fs.FS, dir string) ([]Service, error) {
 			errs = append(errs, &Error{File: dir, Msg: fmt.Sprintf("the manifests are larger than %d bytes together", MaxTotalSize)})
 		}
 		d := decode(file, data)
+		if d.svc != nil {
+			p.check(d.svc, func(field, format string, args ...any) {
+				if !d.isBad(field) {
+					d.errorf(field, format, args...)
+				}
+			})
+		}
 		decoded = append(decoded, d)
 		stem := strings.TrimSuffix(name, ext)
 		if other, dup := files[stem]; dup {
