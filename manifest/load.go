@@ -52,6 +52,11 @@ func LoadPolicy(fsys fs.FS, dir string, p Policy) ([]Service, error) {
 		}
 		ext := path.Ext(name)
 		file := path.Join(dir, name)
+		if !fs.ValidPath(name) {
+			// Not UTF-8 (git and most file systems allow any bytes).
+			errs = append(errs, &Error{File: file, Msg: "the file name is not valid UTF-8; name manifests <service>.yaml"})
+			continue
+		}
 		switch t := e.Type(); {
 		case t.IsDir():
 			errs = append(errs, &Error{File: file, Msg: "is a directory; manifests are files"})
