@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-git/go-git/v5/plumbing"
+
 	"github.com/jailkeeper/jailkeeper/manifest"
 )
 
@@ -219,6 +221,44 @@ func TestSymlinksListedNotFollowed(t *testing.T) {
 	for _, leak := range []string{"secret", "s3cr3t"} {
 		if strings.Contains(fmt.Sprint(gitErr), leak) {
 			t.Errorf("error %q shows the link's target", gitErr)
+		}
+	}
+}
+
+// BenchmarkManifestDirAtLimits reads a manifest directory at its entry
+// limit (manifest.MaxEntries entries, 100 of them manifests) from the
+// clone: what one changed commit costs at most in entries. Run with
+// -benchmem; the figures bound a poll's memory.
+func BenchmarkManifestDirAtLimits(b *testing.B) {
+	f := newFixture(b)
+	_, blob := goodCommit(f)
+	empty := f.hashObject("")
+	lines := []string{"100644 blob " + blob + "\thello.yaml"}
+	for i := range manifest.MaxEntries - 1 {
+		name, h := fmt.Sprintf("n%05d.txt", i), empty
+		if i < 99 {
+			name, h = fmt.Sprintf("s%02d.yaml", i), blob
+		}
+		lines = append(lines, "100644 blob "+h+"\t"+name)
+	}
+	withServices(f, lines, "at the limit")
+	s := newSource(b, Config{URL: f.bare})
+	snap, err := s.Poll(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := s.repo.CommitObject(plumbing.NewHash(snap.Revision))
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir, ok, err := findDir(s.repo.Storer, c.TreeHash, "services")
+	if err != nil || !ok {
+		b.Fatal(ok, err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := newTreeFS(context.Background(), s.repo.Storer, dir, snap.Time); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
