@@ -19,8 +19,8 @@ import (
 	"github.com/jailkeeper/jailkeeper/agent/gitsource"
 	"github.com/jailkeeper/jailkeeper/artifact"
 	"github.com/jailkeeper/jailkeeper/caddy"
-	"github.com/jailkeeper/jailkeeper/jails"
 	"github.com/jailkeeper/jailkeeper/manifest"
+	"github.com/jailkeeper/jailkeeper/process"
 	"github.com/jailkeeper/jailkeeper/reconcile"
 )
 
@@ -52,6 +52,10 @@ type Status struct {
 	Revision string                    `json:"revision"`
 	Error    string                    `json:"error,omitempty"`
 	Services []reconcile.ServiceStatus `json:"services"`
+	// Memory is what the executor remembers now and the host does not
+	// show (deploys in flight, failed creates in backoff, stalled specs):
+	// `jailkeeper plan` plans with it.
+	Memory reconcile.Memory `json:"memory,omitzero"`
 }
 
 // New builds the agent's parts from cfg. It changes nothing on the host.
@@ -85,7 +89,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a.proxy = proxy
 	a.metrics = NewMetrics()
 	a.notify = NewNotifier(cfg.Notify, log)
-	a.exec = &reconcile.Executor{
+	a.exec = reconcile.NewExecutor(reconcile.Options{
 		Runtime:    rt,
 		Proxy:      proxy,
 		Prober:     NewHTTPProber(),
@@ -94,7 +98,9 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		Parallel:   cfg.Parallel,
 		SecretsDir: cfg.SecretsDir(),
 		Events:     a.event,
-	}
+		// A deploy that outlived its pass has ended: a pass reports it.
+		Kick: a.Trigger,
+	})
 	return a, nil
 }
 
@@ -113,11 +119,17 @@ func (a *Agent) Trigger() {
 	}
 }
 
-// Status returns the status after the last pass.
+// Status returns the status after the last pass, with the executor's
+// memory as it is now.
 func (a *Agent) Status() Status {
+	var mem reconcile.Memory
+	if a.exec != nil {
+		mem = a.exec.Memory()
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := a.status
+	st.Memory = mem
 	var errs []string
 	for _, e := range []string{a.sourceErr, a.passErr} {
 		if e != "" {
@@ -200,6 +212,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			if passDone != nil {
 				<-passDone
 			}
+			a.exec.Wait() // deploys that outlived their pass end with ctx
 			a.log.Info("agent stopped; releases keep running")
 			return nil
 		case <-a.trigger:
@@ -208,7 +221,10 @@ func (a *Agent) Run(ctx context.Context) error {
 			polled = nil
 			if d != nil {
 				if passDone != nil {
-					// A newer commit cancels in-flight gates it makes pointless.
+					// A newer commit cancels the deploys it makes
+					// pointless, and the pass stops waiting for the
+					// others (a slow create): they go on while the next
+					// pass starts.
 					a.exec.Preempt(*d)
 				}
 				next = d
@@ -412,7 +428,7 @@ func newRuntime(cfg *Config) (reconcile.Runtime, error) {
 		if err != nil {
 			return nil, err
 		}
-		return jails.NewProcess(jails.ProcessConfig{
+		return process.New(process.Config{
 			Root:         cfg.Process.Root,
 			Template:     cfg.Process.Template,
 			Pool:         pool,
