@@ -262,3 +262,28 @@ func BenchmarkManifestDirAtLimits(b *testing.B) {
 		}
 	}
 }
+
+// TestReadHonoursContext: reading the manifest directory stops when the
+// poll's context ends (its timeout), before reading the manifests.
+func TestReadHonoursContext(t *testing.T) {
+	f := newFixture(t)
+	goodCommit(f)
+	s := newSource(t, Config{URL: f.bare})
+	snap, err := s.Poll(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.repo.CommitObject(plumbing.NewHash(snap.Revision))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, ok, err := findDir(s.repo.Storer, c.TreeHash, "services")
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := newTreeFS(ctx, s.repo.Storer, dir, snap.Time); !errors.Is(err, context.Canceled) {
+		t.Errorf("newTreeFS with an ended context: %v, want context.Canceled", err)
+	}
+}
