@@ -176,41 +176,61 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	a.log.Info("agent started", "repo", a.cfg.Repo.URL, "runtime", a.cfg.Runtime, "listen", srv.addr)
 	a.Trigger()
+	// The loop never waits for the network: a poll runs in its own
+	// goroutine (bounded by repo timeouts and the manifest limits), and
+	// so does a pass. A trigger during a poll is remembered and polls
+	// again afterwards; a state polled during a pass preempts what it
+	// makes pointless and runs when the pass ends.
 	var (
-		done    chan struct{}
-		pending bool
+		passDone chan struct{}           // nil: no pass running
+		polled   chan *reconcile.Desired // nil: no poll running
+		pending  bool                    // a trigger wants a poll
+		next     *reconcile.Desired      // polled, waiting for a pass
 	)
 	for {
-		if pending && done == nil {
+		if pending && polled == nil {
 			pending = false
-			if d := a.poll(ctx); d != nil {
-				done = make(chan struct{})
-				go func() {
-					defer close(done)
-					a.pass(ctx, *d)
-				}()
-			}
+			ch := make(chan *reconcile.Desired, 1)
+			polled = ch
+			go func() { ch <- a.poll(ctx) }()
+		}
+		if next != nil && passDone == nil {
+			d := *next
+			next = nil
+			done := make(chan struct{})
+			passDone = done
+			go func() {
+				defer close(done)
+				a.pass(ctx, d)
+			}()
 		}
 		select {
 		case <-ctx.Done():
-			if done != nil {
-				<-done
+			if polled != nil {
+				<-polled
+			}
+			if passDone != nil {
+				<-passDone
 			}
 			a.exec.Wait() // deploys that outlived their pass end with ctx
 			a.log.Info("agent stopped; releases keep running")
 			return nil
 		case <-a.trigger:
 			pending = true
-			if done != nil {
-				// A newer commit cancels the deploys it makes pointless,
-				// and the pass stops waiting for the others (a slow
-				// create): they go on while the next pass starts.
-				if d := a.poll(ctx); d != nil {
+		case d := <-polled:
+			polled = nil
+			if d != nil {
+				if passDone != nil {
+					// A newer commit cancels the deploys it makes
+					// pointless, and the pass stops waiting for the
+					// others (a slow create): they go on while the next
+					// pass starts.
 					a.exec.Preempt(*d)
 				}
+				next = d
 			}
-		case <-done:
-			done = nil
+		case <-passDone:
+			passDone = nil
 		}
 	}
 }
@@ -319,13 +339,15 @@ func (a *Agent) setError(msg string) {
 
 // load turns a snapshot into the desired state for this host.
 func (a *Agent) load(snap gitsource.Snapshot) (*reconcile.Desired, error) {
-	return LoadDesired(snap.FS, a.cfg.Host, a.cfg.SecretsDir(), snap.Revision, snap.Time)
+	return LoadDesired(snap.FS, a.cfg.Policy, a.cfg.Host, a.cfg.SecretsDir(), snap.Revision, snap.Time)
 }
 
-// LoadDesired reads the manifests in fsys, keeps those for host, and hashes
-// their env files from secretsDir into the spec.
-func LoadDesired(fsys fs.FS, host, secretsDir, revision string, commitTime time.Time) (*reconcile.Desired, error) {
-	svcs, err := manifest.Load(fsys, ".")
+// LoadDesired reads the manifests in fsys, checked against the operator's
+// policy (manifest.LoadPolicy, as `jailkeeper validate --policy` does),
+// keeps those for host, and hashes their env files from secretsDir into the
+// spec. Env files come from secretsDir only, never from the deploy repo.
+func LoadDesired(fsys fs.FS, policy manifest.Policy, host, secretsDir, revision string, commitTime time.Time) (*reconcile.Desired, error) {
+	svcs, err := manifest.LoadPolicy(fsys, ".", policy)
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
 
+	"github.com/jailkeeper/jailkeeper/manifest"
 	"github.com/jailkeeper/jailkeeper/process"
 	"github.com/jailkeeper/jailkeeper/release"
 )
@@ -45,6 +46,9 @@ type Config struct {
 	// watches hold no slot.
 	Parallel int          `yaml:"parallel"`
 	Notify   NotifyConfig `yaml:"notify"`
+	// Policy is what manifests may ask for beyond their own jail; the
+	// zero value denies (manifest.Policy).
+	Policy manifest.Policy `yaml:"policy"`
 
 	// Dir is the directory of the config file; secrets live in Dir/secrets.
 	Dir string `yaml:"-"`
@@ -330,6 +334,12 @@ func (c *Config) validate() error {
 	}
 	if c.Parallel < 1 || c.Parallel > 64 {
 		bad("parallel", "%d is not between 1 and 64", c.Parallel)
+	}
+	if err := c.Policy.Validate(); err != nil {
+		for _, e := range strings.Split(err.Error(), "\n") {
+			field, msg, _ := strings.Cut(e, ": ")
+			bad(field, "%s", msg)
+		}
 	}
 	if c.Notify.Retries < 0 {
 		bad("notify.retries", "must not be negative")

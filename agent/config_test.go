@@ -7,6 +7,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/jailkeeper/jailkeeper/manifest"
 )
 
 func writeConfig(t *testing.T, body string) string {
@@ -123,5 +127,37 @@ func TestNewBuildsBothRuntimes(t *testing.T) {
 			t.Fatalf("runtime %s: %v", rt, err)
 		}
 		a.proxy.Close()
+	}
+}
+
+// TestConfigPolicy: the operator's policy decodes with DESIGN's keys, is
+// validated naming its fields, and is denied by default.
+func TestConfigPolicy(t *testing.T) {
+	p := writeConfig(t, "repo: {url: https://git.example.com/d.git}\npolicy: {allow: [raw_sockets], users: [www, root], artifact_hosts: [\"http://127.0.0.1:8081/\"], root_exec: true}\n")
+	c, err := LoadConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := manifest.Policy{Allow: []string{"raw_sockets"}, Users: []string{"www", "root"}, ArtifactHosts: []string{"http://127.0.0.1:8081/"}, RootExec: true}
+	if diff := cmp.Diff(want, c.Policy); diff != "" {
+		t.Errorf("policy (-want +got):\n%s", diff)
+	}
+	c, err = LoadConfig(writeConfig(t, "repo: {url: https://git.example.com/d.git}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(manifest.Policy{}, c.Policy); diff != "" {
+		t.Errorf("default policy (-want +got):\n%s", diff)
+	}
+	for body, field := range map[string]string{
+		"policy: {allow: [settimes]}":              "policy.allow[0]",
+		"policy: {users: [Root]}":                  "policy.users[0]",
+		"policy: {artifact_hosts: [\"ftp://x/\"]}": "policy.artifact_hosts[0]",
+		"policy: {colour: blue}":                   "colour",
+	} {
+		_, err := LoadConfig(writeConfig(t, "repo: {url: https://git.example.com/d.git}\n"+body+"\n"))
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), field) {
+			t.Errorf("%s: %v, want ErrConfig naming %s", body, err, field)
+		}
 	}
 }
