@@ -203,12 +203,11 @@ func templateCreate(h *hostSteps, cfg TemplateConfig) error {
 			return inUse(tds, err)
 		}
 	}
+	h.note("the template dataset %s, mounted at %s", tds, dir)
 	if err := h.do("zfs", "create", tds); err != nil {
 		return err
 	}
-	// --unlink: unlink files before creating them (tar(1)), as the
-	// Handbook does.
-	if err := h.do("tar", "-x", "-C", dir, "--unlink", "-f", base); err != nil {
+	if err := unpack(h, cfg, dir, base); err != nil {
 		return err
 	}
 	if err := applyResolvConf(h, resolv, dir); err != nil {
@@ -224,6 +223,7 @@ func templateCreate(h *hostSteps, cfg TemplateConfig) error {
 			return err
 		}
 	}
+	h.note("snapshot: releases are cloned from %s@base", tds)
 	if err := h.do("zfs", "snapshot", tds+"@base"); err != nil {
 		return err
 	}
@@ -254,6 +254,7 @@ func inUse(tds string, err error) error {
 // install." when there is nothing to do (seen in iocage and freebsd-src
 // reports); that is success.
 func freebsdUpdate(h *hostSteps, dir, version string) error {
+	h.note("patch %s with freebsd-update (downloads the patches: minutes, not seconds)", dir)
 	argv := []string{"env", "PAGER=/bin/cat", "freebsd-update", "--not-running-from-cron",
 		"--currently-running", version, "-b", dir, "fetch", "install"}
 	fmt.Fprintln(h.out, command.Quote(argv))
@@ -310,7 +311,14 @@ func fetchBase(h *hostSteps, cfg TemplateConfig) (string, error) {
 		h.note("download %sbase.txz to %s", cfg.URL, base)
 		if !h.dry {
 			// base appears only once it matches the MANIFEST.
-			if err := artifact.Download(h.ctx, cfg.Client, cfg.URL+"base.txz", base, maxDownload, want); err != nil {
+			p := newProgress(h.out, cfg.Now, cfg.Terminal, "download base.txz")
+			var got int64
+			err := artifact.DownloadProgress(h.ctx, cfg.Client, cfg.URL+"base.txz", base, maxDownload, want, func(done, total int64) {
+				got = done
+				p.update(done, total)
+			})
+			p.finish(got)
+			if err != nil {
 				return "", err
 			}
 			return base, nil
@@ -321,6 +329,39 @@ func fetchBase(h *hostSteps, cfg TemplateConfig) (string, error) {
 		return base, nil
 	}
 	return base, verify(base, want)
+}
+
+// unpack extracts base into dir: `tar -x -C dir --unlink -f -` with base
+// on its standard input, so the bytes tar has read show how far it has
+// got. bsdtar reads the archive from standard input for "-f -" and
+// detects the xz compression itself (tar(1)); --unlink unlinks files
+// before creating them, as the Handbook's jail chapter does.
+func unpack(h *hostSteps, cfg TemplateConfig, dir, base string) error {
+	argv := []string{"tar", "-x", "-C", dir, "--unlink", "-f", "-"}
+	h.note("unpack %s into %s", base, dir)
+	fmt.Fprintf(h.out, "%s < %s\n", command.Quote(argv), command.Quote([]string{base}))
+	if h.dry {
+		return nil
+	}
+	f, err := os.Open(base)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	pr := &progressReader{r: f, total: st.Size(), p: newProgress(h.out, cfg.Now, cfg.Terminal, "unpack "+filepath.Base(base))}
+	out, err := h.r.Run(h.ctx, argv, pr)
+	pr.p.finish(pr.done)
+	for line := range strings.Lines(string(out)) {
+		fmt.Fprintf(h.out, "#   %s", line)
+		if !strings.HasSuffix(line, "\n") {
+			fmt.Fprintln(h.out)
+		}
+	}
+	return err
 }
 
 func verify(path, want string) error {

@@ -33,7 +33,7 @@ func TestTemplateCreateDryRun(t *testing.T) {
 	}
 	for _, want := range []string{
 		"# use /usr/freebsd-dist/base.txz, checked against /usr/freebsd-dist/MANIFEST\n",
-		"tar -x -C /usr/local/jails/templates/14.3-RELEASE --unlink -f /usr/freebsd-dist/base.txz\n",
+		"tar -x -C /usr/local/jails/templates/14.3-RELEASE --unlink -f - < /usr/freebsd-dist/base.txz\n",
 		"env PAGER=/bin/cat freebsd-update --not-running-from-cron --currently-running 14.3-RELEASE -b /usr/local/jails/templates/14.3-RELEASE fetch install\n",
 	} {
 		if !strings.Contains(out, want) {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -70,8 +72,21 @@ prints every step.`,
 			ResolvConf: *resolv,
 			Resolvers:  cfg.Jails.Resolvers,
 			Pool:       hc.Pool,
+			Terminal:   isTerminal(c.OutOrStdout()),
 		}, command.Exec{}, *dry, c.OutOrStdout())
 	}
 	tmpl.AddCommand(create)
 	return tmpl
+}
+
+// isTerminal says whether w is a terminal (a character device), where
+// progress is one line redrawn in place rather than a line every few
+// seconds.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
