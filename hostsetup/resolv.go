@@ -39,8 +39,9 @@ type resolvPlan struct {
 // Why loopback fails: a jail with ip4.addr has no loopback address of its
 // own, and a connection it makes to 127.0.0.1 is sent to the jail's own
 // first address instead (prison_remote_ip4 in sys/netinet/in_jail.c
-// rewrites INADDR_LOOPBACK to prison_primary_ip4; prison_remote_ip6 does
-// the same for ::1). No DNS server listens there. Other 127/8 addresses
+// rewrites INADDR_LOOPBACK to prison_primary_ip4; prison_remote_ip6
+// rewrites ::1 to the jail's first IPv6 address, and a release has none).
+// No DNS server listens there. Other 127/8 addresses
 // (127.0.0.53) are not the jail's either. A resolv.conf without any
 // nameserver line means the local host's server (resolver(5)), the same
 // thing.
