@@ -76,6 +76,29 @@ type JailsConfig struct {
 	Interface string `yaml:"interface"`
 	Pool      string `yaml:"pool"`
 	ConfDir   string `yaml:"conf_dir"`
+	// Resolvers are the DNS servers `template create` writes into the
+	// template's /etc/resolv.conf instead of copying the host's. Needed
+	// when the host's resolv.conf names only loopback servers
+	// (local_unbound): inside a jail 127.0.0.1 is the jail's own address
+	// (prison_remote_ip4, sys/netinet/in_jail.c), where nothing answers.
+	// IP addresses, none of them loopback or unspecified.
+	Resolvers []string `yaml:"resolvers"`
+}
+
+// validResolver checks one entry of jails.resolvers.
+func validResolver(s string) error {
+	a, err := netip.ParseAddr(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q is not an IP address", s)
+	case a.Zone() != "":
+		return fmt.Errorf("%q has a zone, which a jail's resolv.conf cannot use", s)
+	case a.IsLoopback() || a.Unmap().IsLoopback():
+		return fmt.Errorf("%s is a loopback address: inside a jail it is the jail's own address, where no DNS server answers", s)
+	case a.IsUnspecified():
+		return fmt.Errorf("%s is the unspecified address", s)
+	}
+	return nil
 }
 
 // ProcessConfig configures the process runtime (process.Config).
@@ -307,6 +330,11 @@ func (c *Config) validate() error {
 	}
 	if _, err := netip.ParsePrefix(c.Jails.Pool); err != nil {
 		bad("jails.pool", "%v", err)
+	}
+	for i, r := range c.Jails.Resolvers {
+		if err := validResolver(r); err != nil {
+			bad(fmt.Sprintf("jails.resolvers[%d]", i), "%v", err)
+		}
 	}
 	if p, err := netip.ParsePrefix(c.Process.Pool); err != nil {
 		bad("process.pool", "%v", err)

@@ -161,3 +161,38 @@ func TestConfigPolicy(t *testing.T) {
 		}
 	}
 }
+
+// jails.resolvers: IP addresses a jail can reach, never loopback (inside a
+// jail 127.0.0.1 is the jail's own address).
+func TestConfigJailsResolvers(t *testing.T) {
+	c, err := LoadConfig(writeConfig(t, "repo: {url: x}\njails: {resolvers: [172.16.0.1, \"2001:db8::53\", 192.0.2.53]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(c.Jails.Resolvers, " "), "172.16.0.1 2001:db8::53 192.0.2.53"; got != want {
+		t.Errorf("resolvers %q, want %q", got, want)
+	}
+	for _, tc := range []struct{ resolvers, field, says string }{
+		{"[127.0.0.1]", "jails.resolvers[0]", "loopback"},
+		{"[192.0.2.53, \"::1\"]", "jails.resolvers[1]", "loopback"},
+		{"[127.0.0.53]", "jails.resolvers[0]", "loopback"},
+		{"[\"::ffff:127.0.0.1\"]", "jails.resolvers[0]", "loopback"},
+		{"[0.0.0.0]", "jails.resolvers[0]", "unspecified"},
+		{"[dns.example.com]", "jails.resolvers[0]", "not an IP address"},
+		{"[192.0.2.53/32]", "jails.resolvers[0]", "not an IP address"},
+		{"[\"fe80::1%lo1\"]", "jails.resolvers[0]", "zone"},
+	} {
+		t.Run(tc.resolvers, func(t *testing.T) {
+			p := writeConfig(t, "repo: {url: x}\njails: {resolvers: "+tc.resolvers+"}\n")
+			_, err := LoadConfig(p)
+			if !errors.Is(err, ErrConfig) {
+				t.Fatalf("LoadConfig = %v, want ErrConfig", err)
+			}
+			for _, want := range []string{p, tc.field, tc.says} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not name %q", err, want)
+				}
+			}
+		})
+	}
+}

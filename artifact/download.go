@@ -3,6 +3,7 @@ package artifact
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -24,6 +25,18 @@ import (
 // Every error names the URL without its password or query. Safe for
 // concurrent use with distinct dst.
 func Download(ctx context.Context, client *http.Client, rawURL, dst string, maxSize int64, sum string) error {
+	return DownloadProgress(ctx, client, rawURL, dst, maxSize, sum, nil)
+}
+
+// Progress is told, after every read of a download's body, how many bytes
+// have arrived (done) and how many the server announced (total, -1 when it
+// did not say). It runs on the goroutine that reads, so a slow Progress
+// slows the download.
+type Progress func(done, total int64)
+
+// DownloadProgress is Download that reports the bytes read to progress
+// (nil: none) as they arrive. Everything else is as Download.
+func DownloadProgress(ctx context.Context, client *http.Client, rawURL, dst string, maxSize int64, sum string, progress Progress) error {
 	sum = strings.ToLower(sum)
 	if sum != "" && !sumRE.MatchString(sum) {
 		return fmt.Errorf("download %s: %w: expected sha256 %q is not 64 hex digits", redact(rawURL), ErrChecksum, sum)
@@ -49,8 +62,28 @@ func Download(ctx context.Context, client *http.Client, rawURL, dst string, maxS
 		return fmt.Errorf("download %s: %w", redact(rawURL), err)
 	}
 	defer body.Close()
-	if err := save(ctx, body, size, dst, maxSize, sum); err != nil {
+	var r io.Reader = body
+	if progress != nil {
+		r = &progressReader{r: body, total: size, f: progress}
+	}
+	if err := save(ctx, r, size, dst, maxSize, sum); err != nil {
 		return fmt.Errorf("download %s: %w", redact(rawURL), err)
 	}
 	return nil
+}
+
+// progressReader counts what passes through it for a Progress.
+type progressReader struct {
+	r           io.Reader
+	done, total int64
+	f           Progress
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.done += int64(n)
+		p.f(p.done, p.total)
+	}
+	return n, err
 }

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/jailkeeper/jailkeeper/internal/atomicfile"
@@ -85,7 +86,7 @@ func hostInit(h *hostSteps, cfg HostConfig) error {
 	own := netip.PrefixFrom(jails.InterfaceAddr(cfg.Pool), 32)
 
 	h.note("%s: a cloned interface for the jails' addresses, with its own address %s", iface, own)
-	if err := h.sysrc("cloned_interfaces+=" + iface); err != nil {
+	if err := rcClonedInterface(h, iface); err != nil {
 		return err
 	}
 	if err := rcIfconfig(h, iface, own); err != nil {
@@ -181,6 +182,36 @@ func hostInit(h *hostSteps, cfg HostConfig) error {
 		return err
 	}
 	return ensureInclude(h, cfg.JailConf, `.include "`+filepath.Join(cfg.ConfDir, "*.conf")+`";`)
+}
+
+// rcClonedInterface makes sure rc.conf's cloned_interfaces lists iface
+// among its words, whatever else it lists. It reads the value with
+// `sysrc -i -n cloned_interfaces` (the value and exit 0; nothing and exit
+// 1 when unset, which defaults/rc.conf's cloned_interfaces="" makes rare;
+// usr.sbin/sysrc/sysrc) and tests membership in Go, instead of asking
+// `sysrc -c cloned_interfaces+=lo1`: -c compares the whole value sysrc
+// would write with the current one (sysrc(8): "return success if no
+// changes are required"), which is only right where sysrc's += skips
+// words already present, and then depends on that. `sysrc
+// cloned_interfaces+=lo1` runs only when lo1 is missing, so it never adds
+// a second lo1.
+func rcClonedInterface(h *hostSteps, iface string) error {
+	const name = "cloned_interfaces"
+	out, err := h.check("sysrc", "-i", "-n", name)
+	switch {
+	case err == nil:
+		v := strings.TrimSuffix(string(out), "\n")
+		if slices.Contains(strings.Fields(v), iface) {
+			h.note("ok: %s=%q lists %s", name, v, iface)
+			return nil
+		}
+	case errors.Is(err, errDryRun):
+	default:
+		if code, ok := command.ExitCode(err); !ok || code != 1 || strings.TrimSpace(command.Stderr(err)) != "" {
+			return err
+		}
+	}
+	return h.do("sysrc", name+"+="+iface)
 }
 
 // rcIfconfig makes sure rc.conf's ifconfig_<iface> gives the interface its

@@ -56,21 +56,6 @@ func (h *hostSteps) note(format string, args ...any) {
 	fmt.Fprintf(h.out, "# "+format+"\n", args...)
 }
 
-// sysrc sets an rc.conf(5) variable unless `sysrc -c` says it already has
-// that value (for name+=value: already lists it). sysrc -c exits 0 when no
-// change is needed and prints nothing without -v (sysrc(8)).
-func (h *hostSteps) sysrc(assign string) error {
-	if _, err := h.check("sysrc", "-c", assign); err == nil {
-		h.note("ok: %s", assign)
-		return nil
-	} else if !h.dry {
-		if _, ok := command.ExitCode(err); !ok {
-			return err
-		}
-	}
-	return h.do("sysrc", assign)
-}
-
 // zfsExists asks `zfs list -H -o name DS`: exit 0 if it exists, exit 1 with
 // "dataset does not exist" if not (jails/testdata/freebsd/FACTS.md §3, REAL). Only the exit status
 // and stderr are used. In a dry run it reports false.
