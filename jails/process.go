@@ -414,7 +414,7 @@ func (p *Process) create(ctx context.Context, spec Spec) (_ Release, err error) 
 		return Release{}, err
 	}
 	if spec.Artifact != "" {
-		if err := artifact.Install(spec.Artifact, root, spec.Command[0]); err != nil {
+		if err := artifact.Install(ctx, spec.Artifact, root, spec.Command[0]); err != nil {
 			return Release{}, err
 		}
 	}
