@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/jailkeeper/jailkeeper/agent/gitsource"
 	"github.com/jailkeeper/jailkeeper/artifact"
 	"github.com/jailkeeper/jailkeeper/caddy"
+	"github.com/jailkeeper/jailkeeper/internal/redact"
 	"github.com/jailkeeper/jailkeeper/jails"
 	"github.com/jailkeeper/jailkeeper/manifest"
 	"github.com/jailkeeper/jailkeeper/reconcile"
@@ -124,7 +126,13 @@ func (a *Agent) Status() Status {
 			errs = append(errs, e)
 		}
 	}
-	st.Error = strings.Join(errs, "; ")
+	// What git and artifact servers and apps wrote (a reason phrase, a
+	// remote's message) is shown: no secrets, no terminal escapes.
+	st.Error = redact.Shown(strings.Join(errs, "; "))
+	st.Services = slices.Clone(st.Services)
+	for i := range st.Services {
+		st.Services[i].Message = redact.Shown(st.Services[i].Message)
+	}
 	return st
 }
 
@@ -162,7 +170,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	sched.Start()
 	defer sched.Stop()
 
-	a.log.Info("agent started", "repo", a.cfg.Repo.URL, "runtime", a.cfg.Runtime, "listen", srv.addr)
+	a.log.Info("agent started", "repo", redact.URL(a.cfg.Repo.URL), "runtime", a.cfg.Runtime, "listen", srv.addr)
 	a.Trigger()
 	var (
 		done    chan struct{}
@@ -270,7 +278,8 @@ func sameSpecs(a, b *reconcile.Desired) bool {
 func (a *Agent) logChange(key, msg string, err error, attrs ...any) {
 	text := ""
 	if err != nil {
-		text = err.Error()
+		// Library errors quote URLs, tokens and all.
+		text = redact.Text(err.Error())
 	}
 	a.mu.Lock()
 	if a.logged == nil {
@@ -282,7 +291,7 @@ func (a *Agent) logChange(key, msg string, err error, attrs ...any) {
 	switch {
 	case text == last:
 	case err != nil:
-		a.log.Warn(msg, append(attrs, "err", err)...)
+		a.log.Warn(msg, append(attrs, "err", text)...)
 	default:
 		a.log.Info("recovered", append(attrs, "what", key)...)
 	}
@@ -363,6 +372,7 @@ func (a *Agent) pass(ctx context.Context, d reconcile.Desired) {
 // event logs a state change once, counts it and forwards it.
 func (a *Agent) event(ev reconcile.Event) {
 	a.metrics.event(ev)
+	ev.Reason = redact.Shown(ev.Reason) // logged and sent on
 	attrs := []any{"event", string(ev.Kind), "service", ev.Service}
 	if ev.Release != "" {
 		attrs = append(attrs, "release", ev.Release)

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/jailkeeper/jailkeeper/internal/redact"
 )
 
 // Errors returned by Store.Fetch, to be tested with errors.Is.
@@ -154,7 +156,7 @@ func (s *Store) Path(sum string) string {
 func (s *Store) Fetch(ctx context.Context, rawURL, sum string) (string, error) {
 	sum = strings.ToLower(sum)
 	if !sumRE.MatchString(sum) {
-		return "", fmt.Errorf("fetch %s: %w: expected sha256 %q is not 64 hex digits", redact(rawURL), ErrChecksum, sum)
+		return "", fmt.Errorf("fetch %s: %w: expected sha256 %q is not 64 hex digits", redact.URL(rawURL), ErrChecksum, sum)
 	}
 	l := s.lock(sum)
 	l.Lock()
@@ -168,14 +170,14 @@ func (s *Store) Fetch(ctx context.Context, rawURL, sum string) (string, error) {
 	case err == nil:
 		// Corrupted on disk: forget it and download again.
 		if err := os.Remove(dst); err != nil {
-			return "", fmt.Errorf("fetch %s: remove corrupt cache entry: %w", redact(rawURL), err)
+			return "", fmt.Errorf("fetch %s: remove corrupt cache entry: %w", redact.URL(rawURL), err)
 		}
 	case !errors.Is(err, os.ErrNotExist):
-		return "", fmt.Errorf("fetch %s: read cache: %w", redact(rawURL), err)
+		return "", fmt.Errorf("fetch %s: read cache: %w", redact.URL(rawURL), err)
 	}
 
 	if err := s.download(ctx, rawURL, sum, dst); err != nil {
-		return "", fmt.Errorf("fetch %s: %w", redact(rawURL), err)
+		return "", fmt.Errorf("fetch %s: %w", redact.URL(rawURL), err)
 	}
 	s.downloads.Add(1)
 	return dst, nil
@@ -355,17 +357,4 @@ func SHA256File(p string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// redact hides a password and the query (which often carries a token) of
-// rawURL for error messages.
-func redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "<unparseable URL>"
-	}
-	if u.RawQuery != "" {
-		u.RawQuery = "REDACTED"
-	}
-	return u.Redacted()
 }
