@@ -38,6 +38,10 @@ type Agent struct {
 	now     func() time.Time
 
 	trigger chan struct{}
+	http    httpLimits    // the listener's limits; zero fields mean defaults
+	minPoll time.Duration // between two polls of the deploy repo
+	// listening, when set, is told the HTTP address once it listens.
+	listening func(addr string)
 
 	mu        sync.Mutex
 	desired   *reconcile.Desired // last valid desired state; nil before the first
@@ -106,6 +110,10 @@ func (a *Agent) Executor() *reconcile.Executor { return a.exec }
 // Metrics exposes the agent's metrics.
 func (a *Agent) Metrics() *Metrics { return a.metrics }
 
+// DefaultMinPoll is the least time between two polls of the deploy repo,
+// however many passes are asked for.
+const DefaultMinPoll = time.Second
+
 // Trigger asks for a pass as soon as possible; triggers that arrive while
 // one is pending coalesce. Safe for concurrent use.
 func (a *Agent) Trigger() {
@@ -170,21 +178,51 @@ func (a *Agent) Run(ctx context.Context) error {
 	sched.Start()
 	defer sched.Stop()
 
+	if a.listening != nil {
+		a.listening(srv.addr)
+	}
 	a.log.Info("agent started", "repo", redact.URL(a.cfg.Repo.URL), "runtime", a.cfg.Runtime, "listen", srv.addr)
 	a.Trigger()
+	minPoll := a.minPoll
+	if minPoll <= 0 {
+		minPoll = DefaultMinPoll
+	}
+	// Triggers (the schedule, POST /sync, webhooks) only ask: at most one
+	// pass is pending, and the deploy repo is polled at most once per
+	// minPoll however many ask (issue 9: a client looping on POST /sync
+	// made a poll of the remote per request).
 	var (
-		done    chan struct{}
-		pending bool
+		done     chan struct{}    // the pass in flight
+		pending  bool             // a pass is asked for
+		preempt  bool             // asked for during a pass, not polled yet
+		lastPoll time.Time        // zero before the first poll
+		wait     <-chan time.Time // fires when the next poll is allowed
 	)
 	for {
-		if pending && done == nil {
-			pending = false
-			if d := a.poll(ctx); d != nil {
-				done = make(chan struct{})
-				go func() {
-					defer close(done)
-					a.pass(ctx, *d)
-				}()
+		if want := (pending && done == nil) || (preempt && done != nil); want && wait == nil {
+			if since := a.now().Sub(lastPoll); !lastPoll.IsZero() && since < minPoll {
+				wait = time.After(minPoll - since)
+			} else {
+				lastPoll = a.now()
+				d := a.poll(ctx)
+				preempt = false
+				switch {
+				case done != nil:
+					// A newer commit cancels in-flight gates it makes
+					// pointless; the pass asked for follows this one.
+					if d != nil {
+						a.exec.Preempt(*d)
+					}
+				case d != nil:
+					pending = false
+					done = make(chan struct{})
+					go func() {
+						defer close(done)
+						a.pass(ctx, *d)
+					}()
+				default:
+					pending = false
+				}
 			}
 		}
 		select {
@@ -196,12 +234,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		case <-a.trigger:
 			pending = true
-			if done != nil {
-				// A newer commit cancels in-flight gates it makes pointless.
-				if d := a.poll(ctx); d != nil {
-					a.exec.Preempt(*d)
-				}
-			}
+			preempt = done != nil
+		case <-wait:
+			wait = nil
 		case <-done:
 			done = nil
 		}
