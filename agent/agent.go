@@ -35,6 +35,7 @@ type Agent struct {
 	exec    *reconcile.Executor
 	metrics *Metrics
 	notify  *Notifier // nil without notify.url
+	store   *artifact.Store
 	now     func() time.Time
 
 	trigger chan struct{}
@@ -76,6 +77,8 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, cfg.File, err)
 	}
 	a.source = src
+	// TODO(policy): AllowedPrefixes: cfg.Policy.ArtifactHosts, once the
+	// policy config exists.
 	store, err := artifact.NewStore(filepath.Join(cfg.StateDir, "artifacts"), artifact.Options{FileRoot: cfg.Artifacts.FileRoot})
 	if err != nil {
 		return nil, err
@@ -89,6 +92,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		return nil, fmt.Errorf("%w: %s: caddy: %w", ErrConfig, cfg.File, err)
 	}
 	a.proxy = proxy
+	a.store = store
 	a.metrics = NewMetrics()
 	a.notify = NewNotifier(cfg.Notify, log)
 	a.exec = &reconcile.Executor{
@@ -387,6 +391,7 @@ func (a *Agent) pass(ctx context.Context, d reconcile.Desired) {
 	res, err := a.exec.Pass(ctx, d)
 	a.metrics.passDone(res, err, a.now().Sub(start))
 	a.logChange("pass", "pass finished with errors", err)
+	a.pruneCache(d)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.passes++
@@ -401,6 +406,26 @@ func (a *Agent) pass(ctx context.Context, d reconcile.Desired) {
 	case err != nil && res.Services == nil:
 		// The pass could not even observe the host (Caddy or jls down).
 		a.passErr = err.Error()
+	}
+}
+
+// pruneCache bounds the artifact cache after a pass: the artifacts the
+// desired manifests name stay (a release on disk has its artifact
+// installed and needs nothing from the cache), the rest is bounded by
+// artifacts.cache_max, least recently used first. It runs in the pass's
+// goroutine, so no Fetch of this agent races it.
+func (a *Agent) pruneCache(d reconcile.Desired) {
+	if a.store == nil {
+		return
+	}
+	keep := map[string]bool{}
+	for _, s := range d.Services {
+		keep[strings.ToLower(s.Artifact.SHA256)] = true
+	}
+	res, err := a.store.Prune(keep, a.cfg.Artifacts.CacheMaxBytes)
+	a.logChange("prune", "prune artifact cache", err)
+	if len(res.Removed) > 0 {
+		a.log.Info("artifact cache pruned", "removed", len(res.Removed), "freed_bytes", res.Freed, "kept_bytes", res.Kept)
 	}
 }
 

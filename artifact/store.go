@@ -192,6 +192,9 @@ func (s *Store) Fetch(ctx context.Context, rawURL, sum string) (string, error) {
 	switch actual, err := SHA256File(dst); {
 	case err == nil && actual == sum:
 		s.hits.Add(1)
+		// A use: Prune removes the least recently used first.
+		now := time.Now()
+		_ = os.Chtimes(dst, now, now)
 		return dst, nil
 	case err == nil:
 		// Corrupted on disk: forget it and download again.
