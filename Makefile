@@ -6,7 +6,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 FUZZTIME  ?= 15s
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all build tools deps lint test test-go fuzz demo demo-check bench clean
+.PHONY: all build tools deps lint test test-go fuzz demo demo-check bench clean port-check
 
 all: build
 
@@ -26,7 +26,11 @@ $(BIN)/staticcheck: tools/go.mod tools/go.sum
 deps:
 	scripts/install-test-deps.sh
 
+# go.mod and go.sum of both modules must be what go mod tidy makes them:
+# direct dependencies not marked indirect, nothing missing, nothing stale.
 lint: $(BIN)/staticcheck
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum not tidy: run go mod tidy"; exit 1; }
+	@cd tools && $(GO) mod tidy -diff || { echo "tools/go.mod/go.sum not tidy: run go mod tidy in tools/"; exit 1; }
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	GOOS=freebsd $(GO) vet ./...
@@ -34,7 +38,7 @@ lint: $(BIN)/staticcheck
 	$(BIN)/staticcheck ./...
 	GOOS=freebsd $(BIN)/staticcheck ./...
 
-test: deps tools lint test-go fuzz demo-check
+test: deps tools lint port-check test-go fuzz demo-check
 
 test-go:
 	CI=$${CI:-true} $(GO) test -race -count=1 -timeout 40m ./...
@@ -44,6 +48,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./artifact
 	$(GO) test -run '^$$' -fuzz '^FuzzParseJLS$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./jails
 	$(GO) test -run '^$$' -fuzz '^FuzzParseGet$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./zfs
+
+# The FreeBSD port: rc.d scripts under a stand-in rc.subr, plist vs Makefile.
+port-check:
+	packaging/freebsd/port-check.sh
 
 bench: tools
 	$(GO) test -run '^$$' -bench . -benchmem ./...

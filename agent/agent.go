@@ -21,8 +21,8 @@ import (
 	"github.com/jailkeeper/jailkeeper/artifact"
 	"github.com/jailkeeper/jailkeeper/caddy"
 	"github.com/jailkeeper/jailkeeper/internal/redact"
-	"github.com/jailkeeper/jailkeeper/jails"
 	"github.com/jailkeeper/jailkeeper/manifest"
+	"github.com/jailkeeper/jailkeeper/process"
 	"github.com/jailkeeper/jailkeeper/reconcile"
 )
 
@@ -59,6 +59,10 @@ type Status struct {
 	Revision string                    `json:"revision"`
 	Error    string                    `json:"error,omitempty"`
 	Services []reconcile.ServiceStatus `json:"services"`
+	// Memory is what the executor remembers now and the host does not
+	// show (deploys in flight, failed creates in backoff, stalled specs):
+	// `jailkeeper plan` plans with it.
+	Memory reconcile.Memory `json:"memory,omitzero"`
 }
 
 // New builds the agent's parts from cfg. It changes nothing on the host.
@@ -95,7 +99,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a.store = store
 	a.metrics = NewMetrics()
 	a.notify = NewNotifier(cfg.Notify, log)
-	a.exec = &reconcile.Executor{
+	a.exec = reconcile.NewExecutor(reconcile.Options{
 		Runtime:    rt,
 		Proxy:      proxy,
 		Prober:     NewHTTPProber(),
@@ -104,7 +108,9 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		Parallel:   cfg.Parallel,
 		SecretsDir: cfg.SecretsDir(),
 		Events:     a.event,
-	}
+		// A deploy that outlived its pass has ended: a pass reports it.
+		Kick: a.Trigger,
+	})
 	return a, nil
 }
 
@@ -127,11 +133,17 @@ func (a *Agent) Trigger() {
 	}
 }
 
-// Status returns the status after the last pass.
+// Status returns the status after the last pass, with the executor's
+// memory as it is now.
 func (a *Agent) Status() Status {
+	var mem reconcile.Memory
+	if a.exec != nil {
+		mem = a.exec.Memory()
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := a.status
+	st.Memory = mem
 	var errs []string
 	for _, e := range []string{a.sourceErr, a.passErr} {
 		if e != "" {
@@ -212,8 +224,10 @@ func (a *Agent) Run(ctx context.Context) error {
 				preempt = false
 				switch {
 				case done != nil:
-					// A newer commit cancels in-flight gates it makes
-					// pointless; the pass asked for follows this one.
+					// A newer commit cancels the deploys it makes
+					// pointless, and the pass stops waiting for the
+					// others (a slow create): they go on while the next
+					// pass starts.
 					if d != nil {
 						a.exec.Preempt(*d)
 					}
@@ -234,6 +248,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			if done != nil {
 				<-done
 			}
+			a.exec.Wait() // deploys that outlived their pass end with ctx
 			a.log.Info("agent stopped; releases keep running")
 			return nil
 		case <-a.trigger:
@@ -461,7 +476,7 @@ func newRuntime(cfg *Config) (reconcile.Runtime, error) {
 		if err != nil {
 			return nil, err
 		}
-		return jails.NewProcess(jails.ProcessConfig{
+		return process.New(process.Config{
 			Root:         cfg.Process.Root,
 			Template:     cfg.Process.Template,
 			Pool:         pool,

@@ -17,7 +17,7 @@ import (
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
 
-	"github.com/jailkeeper/jailkeeper/jails"
+	"github.com/jailkeeper/jailkeeper/process"
 	"github.com/jailkeeper/jailkeeper/release"
 )
 
@@ -40,9 +40,11 @@ type Config struct {
 	Artifacts ArtifactsConfig `yaml:"artifacts"`
 	Listen    string          `yaml:"listen"`
 	// WebhookSecretFile holds the shared secret of POST /hooks/git.
-	WebhookSecretFile string       `yaml:"webhook_secret_file"`
-	Parallel          int          `yaml:"parallel"`
-	Notify            NotifyConfig `yaml:"notify"`
+	WebhookSecretFile string `yaml:"webhook_secret_file"`
+	// Parallel is how many creates and starts run at once; gates and
+	// watches hold no slot.
+	Parallel int          `yaml:"parallel"`
+	Notify   NotifyConfig `yaml:"notify"`
 
 	// Dir is the directory of the config file; secrets live in Dir/secrets.
 	Dir string `yaml:"-"`
@@ -72,7 +74,7 @@ type JailsConfig struct {
 	ConfDir   string `yaml:"conf_dir"`
 }
 
-// ProcessConfig configures the process runtime (jails.ProcessConfig).
+// ProcessConfig configures the process runtime (process.Config).
 type ProcessConfig struct {
 	// Root holds one directory per release (default <state_dir>/releases).
 	Root string `yaml:"root"`
@@ -265,7 +267,7 @@ func (c *Config) setDefaults() {
 	def(&j.ConfDir, "/etc/jail.conf.d")
 	def(&c.Process.Root, filepath.Join(c.StateDir, "releases"))
 	def(&c.Process.Pool, "127.77.0.0/16")
-	def(&c.Process.TemplateName, jails.DefaultProcessTemplateName)
+	def(&c.Process.TemplateName, process.DefaultTemplateName)
 	def(&c.Caddy.Admin, "unix//var/run/caddy/admin.sock")
 	def(&c.Caddy.Server, "jailkeeper")
 	if len(c.Caddy.Listen) == 0 {

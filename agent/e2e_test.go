@@ -381,6 +381,12 @@ func TestE2EBadArtifacts(t *testing.T) {
 func TestE2EPlanChangesNothing(t *testing.T) {
 	e := newEnv(t, "@every 1h")
 	e.startHello()
+	// v1 serves from its switch on, but its deploy runs on through the
+	// watch, and until then plan shows hello busy, as the daemon has it.
+	e.waitFor("v1 deploy done", 30*time.Second, func() bool {
+		s, ok := e.serviceStatus("hello")
+		return ok && s.Converged && len(e.status().Memory.InFlight) == 0
+	})
 	e.commit("hello v2", map[string]string{"services/hello.yaml": e.helloManifest("hello", "v2", "")})
 	dirs := e.releaseDirs()
 	out, err := exec.Command(filepath.Join(e.bin, "jailkeeper"), "plan", "--config", e.cfgPath).CombinedOutput()

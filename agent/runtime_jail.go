@@ -4,13 +4,14 @@ import (
 	"fmt"
 
 	"github.com/jailkeeper/jailkeeper/jails"
+	"github.com/jailkeeper/jailkeeper/process"
 	"github.com/jailkeeper/jailkeeper/reconcile"
 )
 
 // Wire-up checks: both runtimes satisfy reconcile's interface.
 var (
 	_ reconcile.Runtime = (*jails.FreeBSD)(nil)
-	_ reconcile.Runtime = (*jails.Process)(nil)
+	_ reconcile.Runtime = (*process.Runtime)(nil)
 )
 
 // newJailRuntime builds the FreeBSD jail runtime from cfg.Jails; it runs

@@ -227,7 +227,7 @@ func (s *Store) lock(sum string) *sync.Mutex {
 }
 
 // download writes the verified content of rawURL to dst.
-func (s *Store) download(ctx context.Context, rawURL, sum, dst string) (err error) {
+func (s *Store) download(ctx context.Context, rawURL, sum, dst string) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 
@@ -236,11 +236,20 @@ func (s *Store) download(ctx context.Context, rawURL, sum, dst string) (err erro
 		return err
 	}
 	defer body.Close()
-	if size > s.maxSize {
-		return fmt.Errorf("%w: size %d exceeds the limit of %d bytes", ErrFetch, size, s.maxSize)
+	return save(ctx, body, size, dst, s.maxSize, sum)
+}
+
+// save writes body (size bytes, -1 if unknown) to dst through a temporary
+// file in dst's directory (named tmpPrefix*, mode 0644, synced), reading
+// at most maxSize bytes. When sum is not empty, dst appears only if the
+// content's sha256 is sum; the error never names the actual sum (see
+// Fetch). On error the temporary file is removed and dst is unchanged.
+func save(ctx context.Context, body io.Reader, size int64, dst string, maxSize int64, sum string) (err error) {
+	if size > maxSize {
+		return fmt.Errorf("%w: size %d exceeds the limit of %d bytes", ErrFetch, size, maxSize)
 	}
 
-	tmp, err := os.CreateTemp(s.dir, tmpPrefix+"*")
+	tmp, err := os.CreateTemp(filepath.Dir(dst), tmpPrefix+"*")
 	if err != nil {
 		return fmt.Errorf("create temporary file: %w", err)
 	}
@@ -252,17 +261,17 @@ func (s *Store) download(ctx context.Context, rawURL, sum, dst string) (err erro
 	}()
 
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(body, s.maxSize+1))
+	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(body, maxSize+1))
 	if err != nil {
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
 		return fmt.Errorf("%w: read: %w", ErrFetch, err)
 	}
-	if n > s.maxSize {
-		return fmt.Errorf("%w: larger than the limit of %d bytes", ErrFetch, s.maxSize)
+	if n > maxSize {
+		return fmt.Errorf("%w: larger than the limit of %d bytes", ErrFetch, maxSize)
 	}
-	if actual := hex.EncodeToString(h.Sum(nil)); actual != sum {
+	if actual := hex.EncodeToString(h.Sum(nil)); sum != "" && actual != sum {
 		// Never the actual sum: see Fetch.
 		return fmt.Errorf("%w: the content does not have the expected sha256 %s", ErrChecksum, sum)
 	}
@@ -275,10 +284,7 @@ func (s *Store) download(ctx context.Context, rawURL, sum, dst string) (err erro
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return err
-	}
-	return nil
+	return os.Rename(tmp.Name(), dst)
 }
 
 // opaqueMessage is the one error text of a URL outside the allowed
@@ -307,26 +313,7 @@ func (s *Store) open(ctx context.Context, rawURL string) (io.ReadCloser, int64, 
 	case "http", "https":
 		r := &reach{}
 		r.internal.Store(s.allowed(u))
-		ctx = context.WithValue(ctx, reachKey{}, r)
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-		if err != nil {
-			return nil, 0, fmt.Errorf("%w: %w", ErrFetch, err)
-		}
-		resp, err := s.client.Do(req)
-		if err != nil {
-			// *url.Error repeats the whole URL, query included: keep only
-			// the cause, the caller names the (redacted) URL.
-			var ue *url.Error
-			if errors.As(err, &ue) {
-				err = ue.Err
-			}
-			return nil, 0, fmt.Errorf("%w: %w", ErrFetch, err)
-		}
-		if resp.StatusCode != http.StatusOK {
-			resp.Body.Close()
-			return nil, 0, fmt.Errorf("%w: HTTP status %s", ErrFetch, redact.Printable(resp.Status))
-		}
-		return resp.Body, resp.ContentLength, nil
+		return openHTTP(context.WithValue(ctx, reachKey{}, r), s.client, u)
 	case "file":
 		if u.Host != "" && u.Host != "localhost" {
 			return nil, 0, fmt.Errorf("%w: file URL with host %q: only local files", ErrFetch, u.Host)
@@ -338,6 +325,30 @@ func (s *Store) open(ctx context.Context, rawURL string) (io.ReadCloser, int64, 
 	default:
 		return nil, 0, fmt.Errorf("%w: unsupported URL scheme %q (http, https, file)", ErrFetch, u.Scheme)
 	}
+}
+
+// openHTTP GETs u with client and returns the body of a 200 response and
+// its size (-1 if unknown); any other status is an error wrapping ErrFetch.
+func openHTTP(ctx context.Context, client *http.Client, u *url.URL) (io.ReadCloser, int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", ErrFetch, err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		// *url.Error repeats the whole URL, query included: keep only
+		// the cause, the caller names the (redacted) URL.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, 0, fmt.Errorf("%w: %w", ErrFetch, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, 0, fmt.Errorf("%w: HTTP status %s", ErrFetch, redact.Printable(resp.Status))
+	}
+	return resp.Body, resp.ContentLength, nil
 }
 
 // openFile opens the absolute path p for reading if it lies below FileRoot,

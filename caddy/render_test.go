@@ -4,38 +4,24 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/jailkeeper/jailkeeper/internal/golden"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/*.json golden files")
-
-// golden compares got (JSON) with testdata/name, indented.
-func golden(t *testing.T, name string, got []byte) {
+// assertJSON compares got (JSON), indented, with the golden file testdata/name.
+func assertJSON(t *testing.T, name string, got []byte) {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := json.Indent(&buf, got, "", "  "); err != nil {
 		t.Fatalf("indent: %v", err)
 	}
 	buf.WriteByte('\n')
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	if diff := cmp.Diff(string(want), buf.String()); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", path, diff)
-	}
+	golden.Assert(t, filepath.Join("testdata", name), buf.Bytes())
 }
 
 func TestRenderGolden(t *testing.T) {
@@ -60,7 +46,7 @@ func TestRenderGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tc.file, b)
+			assertJSON(t, tc.file, b)
 		})
 	}
 	t.Run("server.json", func(t *testing.T) {
@@ -68,7 +54,7 @@ func TestRenderGolden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		golden(t, "server.json", b)
+		assertJSON(t, "server.json", b)
 	})
 }
 

@@ -1,7 +1,19 @@
-// Package jails runs releases. Two runtimes share the Release model: FreeBSD
-// runs each release in a jail on a ZFS clone (jail(8), jls, jexec), and Process
-// runs it as a detached process bound to a loopback address, for the demo, the
-// tests and hosts without jails.
+// Package jails is the FreeBSD jail runtime: FreeBSD runs each release in
+// a jail on a ZFS clone of a template (DESIGN.md, "Runtimes"). It drives
+// jail(8) with one jail.conf(5) file per release, reads jls(8), gives each
+// release a /32 address from a pool on a cloned interface (lo1), installs
+// an rc.d script, its rc.conf.d variables, a newsyslog entry and the
+// environment into the clone, and keeps each release's state in the
+// jailkeeper:* user properties of its dataset. It keeps no state of its
+// own.
 //
-// Runtimes return errors and do not log. Every external command gets typed argv.
+// The files: runtime.go (FreeBSDConfig, NewFreeBSD), datasets.go (the ZFS
+// it needs), state.go (releases from dataset properties and jls), create.go,
+// lifecycle.go (start, stop, destroy), net.go (addresses and aliases),
+// install.go and render.go (what goes into a jail), parse.go (jls, ifconfig
+// and mount output). testdata/freebsd/ holds the captured FreeBSD output
+// the tests replay, each with its source.
+//
+// The package returns errors and does not log. Every external command gets
+// typed argv through a command.Runner.
 package jails

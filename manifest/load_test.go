@@ -2,7 +2,6 @@ package manifest
 
 import (
 	"errors"
-	"flag"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -11,9 +10,9 @@ import (
 	"testing/fstest"
 
 	"github.com/google/go-cmp/cmp"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+	"github.com/jailkeeper/jailkeeper/internal/golden"
+)
 
 // manifestFor returns base for another service, port and hostname.
 func manifestFor(service, hostname string) string {
@@ -145,18 +144,5 @@ func TestLoadGolden(t *testing.T) {
 	if !errors.Is(err, ErrInvalid) {
 		t.Fatalf("Load(testdata/invalid) = %v, want ErrInvalid", err)
 	}
-	got := err.Error() + "\n"
-	golden := filepath.Join("testdata", "invalid.golden")
-	if *update {
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test ./manifest -run TestLoadGolden -update to create it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("Load(testdata/invalid) (-want +got):\n%s", diff)
-	}
+	golden.Assert(t, filepath.Join("testdata", "invalid.golden"), []byte(err.Error()+"\n"))
 }

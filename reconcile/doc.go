@@ -1,7 +1,9 @@
 // Package reconcile decides and carries out what a pass does. Plan is pure: it
-// takes the desired services and what the host runs and returns, per service,
-// one Step. The Executor carries steps out through the Runtime, Proxy, Prober
-// and Fetcher interfaces declared here: create or reuse the target, gate it on
-// its health endpoint, switch the route, watch, drain and retire the previous
-// release, and collect what is no longer kept.
+// takes the desired services and what the host runs (with what the Executor
+// remembers: steps in flight, failed creates, stalled specs) and returns,
+// per service, one Step. The Executor carries steps out through the Runtime,
+// Proxy, Prober and Fetcher interfaces declared here. A deploy is an ordered
+// list of steps (deploySteps): create or reuse the target, start it, gate it
+// on its health endpoint, switch the route, watch, promote it, drain and
+// retire the previous release, and collect what the plan does not keep.
 package reconcile

@@ -24,14 +24,20 @@ type harness struct {
 	mu      sync.Mutex
 	events  []Event
 	now     time.Time
+	kicks   int
 }
 
 func newHarness(rels ...release.Release) *harness {
 	h := &harness{rt: newFakeRuntime(rels...), proxy: newFakeProxy(), prober: newFakeProber(), fetcher: &fakeFetcher{}, now: t0}
-	h.exec = &Executor{Runtime: h.rt, Proxy: h.proxy, Prober: h.prober, Fetcher: h.fetcher, Parallel: 2,
-		Now:    func() time.Time { h.mu.Lock(); defer h.mu.Unlock(); return h.now },
-		Events: func(ev Event) { h.mu.Lock(); h.events = append(h.events, ev); h.mu.Unlock() }}
+	h.exec = NewExecutor(h.options())
 	return h
+}
+
+func (h *harness) options() Options {
+	return Options{Runtime: h.rt, Proxy: h.proxy, Prober: h.prober, Fetcher: h.fetcher, Parallel: 2,
+		Now:    func() time.Time { h.mu.Lock(); defer h.mu.Unlock(); return h.now },
+		Events: func(ev Event) { h.mu.Lock(); h.events = append(h.events, ev); h.mu.Unlock() },
+		Kick:   func() { h.mu.Lock(); h.kicks++; h.mu.Unlock() }}
 }
 
 func (h *harness) advance(d time.Duration) { h.mu.Lock(); h.now = h.now.Add(d); h.mu.Unlock() }

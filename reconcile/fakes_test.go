@@ -21,6 +21,10 @@ type fakeRuntime struct {
 	calls    []string
 	nextIP   int
 	startErr error
+	// hold makes Create of a service wait until its channel closes or
+	// ctx ends; creating receives the release name as Create begins.
+	hold     map[string]chan struct{}
+	creating chan string
 }
 
 func newFakeRuntime(rels ...release.Release) *fakeRuntime {
@@ -46,7 +50,33 @@ func (f *fakeRuntime) List(context.Context) ([]release.Release, error) {
 	return out, nil
 }
 
-func (f *fakeRuntime) Create(_ context.Context, s release.Spec) (release.Release, error) {
+// holdCreate makes creates of service wait until the returned func is
+// called (or their ctx ends); each create sends its name on f.creating.
+func (f *fakeRuntime) holdCreate(service string) (release func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.hold == nil {
+		f.hold = map[string]chan struct{}{}
+	}
+	c := make(chan struct{})
+	f.hold[service] = c
+	f.creating = make(chan string, 16)
+	var once sync.Once
+	return func() { once.Do(func() { close(c) }) }
+}
+
+func (f *fakeRuntime) Create(ctx context.Context, s release.Spec) (release.Release, error) {
+	f.mu.Lock()
+	hold, creating := f.hold[s.Service], f.creating
+	f.mu.Unlock()
+	if hold != nil {
+		creating <- s.Name
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return release.Release{}, fmt.Errorf("create %s: %w", s.Name, ctx.Err())
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("create %s", s.Name)

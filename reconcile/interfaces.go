@@ -8,27 +8,36 @@ import (
 	"github.com/jailkeeper/jailkeeper/release"
 )
 
-// Runtime creates and runs releases. jails.Process and jails.FreeBSD
-// implement it. Implementations must be safe for concurrent use by different
-// services; calls for one release are serialised by the Executor.
+// Runtime creates and runs releases. process.Runtime and jails.FreeBSD
+// implement it, and release/runtimetest pins this contract for both.
+// Implementations must be safe for concurrent use by different services;
+// calls for one release are serialised by the Executor.
 type Runtime interface {
 	// List returns every release jailkeeper manages on this host, with
-	// Running observed from the system.
+	// Running observed from the system. A new Runtime value after a crash
+	// lists the same releases and states.
 	List(ctx context.Context) ([]release.Release, error)
 	// Create clones the template, installs the artifact and picks an address.
-	// The release is left in state ready and not running. On error nothing
-	// of the release is left behind.
+	// The release is left in state ready and not running. On error,
+	// including ctx ending, nothing of the release is left behind; a
+	// release of that name that exists already is release.ErrExists.
 	Create(ctx context.Context, spec release.Spec) (release.Release, error)
 	// Start starts a ready, retired or failed release. Starting a running
-	// release is a no-op.
+	// release is a no-op; an unknown one is release.ErrNotFound.
 	Start(ctx context.Context, name string) error
-	// Stop stops the release; stopping a stopped release is a no-op.
+	// Stop stops the release; stopping a stopped or unknown release is a
+	// no-op.
 	Stop(ctx context.Context, name string) error
-	// Running reports whether the release's process or jail is up.
+	// Running reports whether the release's process or jail is up; an
+	// unknown release is release.ErrNotFound.
 	Running(ctx context.Context, name string) (bool, error)
-	// SetStatus records the release's state durably.
+	// SetStatus records the release's state durably; an unknown release is
+	// release.ErrNotFound.
 	SetStatus(ctx context.Context, name string, st release.Status) error
-	// Destroy stops the release and removes everything of it.
+	// Destroy stops the release and removes everything of it; destroying
+	// an unknown release is a no-op, so an interrupted destroy can finish.
+	// A busy release is retried a bounded number of times, then the error
+	// is returned with the release still listed, stopped.
 	Destroy(ctx context.Context, name string) error
 }
 

@@ -30,10 +30,12 @@ type Desired struct {
 	Seq uint64
 }
 
-// Observed is what runs: releases from the runtime, routes from Caddy.
+// Observed is what runs: releases from the runtime, routes from Caddy, and
+// the Executor's Memory of what the host does not show.
 type Observed struct {
 	Releases []release.Release
 	Routes   map[string]caddy.Route
+	Memory   Memory
 }
 
 // Kind is what a Step does.
@@ -47,6 +49,8 @@ const (
 	KindBackoff  Kind = "backoff"  // Target failed; wait until RetryAt
 	KindWatch    Kind = "watch"    // Target was switched to; finish its watch
 	KindPrune    Kind = "prune"    // manifest gone: remove route and releases
+	KindStalled  Kind = "stalled"  // Target cannot be created until a new commit
+	KindBusy     Kind = "busy"     // a step of an earlier pass still runs; leave it
 )
 
 // Step is the plan for one service.
@@ -69,8 +73,13 @@ type Step struct {
 	// Destroy lists releases to remove: beyond retain, older failures,
 	// leftovers of interrupted creates; for prune, all of them.
 	Destroy []string
-	Reason  string
-	RetryAt time.Time
+	// AfterStop and AfterDestroy are what a deploy, rollback or watch
+	// stops and destroys once Target is live and Previous retired: the
+	// Cleanup rule applied to the releases as the step leaves them.
+	AfterStop    []string
+	AfterDestroy []string
+	Reason       string
+	RetryAt      time.Time
 	// Spec is the desired manifest (nil for prune).
 	Spec *manifest.Service `json:"-"`
 }
@@ -85,7 +94,7 @@ func (s Step) String() string {
 	if s.Existing && s.Kind == KindDeploy {
 		b.WriteString(" (on disk)")
 	}
-	if s.Previous != "" && s.Previous != s.Target && s.Kind != KindBackoff {
+	if s.Previous != "" && s.Previous != s.Target && s.Kind != KindBackoff && s.Kind != KindStalled && s.Kind != KindBusy {
 		fmt.Fprintf(&b, " replacing %s", s.Previous)
 	}
 	if s.Restore != "" {
@@ -102,6 +111,12 @@ func (s Step) String() string {
 	}
 	if len(s.Destroy) > 0 {
 		fmt.Fprintf(&b, "; destroy %s", strings.Join(s.Destroy, ","))
+	}
+	if len(s.AfterStop) > 0 {
+		fmt.Fprintf(&b, "; then stop %s", strings.Join(s.AfterStop, ","))
+	}
+	if len(s.AfterDestroy) > 0 {
+		fmt.Fprintf(&b, "; then destroy %s", strings.Join(s.AfterDestroy, ","))
 	}
 	if !s.RetryAt.IsZero() {
 		fmt.Fprintf(&b, "; retry after %s", s.RetryAt.UTC().Format(time.RFC3339))
@@ -144,7 +159,10 @@ func routeEqual(a, b caddy.Route) bool {
 
 // Plan decides one Step per service, sorted by service. It does no I/O and
 // reads no clock: now is an argument. It returns ErrPruneAll, and no steps,
-// when none of the services that run is still desired.
+// when none of the services that run is still desired. What the Executor
+// remembers (o.Memory) counts as observed: a service with a step in flight
+// is busy, and a spec whose fetch or create failed backs off or stalls as
+// the Executor would.
 func Plan(d Desired, o Observed, now time.Time) ([]Step, error) {
 	byService := map[string][]release.Release{}
 	for _, r := range o.Releases {
@@ -160,16 +178,36 @@ func Plan(d Desired, o Observed, now time.Time) ([]Step, error) {
 	if len(running) > 0 && !slices.ContainsFunc(d.Services, func(s manifest.Service) bool { return running[s.Service] }) {
 		return nil, ErrPruneAll
 	}
+	busy := map[string]InFlight{}
+	for _, f := range o.Memory.InFlight {
+		busy[f.Service] = f
+	}
+	failures := map[string]CreateFailure{}
+	for _, f := range o.Memory.CreateFailures {
+		failures[f.Spec] = f
+	}
 	var steps []Step
 	wanted := map[string]bool{}
 	for i := range d.Services {
 		s := &d.Services[i]
 		wanted[s.Service] = true
-		route, routed := o.Routes[s.Service]
-		steps = append(steps, planService(s, byService[s.Service], route, routed, now))
+		if f, ok := busy[s.Service]; ok {
+			steps = append(steps, busyStep(f, s))
+			continue
+		}
+		v := view{rels: byService[s.Service]}
+		v.route, v.routed = o.Routes[s.Service]
+		if f, ok := failures[s.SpecHash()]; ok {
+			v.failure = &f
+		}
+		steps = append(steps, planService(s, v, now))
 	}
 	for svc := range running {
 		if wanted[svc] {
+			continue
+		}
+		if f, ok := busy[svc]; ok {
+			steps = append(steps, busyStep(f, nil))
 			continue
 		}
 		st := Step{Service: svc, Kind: KindPrune, Reason: "manifest removed"}
@@ -227,7 +265,30 @@ func preferred(a, b *release.Release, want string) bool {
 	return a.Name > b.Name
 }
 
-func planService(s *manifest.Service, rels []release.Release, route caddy.Route, hasRoute bool, now time.Time) Step {
+// busyStep leaves a service alone while a step of an earlier pass runs (s
+// is nil when its manifest is gone). A pass after that step's end takes
+// the service on.
+func busyStep(f InFlight, s *manifest.Service) Step {
+	st := Step{Service: f.Service, Kind: KindBusy, Target: f.Release, Spec: s, Reason: string(f.Step) + " in progress"}
+	switch {
+	case s == nil:
+		st.Reason += "; manifest removed"
+	case s.ReleaseName() != f.Release:
+		st.Reason += "; " + s.ReleaseName() + " waits for it"
+	}
+	return st
+}
+
+// view is what planService sees of one service.
+type view struct {
+	rels    []release.Release
+	route   caddy.Route
+	routed  bool
+	failure *CreateFailure // of the desired spec, if its fetch or create failed
+}
+
+func planService(s *manifest.Service, v view, now time.Time) Step {
+	rels, route, hasRoute := v.rels, v.route, v.routed
 	want := s.SpecHash()
 	st := Step{Service: s.Service, Spec: s}
 	good, routed, hasGood := KnownGood(rels, route, hasRoute, want)
@@ -274,6 +335,9 @@ func planService(s *manifest.Service, rels []release.Release, route caddy.Route,
 			st.Destroy = append(st.Destroy, target.Name)
 			st.Reason = "previous create was interrupted"
 		}
+		if f := v.failure; f != nil {
+			createVerdict(&st, f, now)
+		}
 	case target.State == release.StateFailed:
 		retry := target.FailedAt.Add(Backoff(target.Failures))
 		st.Target = target.Name
@@ -305,17 +369,56 @@ func planService(s *manifest.Service, rels []release.Release, route caddy.Route,
 			st.Restore = good.Name
 		}
 	}
-	if st.Kind == KindBackoff && !hasGood && hasRoute {
+	waiting := st.Kind == KindBackoff || st.Kind == KindStalled
+	if waiting && !hasGood && hasRoute {
 		st.Unroute = true
 	}
-	if st.Kind == KindNone || st.Kind == KindBackoff {
+	switch st.Kind {
+	case KindNone, KindBackoff, KindStalled:
 		stop, destroy := Cleanup(rels, good.Name, st.Target, s.Retain)
 		st.Stop = append(st.Stop, stop...)
 		slices.Sort(st.Stop)
 		st.Destroy = append(st.Destroy, destroy...)
+	case KindDeploy, KindRollback, KindWatch:
+		st.AfterStop, st.AfterDestroy = collectAfter(rels, st, s.Retain)
 	}
 	slices.Sort(st.Destroy)
 	return st
+}
+
+// createVerdict applies a failed fetch or create of the desired spec, which
+// left no release to carry it: a stalled spec waits for a new commit, any
+// other failure backs off as a failed gate does.
+func createVerdict(st *Step, f *CreateFailure, now time.Time) {
+	retry := f.FailedAt.Add(Backoff(f.Failures))
+	switch {
+	case f.Stalled:
+		st.Kind = KindStalled
+		st.Reason = "needs a new commit: " + f.Reason
+	case now.Before(retry):
+		st.Kind = KindBackoff
+		st.RetryAt = retry
+		st.Reason = fmt.Sprintf("failed %d time(s): %s", f.Failures, f.Reason)
+	default:
+		st.Reason = fmt.Sprintf("retry after %d failure(s)", f.Failures)
+	}
+}
+
+// collectAfter is what Cleanup decides once the step's Target is live and
+// its Previous is stopped and retired, the leftovers in st.Destroy gone. The
+// Executor's collect step carries out this decision, so the plan shows it.
+func collectAfter(rels []release.Release, st Step, retain int) (stop, destroy []string) {
+	var after []release.Release
+	for _, r := range rels {
+		if slices.Contains(st.Destroy, r.Name) {
+			continue
+		}
+		if r.Name == st.Previous && r.Name != st.Target {
+			r.State, r.Running = release.StateRetired, false
+		}
+		after = append(after, r)
+	}
+	return Cleanup(after, st.Target, "", retain)
 }
 
 // previousLive is the release a watch would switch back to: one other than

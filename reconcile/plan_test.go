@@ -2,9 +2,7 @@ package reconcile
 
 import (
 	"errors"
-	"flag"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,11 +11,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/jailkeeper/jailkeeper/caddy"
+	"github.com/jailkeeper/jailkeeper/internal/golden"
 	"github.com/jailkeeper/jailkeeper/manifest"
 	"github.com/jailkeeper/jailkeeper/release"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
@@ -97,6 +94,22 @@ func TestPlanGolden(t *testing.T) {
 			Routes: map[string]caddy.Route{"hello": routeTo(v3, rel(v3, 13, release.StateReady, t0, false))}}},
 		{"failed-first-deploy-still-routed", []manifest.Service{v3}, Observed{Releases: []release.Release{failed},
 			Routes: map[string]caddy.Route{"hello": routeTo(v3, failed)}}},
+		// The executor's memory is observed too: a failed fetch or create
+		// left no release, and a step of an earlier pass may still run.
+		{"create-backoff", []manifest.Service{v3}, Observed{Releases: []release.Release{r1, r2}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)},
+			Memory: Memory{CreateFailures: []CreateFailure{failedCreate(v3, 2, t0.Add(-90*time.Second), false)}}}},
+		{"create-retry", []manifest.Service{v3}, Observed{Releases: []release.Release{r1, r2}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)},
+			Memory: Memory{CreateFailures: []CreateFailure{failedCreate(v3, 2, t0.Add(-3*time.Minute), false)}}}},
+		{"create-stalled", []manifest.Service{v3}, Observed{Releases: []release.Release{r1, r2}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)},
+			Memory: Memory{CreateFailures: []CreateFailure{failedCreate(v3, 1, t0.Add(-time.Hour), true)}}}},
+		{"create-stalled-first-deploy", []manifest.Service{v3}, Observed{
+			Memory: Memory{CreateFailures: []CreateFailure{failedCreate(v3, 1, t0.Add(-time.Hour), true)}}}},
+		{"busy", []manifest.Service{v3, other}, Observed{Releases: []release.Release{r1, r2, ro}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2), "other": routeTo(other, ro)},
+			Memory: Memory{InFlight: []InFlight{{Service: "hello", Release: v3.ReleaseName(), Step: KindDeploy}}}}},
+		{"busy-newer-commit", []manifest.Service{v3}, Observed{Releases: []release.Release{r1, r2}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2)},
+			Memory: Memory{InFlight: []InFlight{{Service: "hello", Release: r2.Name, Step: KindWatch}}}}},
+		{"busy-prune", []manifest.Service{v2}, Observed{Releases: []release.Release{r2, ro}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2), "other": routeTo(other, ro)},
+			Memory: Memory{InFlight: []InFlight{{Service: "other", Release: ro.Name, Step: KindWatch}}}}},
 		{"prune", []manifest.Service{v2}, Observed{Releases: []release.Release{r2, ro}, Routes: map[string]caddy.Route{"hello": routeTo(v2, r2), "other": routeTo(other, ro)}}},
 		{"cleanup-retain", []manifest.Service{v2}, Observed{Releases: []release.Release{
 			rel(svc("hello", strings.Repeat("4", 40)), 15, release.StateRetired, t0.Add(-5*time.Hour), false),
@@ -116,25 +129,18 @@ func TestPlanGolden(t *testing.T) {
 			for _, s := range steps {
 				b.WriteString(s.String() + "\n")
 			}
-			golden(t, filepath.Join("testdata", "plans", tt.name+".golden"), b.String())
+			golden.Assert(t, filepath.Join("testdata", "plans", tt.name+".golden"), []byte(b.String()))
 		})
 	}
 }
 
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
+// failedCreate is the executor's record of failed fetches or creates of s.
+func failedCreate(s manifest.Service, n int, at time.Time, stalled bool) CreateFailure {
+	reason := "fetch artifact: fetch file:///artifacts/hello: HTTP status 404 Not Found"
+	if stalled {
+		reason = "fetch artifact: fetch file:///artifacts/hello: checksum mismatch"
 	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s mismatch (-want +got):\n%s", path, diff)
-	}
+	return CreateFailure{Service: s.Service, Release: s.ReleaseName(), Spec: s.SpecHash(), Failures: n, FailedAt: at, Reason: reason, Stalled: stalled}
 }
 
 func TestPlanRefusesPruningEverything(t *testing.T) {

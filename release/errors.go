@@ -12,4 +12,7 @@ var (
 	// ErrPoolExhausted: every address of the runtime's pool is in use:
 	// destroy some releases, or widen the pool.
 	ErrPoolExhausted = errors.New("address pool exhausted")
+	// ErrNoTemplate: the template dataset is missing or has no snapshot
+	// to clone (jailkeeper template create makes one).
+	ErrNoTemplate = errors.New("template has no snapshot")
 )

@@ -75,6 +75,11 @@ func ValidTemplate(name string) error {
 	return nil
 }
 
+// TemplateDataset is the dataset of template t below dataset, the parent
+// of jailkeeper's datasets: <dataset>/templates/<t>. Runtimes clone its
+// snapshots; template create makes it.
+func TemplateDataset(dataset, t string) string { return dataset + "/templates/" + t }
+
 // ValidDataset reports whether name looks like a ZFS file system name
 // (pool/a/b): no snapshot, no leading or trailing slash, no empty
 // component, at most 255 bytes. It runs nothing.

@@ -2,11 +2,9 @@ package zfs
 
 import (
 	"errors"
-	"fmt"
-	"os/exec"
 	"strings"
 
-	gozfs "github.com/mistifyio/go-zfs/v3"
+	"github.com/jailkeeper/jailkeeper/internal/command"
 )
 
 // Sentinel errors. A failed zfs command matches at most one of them with
@@ -28,69 +26,30 @@ var (
 	ErrInvalid = errors.New("invalid argument")
 )
 
-// Error is a zfs command that failed: it ran and exited non-zero, or could
-// not be started. It unwraps to the cause (an *exec.ExitError, or go-zfs's
-// *zfs.Error for the commands go-zfs runs) and to the sentinel its stderr
-// names, if any.
-type Error struct {
-	// Argv is the command as run, program first. For commands run by go-zfs
-	// it is go-zfs's space-joined command line split on blanks, so a value
-	// containing a blank appears as several elements.
-	Argv []string
-	// ExitCode is the exit status, or -1 when the command did not exit
-	// normally (not found on PATH, killed by a signal or by ctx).
-	ExitCode int
-	// Stderr is what the command wrote to its standard error.
-	Stderr string
-	// Err is the underlying error.
-	Err error
-
-	kind error // one of the sentinels, or nil
+// cmdError is a failed zfs command: the runner's *command.Error (argv, exit
+// status, stderr), which it prints unchanged, plus the sentinel its stderr
+// names. It is unexported on purpose: callers use errors.As with
+// *command.Error and errors.Is with the sentinels.
+type cmdError struct {
+	err  error // holds a *command.Error
+	kind error // one of the sentinels
 }
 
-func (e *Error) Error() string {
-	msg := strings.TrimSpace(e.Stderr)
-	if msg == "" {
-		msg = e.Err.Error()
-	}
-	return fmt.Sprintf("%s: exit %d: %s", strings.Join(e.Argv, " "), e.ExitCode, msg)
-}
+func (e *cmdError) Error() string { return e.err.Error() }
 
-// Unwrap returns the sentinel named by stderr (if any) and the cause.
-func (e *Error) Unwrap() []error {
-	errs := make([]error, 0, 2)
-	if e.kind != nil {
-		errs = append(errs, e.kind)
-	}
-	if e.Err != nil {
-		errs = append(errs, e.Err)
-	}
-	return errs
-}
+// Unwrap returns the sentinel and the runner's error.
+func (e *cmdError) Unwrap() []error { return []error{e.kind, e.err} }
 
-// newError builds an *Error for argv that failed with err and stderr.
-func newError(argv []string, stderr string, err error) *Error {
-	code := -1
-	var exit *exec.ExitError
-	if errors.As(err, &exit) {
-		code = exit.ExitCode()
-	}
-	return &Error{Argv: argv, ExitCode: code, Stderr: stderr, Err: err, kind: classify(stderr)}
-}
-
-// fromGoZFS turns a go-zfs *zfs.Error into an *Error (keeping it as the
-// cause); other errors are returned unchanged.
-func fromGoZFS(err error) error {
+// classified returns err, a failed command's error from a command.Runner,
+// wrapped so that it also matches the sentinel its stderr names, if any.
+func classified(err error) error {
 	if err == nil {
 		return nil
 	}
-	var ge *gozfs.Error
-	if !errors.As(err, &ge) {
-		return err
+	if kind := classify(command.Stderr(err)); kind != nil {
+		return &cmdError{err: err, kind: kind}
 	}
-	e := newError(strings.Fields(ge.Debug), ge.Stderr, ge.Err)
-	e.Err = ge
-	return e
+	return err
 }
 
 // The stderr texts each sentinel stands for. libzfs prints

@@ -3,12 +3,11 @@ package zfs
 import (
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	gozfs "github.com/mistifyio/go-zfs/v3"
+	"github.com/jailkeeper/jailkeeper/internal/command"
 )
 
 func readFixture(t *testing.T, name string) string {
@@ -84,45 +83,25 @@ func TestClassifyZFSFuse(t *testing.T) {
 	}
 }
 
-func TestErrorUnwrap(t *testing.T) {
-	// A real failed command: go-zfs's *Error wrapping *exec.ExitError.
-	exitErr := exec.Command("false").Run()
-	ge := &gozfs.Error{Err: exitErr, Debug: "/sbin/zfs destroy -r p/a", Stderr: "cannot open 'p/a': dataset does not exist\n"}
-	err := fromGoZFS(ge)
-	var e *Error
-	if !errors.As(err, &e) {
-		t.Fatalf("fromGoZFS returned %T", err)
-	}
+// A failed command keeps the runner's *command.Error, text included, and
+// also matches the sentinel its stderr names.
+func TestClassifiedKeepsCommandError(t *testing.T) {
+	argv := []string{"zfs", "destroy", "-r", "p/a"}
+	ce := &command.Error{Argv: argv, Exit: 1, Stderr: "cannot open 'p/a': dataset does not exist\n", Err: errors.New("exit status 1")}
+	err := classified(ce)
 	if !errors.Is(err, ErrNotFound) || errors.Is(err, ErrBusy) {
 		t.Errorf("errors.Is: NotFound %v, Busy %v", errors.Is(err, ErrNotFound), errors.Is(err, ErrBusy))
 	}
-	var back *gozfs.Error
-	if !errors.As(err, &back) || back != ge {
-		t.Errorf("errors.As to *gozfs.Error failed")
+	var back *command.Error
+	if !errors.As(err, &back) || back != ce {
+		t.Errorf("errors.As to *command.Error failed")
 	}
-	if e.ExitCode != 1 || strings.Join(e.Argv, " ") != "/sbin/zfs destroy -r p/a" {
-		t.Errorf("Error = %+v", e)
-	}
-	if got, want := err.Error(), "/sbin/zfs destroy -r p/a: exit 1: cannot open 'p/a': dataset does not exist"; got != want {
+	if got, want := err.Error(), "zfs destroy -r p/a: exit 1: cannot open 'p/a': dataset does not exist"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
-	// Non-go-zfs errors pass through.
-	plain := errors.New("can only clone snapshots")
-	if fromGoZFS(plain) != plain || fromGoZFS(nil) != nil {
-		t.Error("fromGoZFS changed a plain error or nil")
-	}
-}
-
-func TestReadBack(t *testing.T) {
-	list := &gozfs.Error{Err: errors.New("exit status 1"), Debug: "/sbin/zfs list -Hp -o name,origin p/a"}
-	create := &gozfs.Error{Err: errors.New("exit status 1"), Debug: "/sbin/zfs create p/a"}
-	if got := readBack(list); got == "" {
-		t.Error("readBack(list error) = \"\", want a note that the dataset exists")
-	}
-	if got := readBack(create); got != "" {
-		t.Errorf("readBack(create error) = %q, want \"\"", got)
-	}
-	if got := readBack(errors.New("x")); got != "" {
-		t.Errorf("readBack(plain error) = %q", got)
+	// Without a known text, the runner's error passes through unchanged.
+	other := &command.Error{Argv: argv, Exit: 2, Stderr: "internal error\n"}
+	if classified(other) != error(other) || classified(nil) != nil {
+		t.Error("classified changed an unclassified error or nil")
 	}
 }

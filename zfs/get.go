@@ -45,6 +45,41 @@ func ParseGet(r io.Reader) ([]Dataset, error) {
 func parseGet(r io.Reader, prefix string) ([]Dataset, error) {
 	var out []Dataset
 	index := map[string]int{}
+	err := scanGet(r, func(row getRow) {
+		k, seen := index[row.name]
+		if !seen {
+			k = len(out)
+			index[row.name] = k
+			out = append(out, Dataset{Name: row.name, Props: map[string]string{}})
+		}
+		d := &out[k]
+		switch {
+		case row.prop == "mountpoint":
+			d.Mountpoint = row.value
+		case row.prop == "origin":
+			if row.value != "-" {
+				d.Origin = row.value
+			}
+		case strings.HasPrefix(row.prop, prefix) && row.source == "local":
+			d.Props[row.prop] = row.value
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// getRow is one row of `zfs get -H -o name,property,value,source`.
+type getRow struct{ name, prop, value, source string }
+
+// scanGet calls fn for each row of r, the output of
+// `zfs get -H[p] -o name,property,value,source`. A row's name and property
+// are its first two TAB-separated fields and its source follows the last
+// TAB; the value is everything in between, so it may contain TABs (zfs get
+// prints user property values verbatim). A line without four fields is an
+// error naming its line number.
+func scanGet(r io.Reader, fn func(getRow)) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), maxLine)
 	for n := 1; sc.Scan(); n++ {
@@ -53,29 +88,12 @@ func parseGet(r io.Reader, prefix string) ([]Dataset, error) {
 		prop, rest, ok2 := strings.Cut(rest, "\t")
 		i := strings.LastIndexByte(rest, '\t')
 		if !ok1 || !ok2 || i < 0 || name == "" || prop == "" {
-			return nil, fmt.Errorf("zfs get output line %d: want name, property, value and source separated by TABs, got %q", n, line)
+			return fmt.Errorf("zfs get output line %d: want name, property, value and source separated by TABs, got %q", n, line)
 		}
-		value, source := rest[:i], rest[i+1:]
-		k, seen := index[name]
-		if !seen {
-			k = len(out)
-			index[name] = k
-			out = append(out, Dataset{Name: name, Props: map[string]string{}})
-		}
-		d := &out[k]
-		switch {
-		case prop == "mountpoint":
-			d.Mountpoint = value
-		case prop == "origin":
-			if value != "-" {
-				d.Origin = value
-			}
-		case strings.HasPrefix(prop, prefix) && source == "local":
-			d.Props[prop] = value
-		}
+		fn(getRow{name: name, prop: prop, value: rest[:i], source: rest[i+1:]})
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("zfs get output: %w", err)
+		return fmt.Errorf("zfs get output: %w", err)
 	}
-	return out, nil
+	return nil
 }

@@ -7,8 +7,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jailkeeper/jailkeeper/agent"
+	"github.com/jailkeeper/jailkeeper/hostsetup"
 	"github.com/jailkeeper/jailkeeper/internal/command"
-	"github.com/jailkeeper/jailkeeper/jails"
 )
 
 // newHostCmd is `jailkeeper host`, with `host init`.
@@ -46,31 +46,23 @@ With --dry-run it runs and writes nothing and prints every step.`,
 		if err != nil {
 			return err
 		}
-		return jails.HostInit(c.Context(), hc, command.Exec{}, *dry, c.OutOrStdout())
+		return hostsetup.HostInit(c.Context(), hc, command.Exec{}, *dry, c.OutOrStdout())
 	}
 	host.AddCommand(initCmd)
 	return host
 }
 
 // hostConfig is the jails section of the config as host init needs it.
-func hostConfig(cfg *agent.Config) (jails.HostConfig, error) {
+func hostConfig(cfg *agent.Config) (hostsetup.HostConfig, error) {
 	pool, err := netip.ParsePrefix(cfg.Jails.Pool)
 	if err != nil {
-		return jails.HostConfig{}, invalid(fmt.Errorf("%s: jails.pool: %w", cfg.File, err))
+		return hostsetup.HostConfig{}, invalid(fmt.Errorf("%s: jails.pool: %w", cfg.File, err))
 	}
-	return jails.HostConfig{
+	return hostsetup.HostConfig{
 		Dataset:   cfg.Jails.Dataset,
 		Root:      cfg.Jails.Root,
 		Interface: cfg.Jails.Interface,
 		Pool:      pool,
 		ConfDir:   cfg.Jails.ConfDir,
 	}, nil
-}
-
-// noArgs is cobra.NoArgs as a usage error (exit 2).
-func noArgs(c *cobra.Command, args []string) error {
-	if err := cobra.NoArgs(c, args); err != nil {
-		return usageError{err}
-	}
-	return nil
 }

@@ -1,40 +1,11 @@
 package main
 
 import (
-	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
+	"github.com/jailkeeper/jailkeeper/internal/golden"
 )
-
-// -update rewrites the golden files of these tests (registered once for
-// the package's tests).
-func init() {
-	if flag.Lookup("update") == nil {
-		flag.Bool("update", false, "rewrite the golden files under testdata/")
-	}
-}
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if f := flag.Lookup("update"); f != nil && f.Value.String() == "true" {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test -update creates it)", err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("%s differs (-want +got):\n%s", path, diff)
-	}
-}
 
 // The dry runs print the exact commands a fresh FreeBSD host gets, and run
 // nothing (there is no sysrc, jail or FreeBSD zfs here to run).
@@ -43,7 +14,7 @@ func TestHostInitDryRun(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	golden(t, "host-init-dry-run.golden", out)
+	golden.Assert(t, "testdata/host-init-dry-run.golden", []byte(out))
 	if strings.Contains(out, "jail_enable") {
 		t.Error("host init sets jail_enable: rc.d/jail would start retired and failed releases at boot")
 	}
@@ -54,7 +25,7 @@ func TestTemplateCreateDryRun(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	golden(t, "template-create-dry-run.golden", out)
+	golden.Assert(t, "testdata/template-create-dry-run.golden", []byte(out))
 
 	code, out, errOut = runCapture(t, "template", "create", "14.3-RELEASE", "--dry-run", "--update", "--file", "/usr/freebsd-dist/base.txz", "--config", "testdata/freebsd.yaml")
 	if code != 0 {

@@ -1,6 +1,3 @@
-// Command jailkeeper is the GitOps agent for FreeBSD jails: its subcommands
-// run the daemon, plan and inspect passes, and set up a host. Flags become an
-// agent.Config; everything else lives in the packages.
 package main
 
 import (
@@ -10,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/jailkeeper/jailkeeper/agent"
 )
 
 // Exit codes: 0 ok, 1 failure, 2 bad usage or invalid input.
@@ -106,17 +105,24 @@ func isUsage(err error) bool {
 
 var errUsage = errors.New("usage")
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// configFlag adds --config (-c), the agent config file, to c.
+func configFlag(c *cobra.Command) *string {
+	return c.Flags().StringP("config", "c", agent.DefaultConfigPath, "agent config file")
+}
 
-func newVersionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintln(cmd.OutOrStdout(), "jailkeeper", version)
-			return nil
-		},
+// loadConfig reads the config; an invalid one is bad input (exit 2).
+func loadConfig(path string) (*agent.Config, error) {
+	cfg, err := agent.LoadConfig(path)
+	if err != nil {
+		return nil, invalid(err)
 	}
+	return cfg, nil
+}
+
+// noArgs is cobra.NoArgs as a usage error (exit 2).
+func noArgs(c *cobra.Command, args []string) error {
+	if err := cobra.NoArgs(c, args); err != nil {
+		return usageError{err}
+	}
+	return nil
 }

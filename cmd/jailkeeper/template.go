@@ -5,8 +5,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/jailkeeper/jailkeeper/hostsetup"
 	"github.com/jailkeeper/jailkeeper/internal/command"
-	"github.com/jailkeeper/jailkeeper/jails"
 )
 
 // newTemplateCmd is `jailkeeper template`, with `template create VERSION`.
@@ -42,7 +42,7 @@ prints every step.`,
 	dry := create.Flags().Bool("dry-run", false, "print the commands, download and change nothing")
 	url := create.Flags().String("url", "", "release directory with MANIFEST and base.txz (default https://download.freebsd.org/releases/<arch>/VERSION/)")
 	file := create.Flags().String("file", "", "local base.txz to use; its MANIFEST must be in the same directory")
-	arch := create.Flags().String("arch", jails.ReleaseArch(), "architecture path on download.freebsd.org")
+	arch := create.Flags().String("arch", hostsetup.ReleaseArch(), "architecture path on download.freebsd.org")
 	update := create.Flags().Bool("update", false, "run freebsd-update on the template (on an existing one: patch it and snapshot it again)")
 	create.RunE = func(c *cobra.Command, args []string) error {
 		cfg, err := loadConfig(*cfgPath)
@@ -52,7 +52,7 @@ prints every step.`,
 		if *url != "" && *file != "" {
 			return usageError{fmt.Errorf("--url and --file exclude each other")}
 		}
-		return jails.TemplateCreate(c.Context(), jails.TemplateConfig{
+		return hostsetup.TemplateCreate(c.Context(), hostsetup.TemplateConfig{
 			Dataset: cfg.Jails.Dataset,
 			Root:    cfg.Jails.Root,
 			Version: args[0],

@@ -14,6 +14,7 @@ import (
 	"github.com/jailkeeper/jailkeeper/manifest"
 )
 
+// newValidateCmd is `jailkeeper validate DIR`, for a deploy repo's CI.
 func newValidateCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "validate DIR",

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,43 +12,6 @@ import (
 	"github.com/jailkeeper/jailkeeper/internal/testenv"
 	"github.com/jailkeeper/jailkeeper/manifest"
 )
-
-// runCapture runs the CLI in process with os.Stdout and os.Stderr captured.
-// It swaps process-wide files, so tests that use it must not be parallel.
-func runCapture(t *testing.T, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	oldOut, oldErr := os.Stdout, os.Stderr
-	os.Stdout, os.Stderr = outW, errW
-	t.Cleanup(func() { os.Stdout, os.Stderr = oldOut, oldErr })
-
-	read := func(r io.Reader, into *string) chan struct{} {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			b, _ := io.ReadAll(r)
-			*into = string(b)
-		}()
-		return done
-	}
-	outDone, errDone := read(outR, &stdout), read(errR, &stderr)
-	code = run(args)
-	os.Stdout, os.Stderr = oldOut, oldErr
-	outW.Close()
-	errW.Close()
-	<-outDone
-	<-errDone
-	outR.Close()
-	errR.Close()
-	return code, stdout, stderr
-}
 
 func TestValidateExample(t *testing.T) {
 	dir := filepath.Join(testenv.RepoRoot(t), "deploy-repo-example", "services")

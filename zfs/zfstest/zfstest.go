@@ -65,7 +65,7 @@ func Pool(t testing.TB) string {
 	realZFS := testenv.Command(t, "zfs")
 	testenv.Command(t, "flock")
 	fuse(t)
-	startDaemon(t, zfsFuse, zpool)
+	startDaemon(t, daemon{zfsFuse: zfsFuse, zpool: zpool, zfs: realZFS})
 
 	name := fmt.Sprintf("%s%dx%d", poolPrefix, os.Getpid(), poolSeq.Add(1))
 	dir := t.TempDir()
@@ -105,10 +105,28 @@ func fuse(t testing.TB) {
 	}
 }
 
-// startDaemon takes this process's lease and, under the start lock, starts
-// zfs-fuse through the watchdog unless a daemon answers already. It also
+// startDaemon takes this process's lease and, under the start lock, makes
+// sure a zfs-fuse daemon answers: it starts one through the watchdog when
+// none runs, and restarts a dead or hung one (daemon.ensure). It also
 // destroys pools left by test processes that died without cleaning up.
-func startDaemon(t testing.TB, zfsFuse, zpool string) {
+func startDaemon(t testing.TB, d daemon) {
+	t.Helper()
+	takeLease(t)
+	unlock := lockStart(t)
+	defer unlock()
+	restarted, err := d.ensure(probeTries)
+	if restarted != "" {
+		t.Logf("zfstest: restarted zfs-fuse: %s", restarted)
+	}
+	if err != nil {
+		t.Fatalf("zfstest: %v", err)
+	}
+	removeStalePools(t, d.zpool)
+}
+
+// takeLease takes this process's shared lease once; it is held until the
+// process exits.
+func takeLease(t testing.TB) {
 	t.Helper()
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		t.Fatal(err)
@@ -131,51 +149,30 @@ func startDaemon(t testing.TB, zfsFuse, zpool string) {
 	if leaseFile == nil {
 		t.Fatalf("zfstest lease: %v", leaseErr)
 	}
+}
 
+// lockStart takes the start lock, which serialises checking, starting and
+// restarting the daemon, and returns its release.
+func lockStart(t testing.TB) (unlock func()) {
+	t.Helper()
 	lock, err := os.OpenFile(filepath.Join(stateDir, "start.lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lock.Close() // closing drops the flock
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		lock.Close()
 		t.Fatalf("flock start.lock: %v", err)
 	}
-
-	if exec.Command(zpool, "list", "-H").Run() != nil {
-		script := filepath.Join(stateDir, "zfs-fuse-watchdog.sh")
-		if err := os.WriteFile(script, []byte(watchdogScript), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		log := filepath.Join(stateDir, "zfs-fuse.log")
-		cmd := exec.Command("sh", script, lease, log, zfsFuse)
-		cmd.Dir = "/"
-		// Its own session: it outlives this process and stops the
-		// daemon after the last test process has gone.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start zfs-fuse watchdog: %v", err)
-		}
-		_ = cmd.Process.Release()
-		// Wait until the daemon answers. A readiness wait, not an assertion.
-		deadline := time.Now().Add(30 * time.Second)
-		for exec.Command(zpool, "list", "-H").Run() != nil {
-			if time.Now().After(deadline) {
-				logText, _ := os.ReadFile(log)
-				t.Fatalf("zfs-fuse did not answer within 30s; %s:\n%s", log, logText)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	removeStalePools(t, zpool)
+	return func() { lock.Close() } // closing drops the flock
 }
 
 // removeStalePools destroys pools named by this package whose process is
 // gone (a test killed before its cleanup ran).
 func removeStalePools(t testing.TB, zpool string) {
 	t.Helper()
-	out, err := exec.Command(zpool, "list", "-H", "-o", "name").Output()
+	out, err := runTimed(zpool, "list", "-H", "-o", "name")
 	if err != nil {
-		t.Fatalf("zpool list: %v", err)
+		t.Fatalf("zfstest: %v", err)
 	}
 	for _, name := range strings.Fields(string(out)) {
 		m := poolRE.FindStringSubmatch(name)
@@ -186,8 +183,8 @@ func removeStalePools(t testing.TB, zpool string) {
 		if err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) != syscall.ESRCH {
 			continue
 		}
-		if out, err := exec.Command(zpool, "destroy", "-f", name).CombinedOutput(); err != nil {
-			t.Logf("zfstest: destroying stale pool %s: %v: %s", name, err, out)
+		if _, err := runTimed(zpool, "destroy", "-f", name); err != nil {
+			t.Logf("zfstest: destroying stale pool: %v", err)
 		}
 	}
 }
@@ -196,27 +193,25 @@ func removeStalePools(t testing.TB, zpool string) {
 // -f. Failing to destroy it fails the test.
 func destroyPool(t testing.TB, zpool, name string) {
 	t.Helper()
-	var out []byte
 	var err error
 	for i := 0; i < 10; i++ {
-		if out, err = exec.Command(zpool, "destroy", name).CombinedOutput(); err == nil {
+		if _, err = runTimed(zpool, "destroy", name); err == nil {
 			return
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if out2, err2 := exec.Command(zpool, "destroy", "-f", name).CombinedOutput(); err2 != nil {
-		t.Errorf("zfstest: zpool destroy %s: %v: %s; with -f: %v: %s", name, err, out, err2, out2)
+	if _, err2 := runTimed(zpool, "destroy", "-f", name); err2 != nil {
+		t.Errorf("zfstest: %v; with -f: %v", err, err2)
 	}
 }
 
+// mustRun runs a command bounded by CommandTimeout and fails the test,
+// naming the command, when it fails or times out.
 func mustRun(t testing.TB, name string, args ...string) []byte {
 	t.Helper()
-	var stderr bytes.Buffer
-	cmd := exec.Command(name, args...)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := runTimed(name, args...)
 	if err != nil {
-		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, stderr.Bytes())
+		t.Fatalf("zfstest: %v", err)
 	}
 	return out
 }

@@ -1,10 +1,10 @@
 package zfstest_test
 
 import (
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	gozfs "github.com/mistifyio/go-zfs/v3"
@@ -12,18 +12,32 @@ import (
 	"github.com/jailkeeper/jailkeeper/zfs/zfstest"
 )
 
-// zfsOut runs the zfs on PATH (the wrapper) and returns its stdout.
+// zfsOut runs the zfs on PATH (the wrapper), bounded by
+// zfstest.CommandTimeout, and returns its stdout.
 func zfsOut(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := exec.Command("zfs", args...).Output()
+	out, err := zfstest.Runner().Run(t.Context(), append([]string{"zfs"}, args...), nil)
 	if err != nil {
-		var stderr []byte
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = ee.Stderr
-		}
-		t.Fatalf("zfs %s: %v: %s", strings.Join(args, " "), err, stderr)
+		t.Fatal(err) // names argv, exit status and stderr
 	}
 	return string(out)
+}
+
+// bounded runs call, which cannot take a context (go-zfs runs zfs with
+// exec.Command), and fails the test naming it when it does not return
+// within zfstest.CommandTimeout.
+func bounded(t *testing.T, name string, call func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		call()
+	}()
+	select {
+	case <-done:
+	case <-time.After(zfstest.CommandTimeout):
+		t.Fatalf("%s: no answer within %s", name, zfstest.CommandTimeout)
+	}
 }
 
 // TestWrapperListP checks gap 1 and 2: go-zfs's `zfs list -Hp` with
@@ -34,7 +48,9 @@ func TestWrapperListP(t *testing.T) {
 	zfsOut(t, "create", pool+"/a")
 	zfsOut(t, "snapshot", pool+"/a@s1")
 
-	d, err := gozfs.GetDataset(pool + "/a")
+	var d *gozfs.Dataset
+	var err error
+	bounded(t, "go-zfs GetDataset", func() { d, err = gozfs.GetDataset(pool + "/a") })
 	if err != nil {
 		t.Fatalf("go-zfs GetDataset through the wrapper: %v", err)
 	}
@@ -48,7 +64,8 @@ func TestWrapperListP(t *testing.T) {
 	if d.Type != "filesystem" || !strings.HasSuffix(d.Mountpoint, "/mnt/a") || d.Written != 0 || d.Logicalused != 0 {
 		t.Errorf("go-zfs dataset = %+v", d)
 	}
-	snaps, err := gozfs.Snapshots(pool)
+	var snaps []*gozfs.Dataset
+	bounded(t, "go-zfs Snapshots", func() { snaps, err = gozfs.Snapshots(pool) })
 	if err != nil {
 		t.Fatalf("go-zfs Snapshots: %v", err)
 	}
@@ -57,7 +74,7 @@ func TestWrapperListP(t *testing.T) {
 	}
 
 	// A missing dataset keeps zfs's message and exit status.
-	_, err = gozfs.GetDataset(pool + "/nope")
+	bounded(t, "go-zfs GetDataset", func() { _, err = gozfs.GetDataset(pool + "/nope") })
 	if err == nil || !strings.Contains(err.Error(), "dataset does not exist") {
 		t.Errorf("GetDataset(missing) error = %v", err)
 	}
@@ -95,7 +112,7 @@ func TestBusy(t *testing.T) {
 	pool := zfstest.Pool(t)
 	zfsOut(t, "create", pool+"/b")
 	release := zfstest.Busy(t, pool+"/b")
-	if out, err := exec.Command("zfs", "destroy", pool+"/b").CombinedOutput(); err == nil {
+	if out, err := zfstest.Runner().Run(t.Context(), []string{"zfs", "destroy", pool + "/b"}, nil); err == nil {
 		t.Fatalf("zfs destroy of a busy dataset succeeded: %s", out)
 	}
 	release()

@@ -1,0 +1,72 @@
+package process
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// identity returns "<boot id>:<start time>" for pid and whether it is
+// alive (not a zombie). The start time, in clock ticks since boot (field 22 of
+// /proc/<pid>/stat, see proc(5)), tells a process from a later one that
+// reuses its PID during this boot; the boot id (random per boot,
+// /proc/sys/kernel/random/boot_id, see random(4)) tells it from one of an
+// earlier boot that had the same PID and started in the same tick. A missing
+// process is an error wrapping fs.ErrNotExist.
+func identity(pid int) (id string, alive bool, err error) {
+	boot, err := bootID()
+	if err != nil {
+		return "", false, err
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		// ESRCH: the process exited between open and read of its stat.
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+			return "", false, fs.ErrNotExist
+		}
+		return "", false, err
+	}
+	start, alive, err := parseStat(b)
+	if err != nil {
+		return "", false, err
+	}
+	return boot + ":" + start, alive, nil
+}
+
+// bootID reads this boot's id once.
+var bootID = sync.OnceValues(func() (string, error) {
+	const p = "/proc/sys/kernel/random/boot_id"
+	b, err := os.ReadFile(p)
+	if err != nil {
+		// %v: a missing file must not read as a missing process.
+		return "", fmt.Errorf("read boot id: %v", err)
+	}
+	id := strings.TrimSpace(string(b))
+	if id == "" || strings.ContainsAny(id, ": \t\n") {
+		return "", fmt.Errorf("read boot id: unexpected %s %q", p, b)
+	}
+	return id, nil
+})
+
+// parseStat reads state and starttime from a /proc/<pid>/stat line:
+// "pid (comm) state ppid ...", where comm may hold spaces and parentheses.
+func parseStat(b []byte) (start string, alive bool, err error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return "", false, fmt.Errorf("malformed /proc stat %q", b)
+	}
+	f := bytes.Fields(b[i+1:])
+	// f[0] is field 3 (state), so field n is f[n-3].
+	if len(f) < 22-3+1 {
+		return "", false, fmt.Errorf("malformed /proc stat %q", b)
+	}
+	state := f[0]
+	alive = !bytes.Equal(state, []byte("Z")) && !bytes.Equal(state, []byte("X"))
+	return string(f[22-3]), alive, nil
+}

@@ -1,0 +1,150 @@
+package process
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jailkeeper/jailkeeper/internal/atomicfile"
+	"github.com/jailkeeper/jailkeeper/release"
+)
+
+// List returns the releases under Root, sorted by name, with Running
+// observed from their pidfiles. Directories that are not releases (no
+// release.json, or a name that is not a release name) are skipped. A release
+// whose release.json cannot be read is reported, not fatal: it is listed in
+// state failed with the cause in Reason and no address.
+func (p *Runtime) List(ctx context.Context) ([]release.Release, error) {
+	entries, err := os.ReadDir(p.cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("list releases: %w", err)
+	}
+	var out []release.Release
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if !e.IsDir() || release.ValidName(e.Name()) != nil {
+			continue
+		}
+		r, err := p.read(e.Name())
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			r = release.Release{
+				Name:    e.Name(),
+				Service: release.ServiceOf(e.Name()),
+				State:   release.StateFailed,
+				Reason:  err.Error(),
+			}
+		}
+		if r.Running, err = p.running(e.Name()); err != nil {
+			return nil, fmt.Errorf("list releases: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// read returns the release.json of name; an error wrapping fs.ErrNotExist
+// when there is none.
+func (p *Runtime) read(name string) (release.Release, error) {
+	b, err := os.ReadFile(filepath.Join(p.dir(name), releaseFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return release.Release{}, fmt.Errorf("release %s: %w: %w", name, release.ErrNotFound, err)
+	}
+	if err != nil {
+		return release.Release{}, fmt.Errorf("release %s: %w", name, err)
+	}
+	var r release.Release
+	if err := json.Unmarshal(b, &r); err != nil {
+		return release.Release{}, fmt.Errorf("release %s: corrupt %s: %w", name, releaseFile, err)
+	}
+	if r.Name != name {
+		return release.Release{}, fmt.Errorf("release %s: corrupt %s: it names %q", name, releaseFile, r.Name)
+	}
+	if !r.State.Valid() {
+		return release.Release{}, fmt.Errorf("release %s: corrupt %s: state %q", name, releaseFile, r.State)
+	}
+	return r, nil
+}
+
+func (p *Runtime) write(r release.Release) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(filepath.Join(p.dir(r.Name), releaseFile), append(b, '\n'), 0o644)
+}
+
+// SetStatus records st in release.json, replacing the file atomically.
+func (p *Runtime) SetStatus(ctx context.Context, name string, st release.Status) error {
+	if err := release.ValidName(name); err != nil {
+		return err
+	}
+	if !st.State.Valid() {
+		return fmt.Errorf("set status of %s: invalid state %q", name, st.State)
+	}
+	unlock := p.lock(name)
+	defer unlock()
+	r, err := p.read(name)
+	if err != nil {
+		return fmt.Errorf("set status: %w", err)
+	}
+	r.State, r.Reason, r.Failures, r.FailedAt = st.State, st.Reason, st.Failures, st.FailedAt.UTC()
+	if st.FailedAt.IsZero() {
+		r.FailedAt = time.Time{}
+	}
+	if err := p.write(r); err != nil {
+		return fmt.Errorf("set status of %s: %w", name, err)
+	}
+	return nil
+}
+
+// reserve picks r's address and creates its directory with release.json,
+// under allocMu so that concurrent creates never share an address.
+func (p *Runtime) reserve(r *release.Release) error {
+	p.allocMu.Lock()
+	defer p.allocMu.Unlock()
+	used := map[netip.Addr]bool{}
+	entries, err := os.ReadDir(p.cfg.Root)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.IsDir() || release.ValidName(e.Name()) != nil {
+			continue
+		}
+		if o, err := p.read(e.Name()); err == nil {
+			used[o.IP] = true
+		}
+	}
+	ip, err := pickAddr(p.cfg.Pool, used)
+	if err != nil {
+		return err
+	}
+	r.IP = ip
+	if err := os.Mkdir(p.dir(r.Name), 0o750); err != nil {
+		return err
+	}
+	return p.write(*r)
+}
+
+// pickAddr returns the lowest address of pool, after its first two,
+// that is not in used.
+func pickAddr(pool netip.Prefix, used map[netip.Addr]bool) (netip.Addr, error) {
+	a := pool.Addr().Next().Next()
+	for ; a.IsValid() && pool.Contains(a); a = a.Next() {
+		if !used[a] {
+			return a, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("%w: %s", release.ErrPoolExhausted, pool)
+}

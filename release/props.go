@@ -1,0 +1,24 @@
+package release
+
+// The ZFS user properties of a release dataset (DESIGN.md, "State is the
+// system"): the stored form of a Release's fields. Runtimes set them with
+// -o at clone time and read only locally set values back. The process
+// runtime keeps the same fields in release.json and sets only PropManaged
+// and PropService on its clones.
+const (
+	// PropPrefix is the namespace of jailkeeper's user properties; it is
+	// the zfs package's Prefix.
+	PropPrefix = "jailkeeper:"
+
+	PropManaged  = PropPrefix + "managed" // "yes" on every dataset jailkeeper made
+	PropService  = PropPrefix + "service"
+	PropSHA      = PropPrefix + "sha"
+	PropSpec     = PropPrefix + "spec"
+	PropIP       = PropPrefix + "ip"
+	PropPort     = PropPrefix + "port"
+	PropState    = PropPrefix + "state"
+	PropCreated  = PropPrefix + "created"
+	PropReason   = PropPrefix + "reason"
+	PropFailures = PropPrefix + "failures"
+	PropFailedAt = PropPrefix + "failed_at"
+)
