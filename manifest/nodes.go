@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -150,8 +151,12 @@ func (d *decoder) nodeSize(field string, n *yaml.Node) (int64, bool) {
 		return 0, false
 	}
 	v, err := ParseSize(n.Value)
-	if err != nil {
-		d.errorAtNode(n, field, "must be a size such as 512M or 10G, got %q: %v", truncate(n.Value), err)
+	switch {
+	case errors.Is(err, errSize):
+		d.errorAtNode(n, field, "must be a size such as 512M or 10G, got %q: a whole number of bytes, optionally with a K, M, G, T, P or E suffix (powers of 1024)", truncate(n.Value))
+		return 0, false
+	case err != nil:
+		d.errorAtNode(n, field, "must be a size such as 512M or 10G: %v", err)
 		return 0, false
 	}
 	return v, true

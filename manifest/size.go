@@ -21,7 +21,7 @@ var sizeRE = regexp.MustCompile(`^([0-9]+)(?:([KkMmGgTtPpEe])(?:[Ii]?[Bb])?|[Bb]
 var sizeShift = map[byte]uint{'K': 10, 'M': 20, 'G': 30, 'T': 40, 'P': 50, 'E': 60}
 
 // errSize says what a size looks like, for messages.
-var errSize = errors.New("want a whole number of bytes with an optional K, M, G, T, P or E suffix (powers of 1024), such as 512M or 10G")
+var errSize = errors.New("not a size: want a whole number of bytes, optionally with a K, M, G, T, P or E suffix (powers of 1024), such as 512M or 10G")
 
 // ParseSize parses a size in bytes as manifests write it: "4096", "512K",
 // "512M", "10G", "1T" (powers of 1024, case-insensitive, optionally
@@ -34,14 +34,14 @@ func ParseSize(s string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(m[1], 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("%s is too large", s)
+		return 0, fmt.Errorf("%s is too large for 64 bits", s)
 	}
 	if m[2] == "" {
 		return n, nil
 	}
 	shift := sizeShift[strings.ToUpper(m[2])[0]]
 	if n > 0 && bits.Len64(uint64(n))+int(shift) > 63 {
-		return 0, fmt.Errorf("%s is too large", s)
+		return 0, fmt.Errorf("%s is too large for 64 bits", s)
 	}
 	return n << shift, nil
 }

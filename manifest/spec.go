@@ -85,14 +85,15 @@ func (s *Service) SpecHash() string {
 	}
 	var data []canonicalData
 	for _, d := range s.Data {
-		data = append(data, canonicalData{Name: d.Name, Path: d.Path, Quota: d.Quota})
+		data = append(data, canonicalData(d))
 	}
 	slices.SortFunc(data, func(a, b canonicalData) int {
 		return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.Path, b.Path))
 	})
 	var limits *canonicalLimits
 	if l := s.Limits; !l.IsZero() {
-		limits = &canonicalLimits{Memory: l.Memory, PCPU: l.PCPU, MaxProc: l.MaxProc, OpenFiles: l.OpenFiles, Disk: l.Disk}
+		c := canonicalLimits(l)
+		limits = &c
 	}
 	migrate := s.Migrate
 	if len(migrate) == 0 {
