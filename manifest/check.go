@@ -93,7 +93,7 @@ func check(s *Service, report reporter) {
 	}
 	checkAllow(s.Allow, report)
 	checkData(s, report)
-	checkLimits(s.Limits, report)
+	checkLimits("limits", s.Limits, report)
 	checkRollout(s, report)
 }
 

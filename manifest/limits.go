@@ -5,25 +5,47 @@ import "gopkg.in/yaml.v3"
 // limitKeys are the keys of limits, in the order messages list them.
 var limitKeys = []string{"memory", "pcpu", "maxproc", "openfiles", "disk"}
 
-// decodeLimits reads the limits key. `limits: {}` is the same as none.
-func (d *decoder) decodeLimits(c *capture) Limits {
+// DecodeLimits decodes and checks a mapping of limits written as a
+// manifest's limits key is, such as the agent config's defaults.limits, so
+// that both take the same units and bounds. file and field (the mapping's
+// dotted path, such as "defaults.limits") name the problems, which come
+// back as Errors (errors.Is ErrInvalid) with lines.
+func DecodeLimits(file, field string, n *yaml.Node) (Limits, error) {
+	d := &decoder{file: file, lines: map[string]int{}, bad: map[string]bool{}}
+	d.lines[field] = n.Line
+	d.index(field, n)
+	l := d.decodeLimits(field, &capture{n})
+	checkLimits(field, l, func(f, format string, args ...any) {
+		if !d.isBad(f) {
+			d.errorf(f, format, args...)
+		}
+	})
+	if err := asError(d.errs); err != nil {
+		return Limits{}, err
+	}
+	return l, nil
+}
+
+// decodeLimits reads the limits mapping at field. `limits: {}` is the same
+// as none.
+func (d *decoder) decodeLimits(field string, c *capture) Limits {
 	var l Limits
 	if c == nil {
 		return l
 	}
-	m, _ := d.fields("limits", c.n, limitKeys)
+	m, _ := d.fields(field, c.n, limitKeys)
 	size := func(key string, dst *int64) {
 		if v, ok := m[key]; ok {
-			if n, ok := d.nodeSize("limits."+key, v); ok {
-				d.notZero("limits."+key, v, n)
+			if n, ok := d.nodeSize(join(field, key), v); ok {
+				d.notZero(join(field, key), v, n)
 				*dst = n
 			}
 		}
 	}
 	count := func(key string, dst *int) {
 		if v, ok := m[key]; ok {
-			if n, ok := d.nodeInt("limits."+key, v); ok {
-				d.notZero("limits."+key, v, int64(n))
+			if n, ok := d.nodeInt(join(field, key), v); ok {
+				d.notZero(join(field, key), v, int64(n))
 				*dst = n
 			}
 		}
@@ -44,8 +66,9 @@ func (d *decoder) notZero(field string, n *yaml.Node, v int64) {
 	}
 }
 
-// checkLimits checks the units and bounds of each limit that is set.
-func checkLimits(l Limits, report reporter) {
+// checkLimits checks the bounds of each limit that is set; field is where
+// the limits are ("limits" in a manifest).
+func checkLimits(field string, l Limits, report reporter) {
 	checkSize := func(field string, v int64) {
 		if v != 0 && v < MinSize {
 			report(field, "must be at least %s, got %d bytes; write a unit, such as 512M", FormatSize(MinSize), v)
@@ -56,9 +79,9 @@ func checkLimits(l Limits, report reporter) {
 			report(field, "must be between 1 and %d %s, got %d", hi, unit, v)
 		}
 	}
-	checkSize("limits.memory", l.Memory)
-	checkCount("limits.pcpu", l.PCPU, MaxPCPU, "percent of one CPU core (200 is two cores)")
-	checkCount("limits.maxproc", l.MaxProc, MaxMaxProc, "processes")
-	checkCount("limits.openfiles", l.OpenFiles, MaxOpenFiles, "open files")
-	checkSize("limits.disk", l.Disk)
+	checkSize(join(field, "memory"), l.Memory)
+	checkCount(join(field, "pcpu"), l.PCPU, MaxPCPU, "percent of one CPU core (200 is two cores)")
+	checkCount(join(field, "maxproc"), l.MaxProc, MaxMaxProc, "processes")
+	checkCount(join(field, "openfiles"), l.OpenFiles, MaxOpenFiles, "open files")
+	checkSize(join(field, "disk"), l.Disk)
 }

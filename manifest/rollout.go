@@ -22,7 +22,7 @@ var snapshotRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$`)
 // in the rest of s.
 func (d *decoder) convertRollout(raw *rawManifest, s *Service) {
 	s.Data = d.decodeData(raw.Data)
-	s.Limits = d.decodeLimits(raw.Limits)
+	s.Limits = d.decodeLimits("limits", raw.Limits)
 	if v, ok := d.duration("standby", raw.Standby); ok {
 		s.Standby = &v
 	}

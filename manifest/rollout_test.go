@@ -1,11 +1,14 @@
 package manifest
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"gopkg.in/yaml.v3"
 )
 
 // second sets every key of the second wave (DESIGN "Manifest v1": data,
@@ -197,5 +200,43 @@ func TestDataPathProblem(t *testing.T) {
 		if msg := DataPathProblem(tt.in); !strings.Contains(msg, tt.msg) {
 			t.Errorf("DataPathProblem(%q) = %q, want it to contain %q", tt.in, msg, tt.msg)
 		}
+	}
+}
+
+// TestDecodeLimits: the agent config's defaults.limits takes a manifest's
+// units and bounds, and its problems name the file, line and field.
+func TestDecodeLimits(t *testing.T) {
+	limitsNode := func(t *testing.T, in string) *yaml.Node {
+		t.Helper()
+		var doc struct {
+			Defaults struct {
+				Limits yaml.Node `yaml:"limits"`
+			} `yaml:"defaults"`
+		}
+		if err := yaml.Unmarshal([]byte(in), &doc); err != nil {
+			t.Fatal(err)
+		}
+		return &doc.Defaults.Limits
+	}
+	l, err := DecodeLimits("jailkeeper.yaml", "defaults.limits", limitsNode(t, "defaults:\n  limits: {memory: 1G, pcpu: 100, disk: 20G}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(Limits{Memory: 1 << 30, PCPU: 100, Disk: 20 << 30}, l); diff != "" {
+		t.Errorf("DecodeLimits (-want +got):\n%s", diff)
+	}
+
+	_, err = DecodeLimits("jailkeeper.yaml", "defaults.limits", limitsNode(t, "defaults:\n  limits:\n    memory: 1.5G\n    pcpu: 0\n    maxprocs: 10\n"))
+	var errs Errors
+	if !errors.As(err, &errs) || !errors.Is(err, ErrInvalid) {
+		t.Fatalf("DecodeLimits = %v, want Errors", err)
+	}
+	var got []string
+	for _, e := range errs {
+		got = append(got, fmt.Sprintf("%s:%d %s", e.File, e.Line, e.Field))
+	}
+	want := []string{"jailkeeper.yaml:3 defaults.limits.memory", "jailkeeper.yaml:4 defaults.limits.pcpu", "jailkeeper.yaml:5 defaults.limits.maxprocs"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("problems (-want +got):\n%s\n%v", diff, err)
 	}
 }
