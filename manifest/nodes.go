@@ -14,10 +14,6 @@ import (
 // their YAML nodes, as decode.go does for the top-level ones from
 // captures: every problem is reported with its field and line.
 
-// maxMergeDepth bounds how deep `<<` merge keys are followed, so an alias
-// that refers to its own mapping cannot loop.
-const maxMergeDepth = 8
-
 // resolve follows an alias to the node it names.
 func resolve(n *yaml.Node) *yaml.Node {
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
@@ -39,8 +35,15 @@ func (d *decoder) fields(field string, n *yaml.Node, known []string) (map[string
 	}
 	out := map[string]*yaml.Node{}
 	ok := true
-	var walk func(m *yaml.Node, depth int)
-	walk = func(m *yaml.Node, depth int) {
+	// A mapping merged twice adds nothing the first time did not; walking
+	// it again would let aliases make the work exponential, or loop.
+	seen := map[*yaml.Node]bool{}
+	var walk func(m *yaml.Node)
+	walk = func(m *yaml.Node) {
+		if seen[m] {
+			return
+		}
+		seen[m] = true
 		var merges []*yaml.Node
 		for i := 0; i+1 < len(m.Content); i += 2 {
 			k, v := m.Content[i], m.Content[i+1]
@@ -74,16 +77,16 @@ func (d *decoder) fields(field string, n *yaml.Node, known []string) (map[string
 				}
 			}
 			for _, mm := range maps {
-				if mm.Kind != yaml.MappingNode || depth >= maxMergeDepth {
+				if mm.Kind != yaml.MappingNode {
 					d.errorAtNode(mm, field, "a merge key (<<) must merge a mapping, got %s", describe(mm))
 					ok = false
 					continue
 				}
-				walk(mm, depth+1)
+				walk(mm)
 			}
 		}
 	}
-	walk(n, 0)
+	walk(n)
 	return out, ok
 }
 

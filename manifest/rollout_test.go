@@ -240,3 +240,32 @@ func TestDecodeLimits(t *testing.T) {
 		t.Errorf("problems (-want +got):\n%s\n%v", diff, err)
 	}
 }
+
+// TestDecodeMergeBomb: merge keys that refer to the same mappings over
+// and over cost once per mapping, not once per path through them.
+func TestDecodeMergeBomb(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(base + "x0: &m0 {path: /srv/a}\n")
+	for i := 1; i <= 8; i++ {
+		fmt.Fprintf(&b, "x%d: &m%d {<<: [", i, i)
+		for j := range 50 {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "*m%d", i-1)
+		}
+		b.WriteString("]}\n")
+	}
+	b.WriteString("data: [{<<: *m8, name: a}]\n")
+	_, err := Decode("hello.yaml", []byte(b.String()))
+	// The x keys are unknown fields; data itself decodes.
+	var errs Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("Decode = %v, want Errors", err)
+	}
+	for _, e := range errs {
+		if !strings.HasPrefix(e.Field, "x") {
+			t.Errorf("problem %q, want only the unknown x keys", e)
+		}
+	}
+}
