@@ -43,6 +43,13 @@ type rawManifest struct {
 	Hosts     *capture     `yaml:"hosts"`
 	Template  *capture     `yaml:"template"`
 	Allow     *capture     `yaml:"allow"`
+	// The keys below are decoded by convertRollout.
+	Data           *capture `yaml:"data"`
+	Limits         *capture `yaml:"limits"`
+	Standby        *capture `yaml:"standby"`
+	Canary         *capture `yaml:"canary"`
+	Migrate        *capture `yaml:"migrate"`
+	MigrateTimeout *capture `yaml:"migrate_timeout"`
 }
 
 type rawArtifact struct {
@@ -390,6 +397,7 @@ func (d *decoder) convert(raw *rawManifest) *Service {
 	if allow, ok := d.strList("allow", raw.Allow); ok && len(allow) > 0 {
 		s.Allow = allow
 	}
+	d.convertRollout(raw, s)
 	return s
 }
 
