@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jailkeeper/jailkeeper/process"
 	"github.com/jailkeeper/jailkeeper/release"
@@ -80,4 +84,39 @@ func TestProcessExitExplains(t *testing.T) {
 	case strings.ContainsAny(err.Error(), "\x1b\n"):
 		t.Errorf("Exit = %q, want no control characters", err)
 	}
+}
+
+// An executable still open for writing somewhere (a child forked while
+// artifact.Install wrote it, golang/go#22315) makes exec fail with
+// ETXTBSY: Start tries again, and one that lasts is release.ErrHostBusy,
+// the host's fault.
+func TestProcessStartBusyExecutable(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "releases")
+	p := newProcess(t, process.Config{Root: root})
+	r := create(t, p, helloSpec(t, nil))
+	bin := filepath.Join(root, r.Name, "root/usr/local/bin/hello")
+	openWrite := func() *os.File {
+		f, err := os.OpenFile(bin, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+
+	w := openWrite()
+	err := p.Start(ctx, r.Name)
+	w.Close()
+	if !errors.Is(err, release.ErrHostBusy) || !errors.Is(err, syscall.ETXTBSY) {
+		t.Fatalf("Start with the executable open for writing = %v, want release.ErrHostBusy wrapping ETXTBSY", err)
+	}
+
+	// Closed while Start retries: it starts. (The retries wait 360ms in
+	// all; the writer closes after the first.)
+	w = openWrite()
+	go func() { time.Sleep(30 * time.Millisecond); w.Close() }()
+	if err := p.Start(ctx, r.Name); err != nil {
+		t.Fatalf("Start once the writer closed: %v", err)
+	}
+	waitUp(t, p, r)
 }
