@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -119,4 +120,19 @@ func TestProcessStartBusyExecutable(t *testing.T) {
 		t.Fatalf("Start once the writer closed: %v", err)
 	}
 	waitUp(t, p, r)
+}
+
+// When processes hold every address of the pool with the release's port
+// (a listener on the wildcard address would), the pool is exhausted, and
+// the error says why.
+func TestProcessHeldAddressesExhaustPool(t *testing.T) {
+	p := newProcess(t, process.Config{Pool: netip.MustParsePrefix("127.77.99.8/30")})
+	spec := helloSpec(t, nil)
+	for _, a := range []string{"127.77.99.10", "127.77.99.11"} {
+		hold(t, net.JoinHostPort(a, strconv.Itoa(spec.Port)))
+	}
+	_, err := p.Create(context.Background(), spec)
+	if !errors.Is(err, release.ErrPoolExhausted) || !strings.Contains(err.Error(), "2 addresses held by other processes") {
+		t.Fatalf("Create = %v, want release.ErrPoolExhausted saying the addresses are held", err)
+	}
 }

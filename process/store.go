@@ -132,9 +132,22 @@ func (p *Runtime) reserve(r *release.Release) error {
 		}
 	}
 	port := strconv.Itoa(r.Port)
+	nheld := 0
 	ip, err := pickAddr(p.cfg.Pool, func(a netip.Addr) bool {
-		return !used[a] && !held(net.JoinHostPort(a.String(), port))
+		if used[a] {
+			return false
+		}
+		if held(net.JoinHostPort(a.String(), port)) {
+			nheld++
+			return false
+		}
+		return true
 	})
+	if err != nil && nheld > 0 {
+		// Held by other processes (a listener on the wildcard address and
+		// this port holds them all): say so, or the pool looks full.
+		return fmt.Errorf("%w (%d addresses held by other processes on port %s)", err, nheld, port)
+	}
 	if err != nil {
 		return err
 	}
