@@ -609,3 +609,33 @@ func TestGateReasonSaysWhyTheAppDied(t *testing.T) {
 		t.Errorf("reason %q does not say why", r.Reason)
 	}
 }
+
+// A Start that fails because the address is taken (the jail runtime: jail -c
+// meets an alias added meanwhile, or another jail holds the address) is the
+// same host fault: three addresses, then a backoff, and nothing failed.
+func TestStartAddressInUseIsNoVerdict(t *testing.T) {
+	h := newHarness()
+	v1 := svc("hello", sha1)
+	h.rt.startErr = fmt.Errorf("start x: %w: 172.16.0.2: jail -f x -c x: exit status 1: ifconfig: ioctl (SIOCAIFADDR): File exists", release.ErrAddressInUse)
+	if _, err := h.pass(t, v1); !errors.Is(err, release.ErrAddressInUse) {
+		t.Fatalf("pass = %v, want release.ErrAddressInUse", err)
+	}
+	var creates, destroys int
+	for _, c := range h.rt.history() {
+		creates += btoi(strings.HasPrefix(c, "create "))
+		destroys += btoi(strings.HasPrefix(c, "destroy "))
+	}
+	if creates != AddressTries || destroys != AddressTries {
+		t.Errorf("%d creates and %d destroys, want %d each: %v", creates, destroys, AddressTries, h.rt.history())
+	}
+	if got := failedMarks(h); got != nil {
+		t.Errorf("marked failed: %v", got)
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
