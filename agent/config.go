@@ -17,6 +17,7 @@ import (
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
 
+	"github.com/jailkeeper/jailkeeper/manifest"
 	"github.com/jailkeeper/jailkeeper/process"
 	"github.com/jailkeeper/jailkeeper/release"
 )
@@ -45,6 +46,9 @@ type Config struct {
 	// watches hold no slot.
 	Parallel int          `yaml:"parallel"`
 	Notify   NotifyConfig `yaml:"notify"`
+	// Policy is what manifests may ask for beyond their own jail; the
+	// zero value denies (manifest.Policy).
+	Policy manifest.Policy `yaml:"policy"`
 
 	// Dir is the directory of the config file; secrets live in Dir/secrets.
 	Dir string `yaml:"-"`
@@ -72,6 +76,29 @@ type JailsConfig struct {
 	Interface string `yaml:"interface"`
 	Pool      string `yaml:"pool"`
 	ConfDir   string `yaml:"conf_dir"`
+	// Resolvers are the DNS servers `template create` writes into the
+	// template's /etc/resolv.conf instead of copying the host's. Needed
+	// when the host's resolv.conf names only loopback servers
+	// (local_unbound): inside a jail 127.0.0.1 is the jail's own address
+	// (prison_remote_ip4, sys/netinet/in_jail.c), where nothing answers.
+	// IP addresses, none of them loopback or unspecified.
+	Resolvers []string `yaml:"resolvers"`
+}
+
+// validResolver checks one entry of jails.resolvers.
+func validResolver(s string) error {
+	a, err := netip.ParseAddr(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q is not an IP address", s)
+	case a.Zone() != "":
+		return fmt.Errorf("%q has a zone, which a jail's resolv.conf cannot use", s)
+	case a.IsLoopback() || a.Unmap().IsLoopback():
+		return fmt.Errorf("%s is a loopback address: inside a jail it is the jail's own address, where no DNS server answers", s)
+	case a.IsUnspecified():
+		return fmt.Errorf("%s is the unspecified address", s)
+	}
+	return nil
 }
 
 // ProcessConfig configures the process runtime (process.Config).
@@ -100,6 +127,12 @@ type ArtifactsConfig struct {
 	// empty refuses file:// URLs (a deploy-repo writer must not be able to
 	// read host files through them).
 	FileRoot string `yaml:"file_root"`
+	// CacheMax bounds the cached artifacts that no current manifest names
+	// ("2G", "500M", bytes); least recently used go first. Default 2G; 0
+	// keeps only what the manifests name.
+	CacheMax string `yaml:"cache_max"`
+	// CacheMaxBytes is CacheMax parsed.
+	CacheMaxBytes int64 `yaml:"-"`
 }
 
 // CaddyConfig says how to reach Caddy's admin API and what jailkeeper owns.
@@ -274,6 +307,30 @@ func (c *Config) setDefaults() {
 	if c.Notify.Timeout == 0 {
 		c.Notify.Timeout = 5 * time.Second
 	}
+	def(&c.Artifacts.CacheMax, "2G")
+}
+
+// parseBytes reads a size: a whole number of bytes, or one with a K, M, G
+// or T suffix (powers of 1024).
+func parseBytes(s string) (int64, error) {
+	num, unit := s, int64(1)
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'K', 'k':
+			num, unit = s[:n-1], 1<<10
+		case 'M', 'm':
+			num, unit = s[:n-1], 1<<20
+		case 'G', 'g':
+			num, unit = s[:n-1], 1<<30
+		case 'T', 't':
+			num, unit = s[:n-1], 1<<40
+		}
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || v < 0 || v > (1<<62)/unit {
+		return 0, fmt.Errorf("%q is not a size such as 2G, 500M or a number of bytes", s)
+	}
+	return v * unit, nil
 }
 
 func def(s *string, v string) {
@@ -304,6 +361,11 @@ func (c *Config) validate() error {
 	if _, err := netip.ParsePrefix(c.Jails.Pool); err != nil {
 		bad("jails.pool", "%v", err)
 	}
+	for i, r := range c.Jails.Resolvers {
+		if err := validResolver(r); err != nil {
+			bad(fmt.Sprintf("jails.resolvers[%d]", i), "%v", err)
+		}
+	}
 	if p, err := netip.ParsePrefix(c.Process.Pool); err != nil {
 		bad("process.pool", "%v", err)
 	} else if !p.Addr().IsLoopback() {
@@ -328,8 +390,19 @@ func (c *Config) validate() error {
 	if r := c.Artifacts.FileRoot; r != "" && !filepath.IsAbs(r) {
 		bad("artifacts.file_root", "%q is not an absolute path", r)
 	}
+	if n, err := parseBytes(c.Artifacts.CacheMax); err != nil {
+		bad("artifacts.cache_max", "%v", err)
+	} else {
+		c.Artifacts.CacheMaxBytes = n
+	}
 	if c.Parallel < 1 || c.Parallel > 64 {
 		bad("parallel", "%d is not between 1 and 64", c.Parallel)
+	}
+	if err := c.Policy.Validate(); err != nil {
+		for _, e := range strings.Split(err.Error(), "\n") {
+			field, msg, _ := strings.Cut(e, ": ")
+			bad(field, "%s", msg)
+		}
 	}
 	if c.Notify.Retries < 0 {
 		bad("notify.retries", "must not be negative")

@@ -7,6 +7,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/jailkeeper/jailkeeper/manifest"
 )
 
 func writeConfig(t *testing.T, body string) string {
@@ -123,5 +127,72 @@ func TestNewBuildsBothRuntimes(t *testing.T) {
 			t.Fatalf("runtime %s: %v", rt, err)
 		}
 		a.proxy.Close()
+	}
+}
+
+// TestConfigPolicy: the operator's policy decodes with DESIGN's keys, is
+// validated naming its fields, and is denied by default.
+func TestConfigPolicy(t *testing.T) {
+	p := writeConfig(t, "repo: {url: https://git.example.com/d.git}\npolicy: {allow: [raw_sockets], users: [www, root], artifact_hosts: [\"http://127.0.0.1:8081/\"], root_exec: true}\n")
+	c, err := LoadConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := manifest.Policy{Allow: []string{"raw_sockets"}, Users: []string{"www", "root"}, ArtifactHosts: []string{"http://127.0.0.1:8081/"}, RootExec: true}
+	if diff := cmp.Diff(want, c.Policy); diff != "" {
+		t.Errorf("policy (-want +got):\n%s", diff)
+	}
+	c, err = LoadConfig(writeConfig(t, "repo: {url: https://git.example.com/d.git}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(manifest.Policy{}, c.Policy); diff != "" {
+		t.Errorf("default policy (-want +got):\n%s", diff)
+	}
+	for body, field := range map[string]string{
+		"policy: {allow: [settimes]}":              "policy.allow[0]",
+		"policy: {users: [Root]}":                  "policy.users[0]",
+		"policy: {artifact_hosts: [\"ftp://x/\"]}": "policy.artifact_hosts[0]",
+		"policy: {colour: blue}":                   "colour",
+	} {
+		_, err := LoadConfig(writeConfig(t, "repo: {url: https://git.example.com/d.git}\n"+body+"\n"))
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), field) {
+			t.Errorf("%s: %v, want ErrConfig naming %s", body, err, field)
+		}
+	}
+}
+
+// jails.resolvers: IP addresses a jail can reach, never loopback (inside a
+// jail 127.0.0.1 is the jail's own address).
+func TestConfigJailsResolvers(t *testing.T) {
+	c, err := LoadConfig(writeConfig(t, "repo: {url: x}\njails: {resolvers: [172.16.0.1, \"2001:db8::53\", 192.0.2.53]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(c.Jails.Resolvers, " "), "172.16.0.1 2001:db8::53 192.0.2.53"; got != want {
+		t.Errorf("resolvers %q, want %q", got, want)
+	}
+	for _, tc := range []struct{ resolvers, field, says string }{
+		{"[127.0.0.1]", "jails.resolvers[0]", "loopback"},
+		{"[192.0.2.53, \"::1\"]", "jails.resolvers[1]", "loopback"},
+		{"[127.0.0.53]", "jails.resolvers[0]", "loopback"},
+		{"[\"::ffff:127.0.0.1\"]", "jails.resolvers[0]", "loopback"},
+		{"[0.0.0.0]", "jails.resolvers[0]", "unspecified"},
+		{"[dns.example.com]", "jails.resolvers[0]", "not an IP address"},
+		{"[192.0.2.53/32]", "jails.resolvers[0]", "not an IP address"},
+		{"[\"fe80::1%lo1\"]", "jails.resolvers[0]", "zone"},
+	} {
+		t.Run(tc.resolvers, func(t *testing.T) {
+			p := writeConfig(t, "repo: {url: x}\njails: {resolvers: "+tc.resolvers+"}\n")
+			_, err := LoadConfig(p)
+			if !errors.Is(err, ErrConfig) {
+				t.Fatalf("LoadConfig = %v, want ErrConfig", err)
+			}
+			for _, want := range []string{p, tc.field, tc.says} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not name %q", err, want)
+				}
+			}
+		})
 	}
 }

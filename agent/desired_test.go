@@ -7,6 +7,8 @@ import (
 	"testing"
 	"testing/fstest"
 	"time"
+
+	"github.com/jailkeeper/jailkeeper/manifest"
 )
 
 const secretManifest = `service: hello
@@ -28,12 +30,12 @@ func TestLoadDesiredHashesSecretsAndFiltersHosts(t *testing.T) {
 		}
 	}
 	write("one")
-	d1, err := LoadDesired(fsys, "web1", secrets, "rev", time.Time{})
+	d1, err := LoadDesired(fsys, manifest.Policy{}, "web1", secrets, "rev", time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	write("two")
-	d2, err := LoadDesired(fsys, "web1", secrets, "rev", time.Time{})
+	d2, err := LoadDesired(fsys, manifest.Policy{}, "web1", secrets, "rev", time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,13 +52,13 @@ func TestLoadDesiredHashesSecretsAndFiltersHosts(t *testing.T) {
 		t.Error("the digest holds the secret")
 	}
 
-	other, err := LoadDesired(fsys, "web2", secrets, "rev", time.Time{})
+	other, err := LoadDesired(fsys, manifest.Policy{}, "web2", secrets, "rev", time.Time{})
 	if err != nil || len(other.Services) != 0 {
 		t.Errorf("host web2: %v, %d services; want none", err, len(other.Services))
 	}
 
 	os.Remove(filepath.Join(secrets, "hello.env"))
-	_, err = LoadDesired(fsys, "web1", secrets, "rev", time.Time{})
+	_, err = LoadDesired(fsys, manifest.Policy{}, "web1", secrets, "rev", time.Time{})
 	if err == nil || !strings.Contains(err.Error(), "hello.yaml") || !strings.Contains(err.Error(), "env_file") {
 		t.Errorf("missing secret: err = %v, want one naming hello.yaml and env_file", err)
 	}

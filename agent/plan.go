@@ -44,7 +44,7 @@ func PlanOnce(ctx context.Context, cfg *Config, warn io.Writer) (*reconcile.Desi
 	if err != nil {
 		return nil, nil, fmt.Errorf("deploy repo: %w", err)
 	}
-	d, err := LoadDesired(snap.FS, cfg.Host, cfg.SecretsDir(), snap.Revision, snap.Time)
+	d, err := LoadDesired(snap.FS, cfg.Policy, cfg.Host, cfg.SecretsDir(), snap.Revision, snap.Time)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -3,11 +3,14 @@ package artifact
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/jailkeeper/jailkeeper/internal/redact"
 )
 
 // Download GETs rawURL (http or https only) into the file dst, for files
@@ -24,9 +27,21 @@ import (
 // Every error names the URL without its password or query. Safe for
 // concurrent use with distinct dst.
 func Download(ctx context.Context, client *http.Client, rawURL, dst string, maxSize int64, sum string) error {
+	return DownloadProgress(ctx, client, rawURL, dst, maxSize, sum, nil)
+}
+
+// Progress is told, after every read of a download's body, how many bytes
+// have arrived (done) and how many the server announced (total, -1 when it
+// did not say). It runs on the goroutine that reads, so a slow Progress
+// slows the download.
+type Progress func(done, total int64)
+
+// DownloadProgress is Download that reports the bytes read to progress
+// (nil: none) as they arrive. Everything else is as Download.
+func DownloadProgress(ctx context.Context, client *http.Client, rawURL, dst string, maxSize int64, sum string, progress Progress) error {
 	sum = strings.ToLower(sum)
 	if sum != "" && !sumRE.MatchString(sum) {
-		return fmt.Errorf("download %s: %w: expected sha256 %q is not 64 hex digits", redact(rawURL), ErrChecksum, sum)
+		return fmt.Errorf("download %s: %w: expected sha256 %q is not 64 hex digits", redact.URL(rawURL), ErrChecksum, sum)
 	}
 	if client == nil {
 		client = &http.Client{Transport: http.DefaultTransport}
@@ -36,21 +51,41 @@ func Download(ctx context.Context, client *http.Client, rawURL, dst string, maxS
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return fmt.Errorf("download %s: %w: %w", redact(rawURL), ErrFetch, err)
+		return fmt.Errorf("download %s: %w: %w", redact.URL(rawURL), ErrFetch, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("download %s: %w: unsupported URL scheme %q (http, https)", redact(rawURL), ErrFetch, u.Scheme)
+		return fmt.Errorf("download %s: %w: unsupported URL scheme %q (http, https)", redact.URL(rawURL), ErrFetch, u.Scheme)
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return fmt.Errorf("download %s: %w", redact(rawURL), err)
+		return fmt.Errorf("download %s: %w", redact.URL(rawURL), err)
 	}
 	body, size, err := openHTTP(ctx, client, u)
 	if err != nil {
-		return fmt.Errorf("download %s: %w", redact(rawURL), err)
+		return fmt.Errorf("download %s: %w", redact.URL(rawURL), err)
 	}
 	defer body.Close()
-	if err := save(ctx, body, size, dst, maxSize, sum); err != nil {
-		return fmt.Errorf("download %s: %w", redact(rawURL), err)
+	var r io.Reader = body
+	if progress != nil {
+		r = &progressReader{r: body, total: size, f: progress}
+	}
+	if err := save(ctx, r, size, dst, maxSize, sum); err != nil {
+		return fmt.Errorf("download %s: %w", redact.URL(rawURL), err)
 	}
 	return nil
+}
+
+// progressReader counts what passes through it for a Progress.
+type progressReader struct {
+	r           io.Reader
+	done, total int64
+	f           Progress
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.done += int64(n)
+		p.f(p.done, p.total)
+	}
+	return n, err
 }

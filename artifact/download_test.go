@@ -83,3 +83,49 @@ func TestDownload(t *testing.T) {
 		t.Errorf("dst replaced by an unverified download: %q", b)
 	}
 }
+
+// DownloadProgress reports every byte once, in order, with the announced
+// size (-1 without a Content-Length), and changes nothing else: the file
+// is the same, and a mismatch still leaves no file.
+func TestDownloadProgress(t *testing.T) {
+	// Small enough that net/http sets Content-Length by itself.
+	content := []byte(strings.Repeat("base.txz\n", 100))
+	srv := newServer(t, map[string][]byte{"/base.txz": content})
+	for _, tt := range []struct {
+		name, path string
+		total      int64
+	}{
+		{"with length", "/base.txz", int64(len(content))},
+		{"chunked", "/chunked", -1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dst := filepath.Join(t.TempDir(), "x")
+			var calls, last int64
+			err := artifact.DownloadProgress(context.Background(), nil, srv.URL+tt.path, dst, 0, "", func(done, total int64) {
+				calls++
+				if done <= last || total != tt.total {
+					t.Errorf("progress(%d, %d) after %d, want growing done and total %d", done, total, last, tt.total)
+				}
+				last = done
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if last != int64(len(got)) || calls == 0 {
+				t.Errorf("progress ended at %d after %d calls, the file has %d bytes", last, calls, len(got))
+			}
+		})
+	}
+	dst := filepath.Join(t.TempDir(), "x")
+	err := artifact.DownloadProgress(context.Background(), nil, srv.URL+"/base.txz", dst, 0, sum([]byte("other")), func(int64, int64) {})
+	if !errors.Is(err, artifact.ErrChecksum) {
+		t.Fatalf("DownloadProgress = %v, want ErrChecksum", err)
+	}
+	if _, err := os.Stat(dst); !os.IsNotExist(err) {
+		t.Errorf("dst after a mismatch: %v", err)
+	}
+}

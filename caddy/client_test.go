@@ -201,7 +201,7 @@ func TestSetRoutesTraffic(t *testing.T) {
 	}
 
 	// A route edited by hand is reported Drifted and repaired by Set.
-	in.MustDo(t, http.MethodDelete, "/id/jailkeeper_alpha_proxy/transport", "")
+	in.MustDo(t, http.MethodDelete, "/id/jailkeeper.proxy.alpha/transport", "")
 	got, err = c.Routes(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -238,10 +238,10 @@ func TestSwitchUsesIfMatch(t *testing.T) {
 		case "upstreams":
 			// Someone else switches the same handler between our GET
 			// and our PATCH.
-			in.MustDo(t, http.MethodPatch, "/id/jailkeeper_web_proxy/upstreams", `[{"dial":"`+x+`"}]`)
+			in.MustDo(t, http.MethodPatch, "/id/jailkeeper.proxy.web/upstreams", `[{"dial":"`+x+`"}]`)
 		case "delete":
 			// The route vanishes between our GET and our PATCH.
-			in.MustDo(t, http.MethodDelete, "/id/jailkeeper_web", "")
+			in.MustDo(t, http.MethodDelete, "/id/jailkeeper.route.web", "")
 		case "routes":
 			// Someone else adds a route of their own to our server.
 			in.MustDo(t, http.MethodPost, "/config/apps/http/servers/jailkeeper/routes",
@@ -265,7 +265,7 @@ func TestSwitchUsesIfMatch(t *testing.T) {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		want := []string{"PATCH /id/jailkeeper_web_proxy/upstreams", "PATCH /id/jailkeeper_web_proxy/upstreams"}
+		want := []string{"PATCH /id/jailkeeper.proxy.web/upstreams", "PATCH /id/jailkeeper.proxy.web/upstreams"}
 		if diff := cmp.Diff(want, writes); diff != "" {
 			t.Errorf("writes (-want +got):\n%s", diff)
 		}
@@ -307,7 +307,7 @@ func TestSwitchUsesIfMatch(t *testing.T) {
 		wantBody(t, in, "foreign.example.com", "foreign")
 		mu.Lock()
 		defer mu.Unlock()
-		want := []string{"PATCH /id/jailkeeper_web_proxy/upstreams", "PATCH /config/apps/http/servers/jailkeeper/routes"}
+		want := []string{"PATCH /id/jailkeeper.proxy.web/upstreams", "PATCH /config/apps/http/servers/jailkeeper/routes"}
 		if diff := cmp.Diff(want, writes); diff != "" {
 			t.Errorf("writes (-want +got):\n%s", diff)
 		}

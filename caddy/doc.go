@@ -1,7 +1,15 @@
 // Package caddy is a client for the Caddy v2 admin API. It owns one server
 // object (apps.http.servers.<server>) and in it one route per service
-// (@id jailkeeper_<service>, its reverse_proxy handler
-// jailkeeper_<service>_proxy), and leaves the rest of Caddy's config alone.
+// (@id jailkeeper.route.<service>, its reverse_proxy handler
+// jailkeeper.proxy.<service>; a service name has no dot, so no two IDs can
+// collide), and leaves the rest of Caddy's config alone. Routes written with
+// the @ids of older versions (jailkeeper_<service>) are read as
+// jailkeeper's and rewritten by Ensure in one write.
+//
+// A route matches exact hostnames only, and a hostname belongs to one
+// route: Set refuses wildcards, placeholders and a hostname another
+// service's route has (ErrInvalid), so the order of the routes never
+// decides which service answers a host.
 //
 // The admin API is reached over TCP or a unix socket. One goroutine owns all
 // writes; Set, Remove and Ensure calls that are pending together go out as

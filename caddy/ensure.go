@@ -79,6 +79,13 @@ func (c *Client) nextEnsureStep(root map[string]any) (method, path string, body 
 	if !ok {
 		return putOrPatch(srv, "routes"), c.srvPath + "/routes", mustJSON([]json.RawMessage{fallbackRoute}), nil
 	}
+	if body, ok, err := takeOverLegacy(routes); err != nil {
+		return "", "", nil, err
+	} else if ok {
+		// One write replaces every legacy route in place: Caddy swaps
+		// its config atomically, so no request finds its host unrouted.
+		return http.MethodPatch, c.srvPath + "/routes", body, nil
+	}
 	switch i := fallbackIndex(routes); {
 	case i < 0:
 		// POST to an array appends: the fallback goes last.
@@ -129,4 +136,33 @@ func fallbackIndex(routes []any) int {
 		}
 	}
 	return -1
+}
+
+// takeOverLegacy returns the routes array with every route that carries a
+// legacy @id (jailkeeper_<service>) rewritten as Set writes it now
+// (jailkeeper.route.<service>, handler jailkeeper.proxy.<service>), same
+// hostnames, upstream and stream_close_delay, at the same place; ok is
+// false when there is none. The hostnames are carried over as they are,
+// unchecked: the take-over changes the @ids only, and the next Set of the
+// service writes what its manifest says.
+func takeOverLegacy(routes []any) (body []byte, ok bool, err error) {
+	out := make([]json.RawMessage, len(routes))
+	for i, r := range routes {
+		raw, err := json.Marshal(r)
+		if err != nil {
+			return nil, false, fmt.Errorf("caddy ensure: %w", err)
+		}
+		out[i] = raw
+		if _, route, legacy, isOurs := parseRoute(raw); isOurs && legacy {
+			if out[i], err = route.render(); err != nil {
+				return nil, false, fmt.Errorf("caddy ensure: route %s: %w", route.Service, err)
+			}
+			ok = true
+		}
+	}
+	if !ok {
+		return nil, false, nil
+	}
+	body, err = json.Marshal(out)
+	return body, true, err
 }

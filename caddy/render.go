@@ -5,9 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"regexp"
 	"strings"
 	"time"
+
+	"github.com/jailkeeper/jailkeeper/release"
 )
 
 // Handler settings written on every route. See DESIGN.md "Caddy" for why
@@ -23,14 +24,27 @@ const (
 	TryInterval = 250 * time.Millisecond
 )
 
-const idPrefix = "jailkeeper_"
+// The @ids of jailkeeper's objects in Caddy's config. A service name never
+// contains a dot (release.ValidService), so no route ID can equal a handler
+// ID or another service's ID, whatever the services are called.
+const (
+	routePrefix   = "jailkeeper.route."
+	handlerPrefix = "jailkeeper.proxy."
+	// legacyPrefix is the @id prefix of routes written by jailkeeper
+	// before 2026-11 (jailkeeper_<service>, handler
+	// jailkeeper_<service>_proxy), which let service bbb_proxy's route
+	// collide with bbb's handler. Such routes are still read as
+	// jailkeeper's, and Ensure rewrites them with the new @ids.
+	legacyPrefix = "jailkeeper_"
+)
 
 // FallbackID is the @id of the last route of jailkeeper's server: a 404 for
 // hosts no service claims. Without it Caddy answers a request that matches
 // no route with an empty 200, so a hostname whose route is missing would
-// look healthy. No service can have this @id: service names start with a
-// letter.
-const FallbackID = idPrefix + "_fallback"
+// look healthy. It has no dot, so it can equal no route or handler @id of
+// a service; it is the same as before the @id change, so it needs no
+// take-over.
+const FallbackID = legacyPrefix + "_fallback"
 
 // fallbackRoute is the route with @id FallbackID.
 var fallbackRoute = mustJSON(map[string]any{
@@ -43,11 +57,13 @@ var fallbackRoute = mustJSON(map[string]any{
 	"terminal": true,
 })
 
-// RouteID is the @id of a service's route in Caddy's config.
-func RouteID(service string) string { return idPrefix + service }
+// RouteID is the @id of a service's route in Caddy's config:
+// jailkeeper.route.<service>.
+func RouteID(service string) string { return routePrefix + service }
 
-// HandlerID is the @id of a service's reverse_proxy handler.
-func HandlerID(service string) string { return idPrefix + service + "_proxy" }
+// HandlerID is the @id of a service's reverse_proxy handler:
+// jailkeeper.proxy.<service>.
+func HandlerID(service string) string { return handlerPrefix + service }
 
 // routeJSON is one route as Caddy's JSON config has it. Field order is the
 // order of the rendered JSON.
@@ -95,20 +111,26 @@ type autoHTTPSJSON struct {
 	Disable bool `json:"disable"`
 }
 
-var serviceRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
-
-// validate checks what Caddy would otherwise refuse or misread.
+// validate checks what Caddy would otherwise refuse or misread. Hostnames
+// must be exact DNS names (release.ValidHostname): Caddy's host matcher
+// reads "*" as a wildcard and {...} as a placeholder, and a pattern route
+// would answer another service's host depending on the order of routes.
 func (r Route) validate() error {
-	if !serviceRE.MatchString(r.Service) {
-		return fmt.Errorf("caddy route %q: service name: want ^[a-z][a-z0-9_]*$: %w", r.Service, ErrInvalid)
+	if err := release.ValidService(r.Service); err != nil {
+		return fmt.Errorf("caddy route: %w: %w", err, ErrInvalid)
 	}
 	if len(r.Hostnames) == 0 {
 		return fmt.Errorf("caddy route %s: no hostnames: %w", r.Service, ErrInvalid)
 	}
-	for _, h := range r.Hostnames {
-		if h == "" || strings.ContainsAny(h, " /\t\n") {
-			return fmt.Errorf("caddy route %s: hostname %q: %w", r.Service, h, ErrInvalid)
+	seen := map[string]bool{}
+	for i, h := range r.Hostnames {
+		if err := release.ValidHostname(h); err != nil {
+			return fmt.Errorf("caddy route %s: hostname %d %w: %w", r.Service, i, err, ErrInvalid)
 		}
+		if seen[h] {
+			return fmt.Errorf("caddy route %s: hostname %s listed twice: %w", r.Service, h, ErrInvalid)
+		}
+		seen[h] = true
 	}
 	if _, _, err := net.SplitHostPort(r.Upstream); err != nil {
 		return fmt.Errorf("caddy route %s: upstream %q: want host:port: %w", r.Service, r.Upstream, ErrInvalid)
@@ -183,6 +205,7 @@ type routeInfo struct {
 	raw     json.RawMessage
 	service string // "" when the route is not jailkeeper's
 	route   Route  // parsed, when service != ""
+	legacy  bool   // written with the @ids of before the change (legacyPrefix)
 }
 
 // parseRoutes reads the server's routes array. Routes without a jailkeeper
@@ -195,18 +218,31 @@ func parseRoutes(b []byte) ([]routeInfo, error) {
 	out := make([]routeInfo, 0, len(raws))
 	for _, raw := range raws {
 		ri := routeInfo{raw: raw}
-		if svc, r, ok := parseRoute(raw); ok {
-			ri.service, ri.route = svc, r
+		if svc, r, legacy, ok := parseRoute(raw); ok {
+			ri.service, ri.route, ri.legacy = svc, r, legacy
 		}
 		out = append(out, ri)
 	}
 	return out, nil
 }
 
+// serviceOfID returns the service of a route @id jailkeeper wrote, and
+// whether it has the legacy form. ok is false for any other @id.
+func serviceOfID(id string) (service string, legacy, ok bool) {
+	if svc, cut := strings.CutPrefix(id, routePrefix); cut && release.ValidService(svc) == nil {
+		return svc, false, true
+	}
+	if svc, cut := strings.CutPrefix(id, legacyPrefix); cut && id != FallbackID && release.ValidService(svc) == nil {
+		return svc, true, true
+	}
+	return "", false, false
+}
+
 // parseRoute reads back a route jailkeeper wrote. ok is false for a route
 // that is not jailkeeper's. A jailkeeper route whose JSON differs in any way
-// from what Set would write for the parsed values has Drifted set.
-func parseRoute(raw json.RawMessage) (service string, r Route, ok bool) {
+// from what Set would write for the parsed values has Drifted set; so has
+// every legacy route.
+func parseRoute(raw json.RawMessage) (service string, r Route, legacy, ok bool) {
 	var head struct {
 		ID     string                    `json:"@id"`
 		Match  []struct{ Host []string } `json:"match"`
@@ -217,18 +253,18 @@ func parseRoute(raw json.RawMessage) (service string, r Route, ok bool) {
 			StreamCloseDelay any                     `json:"stream_close_delay"`
 		} `json:"handle"`
 	}
-	if err := json.Unmarshal(raw, &head); err != nil || !strings.HasPrefix(head.ID, idPrefix) {
-		return "", Route{}, false
+	if err := json.Unmarshal(raw, &head); err != nil {
+		return "", Route{}, false, false
 	}
-	service = strings.TrimPrefix(head.ID, idPrefix)
-	if service == "" || head.ID == FallbackID {
-		return "", Route{}, false
+	service, legacy, ok = serviceOfID(head.ID)
+	if !ok {
+		return "", Route{}, false, false
 	}
 	r.Service = service
 	if len(head.Match) > 0 {
 		r.Hostnames = head.Match[0].Host
 	}
-	drifted := len(head.Match) != 1 || len(head.Handle) != 1
+	drifted := legacy || len(head.Match) != 1 || len(head.Handle) != 1
 	if len(head.Handle) > 0 {
 		h := head.Handle[0]
 		if len(h.Upstreams) > 0 {
@@ -249,7 +285,7 @@ func parseRoute(raw json.RawMessage) (service string, r Route, ok bool) {
 		}
 	}
 	r.Drifted = drifted
-	return service, r, true
+	return service, r, legacy, true
 }
 
 // sameJSON reports whether a and b are the same config to Caddy.

@@ -114,6 +114,9 @@ func TestValidate(t *testing.T) {
 		"no port":         func(r *Route) { r.Upstream = "127.0.0.1" },
 		"negative delay":  func(r *Route) { r.StreamCloseDelay = -time.Second },
 		"space host name": func(r *Route) { r.Hostnames = []string{"a b"} },
+		"wildcard":        func(r *Route) { r.Hostnames = []string{"*.example"} },
+		"placeholder":     func(r *Route) { r.Hostnames = []string{"{http.request.host}"} },
+		"host twice":      func(r *Route) { r.Hostnames = []string{"a.example", "a.example"} },
 	} {
 		r := ok
 		mut(&r)
@@ -134,7 +137,7 @@ func mustRender(t *testing.T, r Route) json.RawMessage {
 
 func TestParseRoute(t *testing.T) {
 	r := Route{Service: "hello", Hostnames: []string{"h.example"}, Upstream: "127.0.0.1:1"}
-	svc, got, ok := parseRoute(mustRender(t, r))
+	svc, got, _, ok := parseRoute(mustRender(t, r))
 	if !ok || svc != "hello" {
 		t.Fatalf("parseRoute = %q, %v", svc, ok)
 	}
@@ -146,16 +149,16 @@ func TestParseRoute(t *testing.T) {
 	var v any
 	json.Unmarshal(mustRender(t, r), &v)
 	sorted, _ := json.Marshal(v)
-	if _, got, _ := parseRoute(sorted); got.Drifted {
+	if _, got, _, _ := parseRoute(sorted); got.Drifted {
 		t.Error("sorted keys: Drifted")
 	}
 
 	for name, raw := range map[string]string{
-		"no transport":  `{"@id":"jailkeeper_hello","match":[{"host":["h.example"]}],"handle":[{"@id":"jailkeeper_hello_proxy","handler":"reverse_proxy","upstreams":[{"dial":"127.0.0.1:1"}],"load_balancing":{"try_duration":"5s","try_interval":"250ms"},"stream_close_delay":"10m"}],"terminal":true}`,
-		"health checks": `{"@id":"jailkeeper_hello","match":[{"host":["h.example"]}],"handle":[{"@id":"jailkeeper_hello_proxy","handler":"reverse_proxy","upstreams":[{"dial":"127.0.0.1:1"}],"transport":{"protocol":"http","dial_timeout":"2s"},"load_balancing":{"try_duration":"5s","try_interval":"250ms"},"stream_close_delay":"10m","health_checks":{"active":{"uri":"/up"}}}],"terminal":true}`,
-		"two handlers":  `{"@id":"jailkeeper_hello","match":[{"host":["h.example"]}],"handle":[{"handler":"headers"},{"@id":"jailkeeper_hello_proxy","handler":"reverse_proxy","upstreams":[{"dial":"127.0.0.1:1"}]}],"terminal":true}`,
+		"no transport":  `{"@id":"jailkeeper.route.hello","match":[{"host":["h.example"]}],"handle":[{"@id":"jailkeeper.proxy.hello","handler":"reverse_proxy","upstreams":[{"dial":"127.0.0.1:1"}],"load_balancing":{"try_duration":"5s","try_interval":"250ms"},"stream_close_delay":"10m"}],"terminal":true}`,
+		"health checks": `{"@id":"jailkeeper.route.hello","match":[{"host":["h.example"]}],"handle":[{"@id":"jailkeeper.proxy.hello","handler":"reverse_proxy","upstreams":[{"dial":"127.0.0.1:1"}],"transport":{"protocol":"http","dial_timeout":"2s"},"load_balancing":{"try_duration":"5s","try_interval":"250ms"},"stream_close_delay":"10m","health_checks":{"active":{"uri":"/up"}}}],"terminal":true}`,
+		"two handlers":  `{"@id":"jailkeeper.route.hello","match":[{"host":["h.example"]}],"handle":[{"handler":"headers"},{"@id":"jailkeeper.proxy.hello","handler":"reverse_proxy","upstreams":[{"dial":"127.0.0.1:1"}]}],"terminal":true}`,
 	} {
-		svc, got, ok := parseRoute(json.RawMessage(raw))
+		svc, got, _, ok := parseRoute(json.RawMessage(raw))
 		if !ok || svc != "hello" || !got.Drifted {
 			t.Errorf("%s: parseRoute = %q, %+v, %v; want hello, Drifted", name, svc, got, ok)
 		}
@@ -165,9 +168,13 @@ func TestParseRoute(t *testing.T) {
 		`{"match":[{"host":["other.example"]}],"handle":[{"handler":"static_response"}]}`,
 		`{"@id":"someone_else","handle":[]}`,
 		`{"@id":"jailkeeper_"}`,
+		`{"@id":"jailkeeper.route."}`,
+		`{"@id":"jailkeeper.route.a.b"}`,
+		`{"@id":"jailkeeper.proxy.hello"}`,
+		`{"@id":"jailkeeper__fallback"}`,
 		`"not an object"`,
 	} {
-		if _, _, ok := parseRoute(json.RawMessage(raw)); ok {
+		if _, _, _, ok := parseRoute(json.RawMessage(raw)); ok {
 			t.Errorf("parseRoute(%s): ok for a route that is not ours", raw)
 		}
 	}
@@ -210,14 +217,14 @@ func TestPlan(t *testing.T) {
 		{"no change", infos(a1, foreign), []change{set(a1)}, want{}},
 		{"remove missing", infos(a1), []change{remove("zzz")}, want{}},
 		{"one switch", infos(foreign, a1, b1), []change{set(a2)}, want{changed: true, switchTo: "127.0.0.1:2"}},
-		{"hostnames change is a full write", infos(a1), []change{set(aHosts)}, want{changed: true, ids: []string{"jailkeeper_a"}}},
+		{"hostnames change is a full write", infos(a1), []change{set(aHosts)}, want{changed: true, ids: []string{"jailkeeper.route.a"}}},
 		{"two switches are one full write", infos(a1, foreign, route("b", "127.0.0.1:2")), []change{set(a2), set(b1)},
-			want{changed: true, ids: []string{"jailkeeper_a", "", "jailkeeper_b"}}},
-		{"new route appended", infos(foreign, a1), []change{set(b1)}, want{changed: true, ids: []string{"", "jailkeeper_a", "jailkeeper_b"}}},
-		{"remove keeps foreign", infos(a1, foreign, b1), []change{remove("a")}, want{changed: true, ids: []string{"", "jailkeeper_b"}}},
-		{"switch plus remove", infos(a1, b1), []change{set(a2), remove("b")}, want{changed: true, ids: []string{"jailkeeper_a"}}},
-		{"drifted route rewritten", []routeInfo{{raw: json.RawMessage(`{"@id":"jailkeeper_a"}`), service: "a", route: Route{Service: "a", Drifted: true}}},
-			[]change{set(a1)}, want{changed: true, ids: []string{"jailkeeper_a"}}},
+			want{changed: true, ids: []string{"jailkeeper.route.a", "", "jailkeeper.route.b"}}},
+		{"new route appended", infos(foreign, a1), []change{set(b1)}, want{changed: true, ids: []string{"", "jailkeeper.route.a", "jailkeeper.route.b"}}},
+		{"remove keeps foreign", infos(a1, foreign, b1), []change{remove("a")}, want{changed: true, ids: []string{"", "jailkeeper.route.b"}}},
+		{"switch plus remove", infos(a1, b1), []change{set(a2), remove("b")}, want{changed: true, ids: []string{"jailkeeper.route.a"}}},
+		{"drifted route rewritten", []routeInfo{{raw: json.RawMessage(`{"@id":"jailkeeper.route.a"}`), service: "a", route: Route{Service: "a", Drifted: true}}},
+			[]change{set(a1)}, want{changed: true, ids: []string{"jailkeeper.route.a"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := plan(tc.cur, tc.changes)

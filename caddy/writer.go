@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -40,7 +41,10 @@ func (c *Client) Ensure(ctx context.Context) error {
 	return c.submit(ctx, &op{ensure: true})
 }
 
-// Set creates or updates the services' routes (@id jailkeeper_<service>).
+// Set creates or updates the services' routes (@id
+// jailkeeper.route.<service>). A hostname that is not an exact DNS name, or
+// that another service's route has, is refused with ErrInvalid: the order
+// of routes never decides which service answers a host.
 // A route already as asked is not rewritten. When the only change is one
 // route's upstream, it is switched by PATCHing that handler's upstreams with
 // If-Match; any other change is one conditional write of the server's routes
@@ -50,7 +54,10 @@ func (c *Client) Ensure(ctx context.Context) error {
 // read and write) is retried after a fresh read; after maxAttempts the error
 // matches ErrConflict. If the server object is missing (Caddy restarted
 // without --resume), Set runs Ensure first and re-creates the routes.
-// When ctx ends first Set returns ctx.Err(); the write may still happen.
+// When Caddy refuses a merged write (400) or one route conflicts, each
+// service is written alone, so a call gets an error only for its own
+// services' routes. When ctx ends first Set returns ctx.Err(); the write
+// may still happen.
 func (c *Client) Set(ctx context.Context, routes ...Route) error {
 	for _, r := range routes {
 		if err := r.validate(); err != nil {
@@ -178,12 +185,42 @@ func (c *Client) batch(ops []*op) {
 		changes = append(changes, change{service: s, route: merged[s]})
 	}
 	err := c.apply(c.ctx, ensure, changes)
+	var perService map[string]error
+	if len(changes) > 1 && refused(err) {
+		// One route can make Caddy (or plan) refuse the whole write. Write
+		// each change alone, so only the services whose own route is bad
+		// get an error.
+		err, perService = nil, map[string]error{}
+		for _, ch := range changes {
+			if e := c.apply(c.ctx, false, []change{ch}); e != nil {
+				perService[ch.service] = e
+			}
+		}
+	}
 	if err != nil && c.ctx.Err() != nil {
 		err = fmt.Errorf("%w: %w", ErrClosed, err)
 	}
 	for _, o := range live {
-		o.finish(err)
+		if err != nil {
+			o.finish(err)
+			continue
+		}
+		var errs []error
+		for _, r := range o.set {
+			errs = append(errs, perService[r.Service])
+		}
+		for _, s := range o.remove {
+			errs = append(errs, perService[s])
+		}
+		o.finish(errors.Join(errs...))
 	}
+}
+
+// refused reports whether err is a refusal of the content of a write (the
+// admin API's 400, or a conflict plan found), as opposed to Caddy being
+// unreachable or the config changing underneath.
+func refused(err error) bool {
+	return errors.Is(err, ErrInvalid) || isStatus(err, http.StatusBadRequest)
 }
 
 // apply carries out one batch: Ensure if asked, then the route changes.
@@ -302,6 +339,9 @@ func plan(infos []routeInfo, changes []change) (routePlan, error) {
 	if n == 0 {
 		return p, nil
 	}
+	if err := claimedOnce(infos, changes, removed); err != nil {
+		return routePlan{}, err
+	}
 	p.changed = true
 	if n == 1 && sw != nil {
 		p.switchOnly = sw
@@ -319,6 +359,49 @@ func plan(infos []routeInfo, changes []change) (routePlan, error) {
 		p.routes = append(p.routes, routes[fallback])
 	}
 	return p, nil
+}
+
+// claimedOnce checks the routes as they would be after changes: no
+// hostname may be routed to two services, so that the order of the routes
+// never decides which service answers a host. A conflict that involves a
+// service being set is an ErrInvalid naming both services; conflicts among
+// routes that stay as they are (edited by hand) are left to whoever made
+// them.
+func claimedOnce(infos []routeInfo, changes []change, removed map[int]bool) error {
+	after := map[string]Route{}
+	for i, ri := range infos {
+		if ri.service != "" && !removed[i] {
+			after[ri.service] = ri.route
+		}
+	}
+	setting := map[string]bool{}
+	for _, ch := range changes {
+		if ch.route == nil {
+			delete(after, ch.service)
+			continue
+		}
+		after[ch.service] = *ch.route
+		setting[ch.service] = true
+	}
+	services := slices.Sorted(maps.Keys(after))
+	owner := map[string]string{}
+	var errs []error
+	for _, svc := range services {
+		for _, h := range after[svc].Hostnames {
+			other, taken := owner[h]
+			if !taken {
+				owner[h] = svc
+				continue
+			}
+			switch {
+			case setting[svc]:
+				errs = append(errs, fmt.Errorf("caddy route %s: hostname %s is routed to service %s already: %w", svc, h, other, ErrInvalid))
+			case setting[other]:
+				errs = append(errs, fmt.Errorf("caddy route %s: hostname %s is routed to service %s already: %w", other, h, svc, ErrInvalid))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // isFallback reports whether raw is the route with @id FallbackID.

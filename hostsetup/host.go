@@ -9,12 +9,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/jailkeeper/jailkeeper/internal/atomicfile"
 	"github.com/jailkeeper/jailkeeper/internal/command"
 	"github.com/jailkeeper/jailkeeper/jails"
-	"github.com/jailkeeper/jailkeeper/zfs"
 )
 
 // HostConfig is what host init prepares; it comes from the agent config's
@@ -85,7 +85,7 @@ func hostInit(h *hostSteps, cfg HostConfig) error {
 	own := netip.PrefixFrom(jails.InterfaceAddr(cfg.Pool), 32)
 
 	h.note("%s: a cloned interface for the jails' addresses, with its own address %s", iface, own)
-	if err := h.sysrc("cloned_interfaces+=" + iface); err != nil {
+	if err := rcClonedInterface(h, iface); err != nil {
 		return err
 	}
 	if err := rcIfconfig(h, iface, own); err != nil {
@@ -127,22 +127,18 @@ func hostInit(h *hostSteps, cfg HostConfig) error {
 		return err
 	}
 	if !ok {
-		if err := h.do("zfs", "create", "-o", "mountpoint="+cfg.Root, cfg.Dataset); err != nil {
+		if err := h.zfsDo().Create(h.ctx, cfg.Dataset, map[string]string{"mountpoint": cfg.Root}); err != nil {
 			return err
 		}
 	} else {
-		out, err := h.check("zfs", "get", "-Hp", "-o", "name,property,value,source", "mountpoint", cfg.Dataset)
+		props, err := h.zfsCheck().Get(h.ctx, cfg.Dataset, "mountpoint")
 		if err != nil {
 			return err
 		}
-		ds, err := zfs.ParseGet(bytes.NewReader(out))
-		if err != nil {
-			return err
-		}
-		if len(ds) != 1 || filepath.Clean(ds[0].Mountpoint) != filepath.Clean(cfg.Root) {
-			mp := "?"
-			if len(ds) == 1 {
-				mp = ds[0].Mountpoint
+		if mp, ok := props["mountpoint"]; !ok || filepath.Clean(mp.Value) != filepath.Clean(cfg.Root) {
+			mp := mp.Value
+			if !ok {
+				mp = "?"
 			}
 			return fmt.Errorf("%s exists with mountpoint %s, but the config's jails.root is %s: change one of them", cfg.Dataset, mp, cfg.Root)
 		}
@@ -158,7 +154,7 @@ func hostInit(h *hostSteps, cfg HostConfig) error {
 			h.note("ok: %s", ds)
 			continue
 		}
-		if err := h.do("zfs", "create", ds); err != nil {
+		if err := h.zfsDo().Create(h.ctx, ds, nil); err != nil {
 			return err
 		}
 	}
@@ -181,6 +177,36 @@ func hostInit(h *hostSteps, cfg HostConfig) error {
 		return err
 	}
 	return ensureInclude(h, cfg.JailConf, `.include "`+filepath.Join(cfg.ConfDir, "*.conf")+`";`)
+}
+
+// rcClonedInterface makes sure rc.conf's cloned_interfaces lists iface
+// among its words, whatever else it lists. It reads the value with
+// `sysrc -i -n cloned_interfaces` (the value and exit 0; nothing and exit
+// 1 when unset, which defaults/rc.conf's cloned_interfaces="" makes rare;
+// usr.sbin/sysrc/sysrc) and tests membership in Go, instead of asking
+// `sysrc -c cloned_interfaces+=lo1`: -c compares the whole value sysrc
+// would write with the current one (sysrc(8): "return success if no
+// changes are required"), which is only right where sysrc's += skips
+// words already present, and then depends on that. `sysrc
+// cloned_interfaces+=lo1` runs only when lo1 is missing, so it never adds
+// a second lo1.
+func rcClonedInterface(h *hostSteps, iface string) error {
+	const name = "cloned_interfaces"
+	out, err := h.check("sysrc", "-i", "-n", name)
+	switch {
+	case err == nil:
+		v := strings.TrimSuffix(string(out), "\n")
+		if slices.Contains(strings.Fields(v), iface) {
+			h.note("ok: %s=%q lists %s", name, v, iface)
+			return nil
+		}
+	case errors.Is(err, errDryRun):
+	default:
+		if code, ok := command.ExitCode(err); !ok || code != 1 || strings.TrimSpace(command.Stderr(err)) != "" {
+			return err
+		}
+	}
+	return h.do("sysrc", name+"+="+iface)
 }
 
 // rcIfconfig makes sure rc.conf's ifconfig_<iface> gives the interface its

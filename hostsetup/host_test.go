@@ -31,8 +31,9 @@ func hostConfig(t *testing.T, pool string) (hostsetup.HostConfig, string) {
 func TestHostInitFresh(t *testing.T) {
 	cfg, tmp := hostConfig(t, "172.16.0.0/12")
 	var r commandtest.Replay
-	// sysrc -c exits 1 when a change is needed and prints nothing (sysrc(8)).
-	r.OnPrefix([]string{"sysrc", "-c"}, commandtest.Fail(1, ""))
+	// defaults/rc.conf sets cloned_interfaces="", so sysrc -n prints an
+	// empty line and exits 0 (usr.sbin/sysrc/sysrc: f_sysrc_get, echo).
+	r.On([]string{"sysrc", "-i", "-n", "cloned_interfaces"}, commandtest.OK("\n"))
 	// sysrc -i -n of an unset variable prints nothing and exits 1
 	// (usr.sbin/sysrc/sysrc: -i suppresses "unknown variable").
 	r.On([]string{"sysrc", "-i", "-n", "ifconfig_lo1"}, commandtest.Fail(1, ""))
@@ -88,6 +89,9 @@ func TestHostInitIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	var r commandtest.Replay
+	// The capture's host ran sysrc cloned_interfaces+="lo1" on an empty
+	// value (ifconfig-lo1-12.1.txt.source).
+	r.On([]string{"sysrc", "-i", "-n", "cloned_interfaces"}, commandtest.OK("lo1\n"))
 	// The value the capture's host set: sysrc ifconfig_lo1="172.31.255.17/32"
 	// (ifconfig-lo1-12.1.txt.source), without the "inet" host init writes.
 	r.On([]string{"sysrc", "-i", "-n", "ifconfig_lo1"}, commandtest.OK("172.31.255.17/32\n"))
@@ -103,7 +107,7 @@ func TestHostInitIdempotent(t *testing.T) {
 		t.Errorf("mode not checked:\n%s", out.String())
 	}
 	for _, c := range r.Calls() {
-		check := c.Argv[0] == "sysrc" && (c.Argv[1] == "-c" || c.Argv[1] == "-i") || c.Argv[0] == "ifconfig" && len(c.Argv) == 2 ||
+		check := c.Argv[0] == "sysrc" && c.Argv[1] == "-i" || c.Argv[0] == "ifconfig" && len(c.Argv) == 2 ||
 			c.Argv[0] == "zfs" && (c.Argv[1] == "list" || c.Argv[1] == "get")
 		if !check {
 			t.Errorf("changed something on a ready host: %q", c.Argv)
@@ -158,14 +162,61 @@ func TestHostInitDryRunRunsNothing(t *testing.T) {
 func TestHostInitRefusesOtherIfconfig(t *testing.T) {
 	cfg, _ := hostConfig(t, "172.16.0.0/12")
 	var r commandtest.Replay
+	r.On([]string{"sysrc", "-i", "-n", "cloned_interfaces"}, commandtest.OK("lo1\n"))
 	r.On([]string{"sysrc", "-i", "-n", "ifconfig_lo1"}, commandtest.OK("172.31.255.17/32\n"))
 	err := hostsetup.HostInit(context.Background(), cfg, &r, false, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "172.31.255.17/32") || !strings.Contains(err.Error(), "172.16.0.1/32") {
 		t.Fatalf("HostInit = %v, want a refusal naming both addresses", err)
 	}
 	for _, c := range r.Calls() {
-		if c.Argv[0] == "sysrc" && c.Argv[1] != "-c" && c.Argv[1] != "-i" || c.Argv[0] == "ifconfig" || c.Argv[0] == "zfs" {
+		if c.Argv[0] == "sysrc" && c.Argv[1] != "-i" || c.Argv[0] == "ifconfig" || c.Argv[0] == "zfs" {
 			t.Errorf("went on after the refusal: %q", c.Argv)
 		}
+	}
+}
+
+// cloned_interfaces is a list: host init adds lo1 only when it is not one
+// of its words, whatever else the operator listed there (a bridge, a
+// tap, lo10), and stops on an error it does not understand.
+func TestHostInitClonedInterfaces(t *testing.T) {
+	add := []string{"sysrc", "cloned_interfaces+=lo1"}
+	for _, tc := range []struct {
+		name    string
+		resp    commandtest.Response
+		wantAdd bool
+		wantErr bool
+	}{
+		{"empty (defaults/rc.conf)", commandtest.OK("\n"), true, false},
+		{"unset", commandtest.Fail(1, ""), true, false},
+		{"only lo1", commandtest.OK("lo1\n"), false, false},
+		{"lo1 among others", commandtest.OK("bridge0 lo1 tap0\n"), false, false},
+		{"lo1 last, extra blanks", commandtest.OK("bridge0  lo1\n"), false, false},
+		{"others only", commandtest.OK("bridge0 tap0\n"), true, false},
+		{"a longer name", commandtest.OK("lo10\n"), true, false},
+		{"sysrc fails", commandtest.Fail(2, "sysrc: cannot read /etc/rc.conf\n"), false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, _ := hostConfig(t, "172.16.0.0/12")
+			var r commandtest.Replay
+			r.On([]string{"sysrc", "-i", "-n", "cloned_interfaces"}, tc.resp)
+			// Stop right after: rc.conf's ifconfig_lo1 is someone else's.
+			r.On([]string{"sysrc", "-i", "-n", "ifconfig_lo1"}, commandtest.OK("inet 10.0.0.1/32\n"))
+			err := hostsetup.HostInit(context.Background(), cfg, &r, false, &bytes.Buffer{})
+			if err == nil {
+				t.Fatal("HostInit went past the ifconfig_lo1 refusal")
+			}
+			if got := strings.Contains(err.Error(), "cannot read"); got != tc.wantErr {
+				t.Errorf("error %v, want the sysrc failure: %v", err, tc.wantErr)
+			}
+			added := 0
+			for _, c := range r.Calls() {
+				if strings.Join(c.Argv, " ") == strings.Join(add, " ") {
+					added++
+				}
+			}
+			if want := map[bool]int{true: 1}[tc.wantAdd]; added != want {
+				t.Errorf("%q ran %d times, want %d:\n%s", add, added, want, r.Transcript())
+			}
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -42,8 +43,21 @@ type TemplateConfig struct {
 	// releases clone the newest snapshot, existing ones keep theirs.
 	Update bool
 	// ResolvConf and Localtime are the host files copied into the
-	// template; defaults /etc/resolv.conf and /etc/localtime.
+	// template; defaults /etc/resolv.conf and /etc/localtime. A
+	// ResolvConf that names only loopback servers is refused
+	// (ErrLoopbackResolver) unless Resolvers is set.
 	ResolvConf, Localtime string
+	// Resolvers (the config's jails.resolvers), when set, are written as
+	// the template's resolv.conf nameserver lines instead of copying
+	// ResolvConf.
+	Resolvers []string
+	// Pool is the config's jails.pool; the refusal of a loopback-only
+	// resolv.conf shows the unbound lines that would serve its
+	// interface's address.
+	Pool netip.Prefix
+	// Terminal says out is a terminal: download and unpack progress is
+	// one line rewritten in place. Otherwise a line every few seconds.
+	Terminal bool
 	// Client downloads; default http.DefaultClient. Downloads are bound by
 	// ctx and by maxDownload.
 	Client *http.Client
@@ -84,8 +98,11 @@ func ReleaseURL(arch, version string) string {
 // TemplateCreate makes the template Dataset/templates/Version the way the
 // FreeBSD Handbook's jails chapter does by hand: base.txz (downloaded into
 // Root/media, or a local file) checked against the sha256 in the release's
-// MANIFEST, a new dataset, `tar -x -C DIR --unlink -f base.txz`, the
-// host's resolv.conf and localtime copied in, optionally freebsd-update,
+// MANIFEST, a new dataset, `tar -x -C DIR --unlink -f base.txz`, a
+// resolv.conf (Resolvers written as nameserver lines, or the host's
+// copied; one naming only loopback servers is refused with
+// ErrLoopbackResolver before anything is downloaded, see planResolvConf),
+// the host's localtime copied in, optionally freebsd-update,
 // and the snapshot @base that releases are cloned from. A base.txz that
 // does not match the MANIFEST is an error wrapping artifact.ErrChecksum,
 // before any dataset is touched; a failed transfer wraps artifact.ErrFetch.
@@ -95,8 +112,9 @@ func ReleaseURL(arch, version string) string {
 // existing template is patched in place instead and gets a newer snapshot
 // @base-<UTC time>; releases already cloned keep the snapshot they came
 // from. Every command is printed to out before it runs; with dryRun
-// nothing is downloaded, run or written, and the steps of a fresh create
-// are printed with the checks as comments.
+// nothing is downloaded, run or written (only the host's resolv.conf is
+// read, so a dry run meets the refusal a real run would), and the steps
+// of a fresh create are printed with the checks as comments.
 func TemplateCreate(ctx context.Context, cfg TemplateConfig, r command.Runner, dryRun bool, out io.Writer) error {
 	if !versionRE.MatchString(cfg.Version) {
 		return fmt.Errorf("template create: %q is not a FreeBSD release name like 14.3-RELEASE", cfg.Version)
@@ -157,16 +175,22 @@ func templateCreate(h *hostSteps, cfg TemplateConfig) error {
 		if err := freebsdUpdate(h, dir, cfg.Version); err != nil {
 			return err
 		}
-		if err := h.do("zfs", "snapshot", tds+"@"+stamp); err != nil {
+		if err := h.zfsDo().Snapshot(h.ctx, tds+"@"+stamp); err != nil {
 			return err
 		}
 		h.note("new releases clone %s@%s; existing ones keep their snapshot", tds, stamp)
 		return nil
 	}
+	// Refuse a resolv.conf the jails cannot use before downloading
+	// anything.
+	resolv, err := planResolvConf(cfg)
+	if err != nil {
+		return err
+	}
 	if exists {
 		// Refuse before downloading anything: a dry-run destroy checks the
 		// dependents like a real one (zfs-destroy(8) -n).
-		if _, err := h.check("zfs", "destroy", "-n", "-r", tds); err != nil {
+		if err := h.zfsCheck().CheckDestroy(h.ctx, tds); err != nil {
 			return inUse(tds, err)
 		}
 	}
@@ -175,35 +199,32 @@ func templateCreate(h *hostSteps, cfg TemplateConfig) error {
 		return err
 	}
 	if exists {
-		if err := h.do("zfs", "destroy", "-r", tds); err != nil {
+		if err := h.zfsDo().Destroy(h.ctx, tds, 0); err != nil {
 			return inUse(tds, err)
 		}
 	}
-	if err := h.do("zfs", "create", tds); err != nil {
+	h.note("the template dataset %s, mounted at %s", tds, dir)
+	if err := h.zfsDo().Create(h.ctx, tds, nil); err != nil {
 		return err
 	}
-	// --unlink: unlink files before creating them (tar(1)), as the
-	// Handbook does.
-	if err := h.do("tar", "-x", "-C", dir, "--unlink", "-f", base); err != nil {
+	if err := unpack(h, cfg, dir, base); err != nil {
 		return err
 	}
-	for _, src := range []string{cfg.ResolvConf, cfg.Localtime} {
-		if !h.dry {
-			if _, err := os.Stat(src); errors.Is(err, os.ErrNotExist) {
-				h.note("skipped: the host has no %s", src)
-				continue
-			}
-		}
-		if err := h.do("cp", src, filepath.Join(dir, "etc", filepath.Base(src))); err != nil {
-			return err
-		}
+	if err := applyResolvConf(h, resolv, dir); err != nil {
+		return err
+	}
+	if _, err := os.Stat(cfg.Localtime); !h.dry && errors.Is(err, os.ErrNotExist) {
+		h.note("skipped: the host has no %s", cfg.Localtime)
+	} else if err := h.do("cp", cfg.Localtime, filepath.Join(dir, "etc", "localtime")); err != nil {
+		return err
 	}
 	if cfg.Update {
 		if err := freebsdUpdate(h, dir, cfg.Version); err != nil {
 			return err
 		}
 	}
-	if err := h.do("zfs", "snapshot", tds+"@base"); err != nil {
+	h.note("snapshot: releases are cloned from %s@base", tds)
+	if err := h.zfsDo().Snapshot(h.ctx, tds+"@base"); err != nil {
 		return err
 	}
 	h.note("new releases clone %s@base", tds)
@@ -233,6 +254,7 @@ func inUse(tds string, err error) error {
 // install." when there is nothing to do (seen in iocage and freebsd-src
 // reports); that is success.
 func freebsdUpdate(h *hostSteps, dir, version string) error {
+	h.note("patch %s with freebsd-update (downloads the patches: minutes, not seconds)", dir)
 	argv := []string{"env", "PAGER=/bin/cat", "freebsd-update", "--not-running-from-cron",
 		"--currently-running", version, "-b", dir, "fetch", "install"}
 	fmt.Fprintln(h.out, command.Quote(argv))
@@ -289,7 +311,14 @@ func fetchBase(h *hostSteps, cfg TemplateConfig) (string, error) {
 		h.note("download %sbase.txz to %s", cfg.URL, base)
 		if !h.dry {
 			// base appears only once it matches the MANIFEST.
-			if err := artifact.Download(h.ctx, cfg.Client, cfg.URL+"base.txz", base, maxDownload, want); err != nil {
+			p := newProgress(h.out, cfg.Now, cfg.Terminal, "download base.txz")
+			var got int64
+			err := artifact.DownloadProgress(h.ctx, cfg.Client, cfg.URL+"base.txz", base, maxDownload, want, func(done, total int64) {
+				got = done
+				p.update(done, total)
+			})
+			p.finish(got)
+			if err != nil {
 				return "", err
 			}
 			return base, nil
@@ -300,6 +329,39 @@ func fetchBase(h *hostSteps, cfg TemplateConfig) (string, error) {
 		return base, nil
 	}
 	return base, verify(base, want)
+}
+
+// unpack extracts base into dir: `tar -x -C dir --unlink -f -` with base
+// on its standard input, so the bytes tar has read show how far it has
+// got. bsdtar reads the archive from standard input for "-f -" and
+// detects the xz compression itself (tar(1)); --unlink unlinks files
+// before creating them, as the Handbook's jail chapter does.
+func unpack(h *hostSteps, cfg TemplateConfig, dir, base string) error {
+	argv := []string{"tar", "-x", "-C", dir, "--unlink", "-f", "-"}
+	h.note("unpack %s into %s", base, dir)
+	fmt.Fprintf(h.out, "%s < %s\n", command.Quote(argv), command.Quote([]string{base}))
+	if h.dry {
+		return nil
+	}
+	f, err := os.Open(base)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	pr := &progressReader{r: f, total: st.Size(), p: newProgress(h.out, cfg.Now, cfg.Terminal, "unpack "+filepath.Base(base))}
+	out, err := h.r.Run(h.ctx, argv, pr)
+	pr.p.finish(pr.done)
+	for line := range strings.Lines(string(out)) {
+		fmt.Fprintf(h.out, "#   %s", line)
+		if !strings.HasSuffix(line, "\n") {
+			fmt.Fprintln(h.out)
+		}
+	}
+	return err
 }
 
 func verify(path, want string) error {

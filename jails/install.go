@@ -18,7 +18,8 @@ import (
 
 // install puts the release's files into the clone mounted at its root, from
 // the host, before the jail ever runs: the artifact, then the rc.d script,
-// its rc.conf(5) variables, the newsyslog.conf.d entry and the environment.
+// its rc.conf(5) variables (the service's, syslogd's and sendmail's: none
+// runs), the newsyslog.conf.d entry and the environment.
 //
 // The host never runs or parses anything the artifact brought: the
 // artifact can replace any file of the jail (etc/rc.conf included), so no
@@ -35,7 +36,7 @@ import (
 // redirecting the write.
 func (f *FreeBSD) install(ctx context.Context, spec release.Spec, r release.Release) error {
 	root := f.root(r.Name)
-	if err := artifact.Install(spec.Artifact, root, spec.Command[0]); err != nil {
+	if err := artifact.Install(ctx, spec.Artifact, root, spec.Command[0]); err != nil {
 		return err
 	}
 	jr, err := os.OpenRoot(root)
@@ -86,6 +87,7 @@ func (f *FreeBSD) install(ctx context.Context, spec release.Spec, r release.Rele
 		{rc.path(), script, 0o755, 0, 0},
 		{rc.rcConfPath(), rc.rcConf(), 0o644, 0, 0},
 		{jailRCConfD + "/syslogd", syslogdRCConf(), 0o644, 0, 0},
+		{jailRCConfD + "/sendmail", sendmailRCConf(), 0o644, 0, 0},
 		{rc.newsyslogPath(), rc.newsyslogLine(), 0o644, 0, 0},
 		{rc.envFile(), renderJailEnv(spec.Service, spec.User, env), 0o640, 0, gid},
 	}

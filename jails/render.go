@@ -249,6 +249,20 @@ func syslogdRCConf() []byte {
 	return []byte("# Written by jailkeeper: the jail logs locally only.\nsyslogd_flags=\"-ss\"\n")
 }
 
+// sendmailRCConf is /etc/rc.conf.d/sendmail: no sendmail in the jail.
+// defaults/rc.conf starts a localhost-only submission daemon
+// (sendmail_submit_enable="YES") in every jail, which no release uses;
+// its "localhost" is the jail's own address there (prison_local_ip4 in
+// sys/netinet/in_jail.c rewrites 127.0.0.1), so at best it listens on the
+// release's address. rc.d/sendmail runs load_rc_config sendmail, which
+// sources this file after /etc/rc.conf (libexec/rc/rc.subr), and turns
+// sendmail_enable="NONE" into NO for sendmail_enable,
+// sendmail_submit_enable, sendmail_outbound_enable and
+// sendmail_msp_queue_enable (libexec/rc/rc.d/sendmail).
+func sendmailRCConf() []byte {
+	return []byte("# Written by jailkeeper: the release runs no mail daemon.\nsendmail_enable=\"NONE\"\n")
+}
+
 // renderJailEnv writes env as sh(1) assignments, one per line, sorted by key,
 // each value single-quoted so that sourcing the file never runs anything.
 // The rc.d script's envLoader sources it as the app's user.

@@ -81,6 +81,7 @@ func TestRenderRCScript(t *testing.T) {
 	golden.Assert(t, "testdata/freebsd/golden/newsyslog-hello.conf", rc.newsyslogLine())
 	golden.Assert(t, "testdata/freebsd/golden/rc.conf.d-hello", rc.rcConf())
 	golden.Assert(t, "testdata/freebsd/golden/rc.conf.d-syslogd", syslogdRCConf())
+	golden.Assert(t, "testdata/freebsd/golden/rc.conf.d-sendmail", sendmailRCConf())
 }
 
 // TestRCScriptShell checks the rendered script with sh -n and then runs it

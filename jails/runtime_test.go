@@ -179,7 +179,11 @@ func TestFreeBSDSequence(t *testing.T) {
 	}
 	// The rc variables are files of the jail's /etc/rc.conf.d, written from
 	// Go: no sysrc, and no rc.conf of the jail touched.
-	for p, want := range map[string]string{"etc/rc.conf.d/hello": `hello_enable="YES"`, "etc/rc.conf.d/syslogd": `syslogd_flags="-ss"`} {
+	for p, want := range map[string]string{
+		"etc/rc.conf.d/hello":    `hello_enable="YES"`,
+		"etc/rc.conf.d/syslogd":  `syslogd_flags="-ss"`,
+		"etc/rc.conf.d/sendmail": `sendmail_enable="NONE"`, // rc.d/sendmail: no MTA at all
+	} {
 		if b, err := os.ReadFile(filepath.Join(root, p)); err != nil || !strings.Contains(string(b), want+"\n") {
 			t.Errorf("%s: %q %v, want a line %s", p, b, err, want)
 		}

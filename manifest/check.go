@@ -17,7 +17,6 @@ var (
 	sha256RE  = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	userRE    = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
-	labelRE   = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$`)
 )
 
 // reservedEnv are set by jailkeeper for every release.
@@ -70,6 +69,10 @@ func check(s *Service, report reporter) {
 		report("port", "is required: the TCP port the app listens on inside its release (1-65535)")
 	case s.Port < 1 || s.Port > 65535:
 		report("port", "must be between 1 and 65535, got %d", s.Port)
+	case s.Port < MinPort:
+		// The app runs as a user other than root, in a jail without
+		// allow.reserved_ports: it could never bind the port.
+		report("port", "must be at least %d: an app that does not run as root cannot bind a privileged port; Caddy serves 80 and 443, got %d", MinPort, s.Port)
 	}
 	checkCommand(s.Command, report)
 	checkEnv(s.Env, report)
@@ -161,27 +164,14 @@ func checkHostnames(hosts []string, report reporter) {
 }
 
 // hostnameProblem says what is wrong with a hostname Caddy is to route, or
-// "" when it is a valid lowercase DNS name, optionally with a leading "*."
-// wildcard label.
+// "" when it is an exact lowercase DNS name (release.ValidHostname: no
+// wildcards, no placeholders).
 func hostnameProblem(h string) string {
-	switch {
-	case h == "":
-		return "must not be empty"
-	case len(h) > 253:
-		return fmt.Sprintf("is longer than 253 characters: %q", h[:40]+"...")
-	case h != strings.ToLower(h):
-		return fmt.Sprintf("must be lowercase (DNS names are case-insensitive), got %q", h)
-	case strings.HasSuffix(h, "."):
-		return fmt.Sprintf("must not end with a dot, got %q", h)
-	}
-	labels := strings.Split(h, ".")
-	if labels[0] == "*" && len(labels) > 1 {
-		labels = labels[1:]
-	}
-	for _, l := range labels {
-		if !labelRE.MatchString(l) {
-			return fmt.Sprintf("must be a DNS name (labels of a-z, 0-9 and -, 1-63 long, not starting or ending with -), got %q", h)
+	if err := release.ValidHostname(h); err != nil {
+		if len(h) > 64 {
+			h = h[:64] + "..."
 		}
+		return fmt.Sprintf("%v, got %q", err, h)
 	}
 	return ""
 }
@@ -192,8 +182,11 @@ func checkCommand(cmd []string, report reporter) {
 		return
 	}
 	for i, arg := range cmd {
-		if strings.ContainsRune(arg, 0) {
-			report(fmt.Sprintf("command[%d]", i), "must not contain a NUL byte")
+		if strings.ContainsFunc(arg, isControl) {
+			// A newline would end the argument in the rc.d script and
+			// the jail conf the jail runtime writes: it refuses them at
+			// create, long after CI. Refuse them here.
+			report(fmt.Sprintf("command[%d]", i), "must not contain a control character (newline, tab, escape, NUL, ...)")
 		}
 	}
 	if p := cmd[0]; !path.IsAbs(p) || path.Clean(p) != p {
@@ -286,7 +279,7 @@ func checkHosts(hosts []string, report reporter) {
 	for i, h := range hosts {
 		f := fmt.Sprintf("hosts[%d]", i)
 		l := strings.ToLower(h)
-		if msg := hostnameProblem(l); msg != "" || strings.HasPrefix(l, "*") {
+		if msg := hostnameProblem(l); msg != "" {
 			report(f, "must be an agent's host name (its host: setting, by default its hostname), got %q", h)
 			continue
 		}
@@ -321,3 +314,7 @@ func checkAllow(allow []string, report reporter) {
 		first[a] = i
 	}
 }
+
+// isControl reports whether r is an ASCII control character (C0 or DEL)
+// or a C1 control.
+func isControl(r rune) bool { return r < 0x20 || (r >= 0x7f && r < 0xa0) }

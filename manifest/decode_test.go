@@ -30,7 +30,7 @@ artifact:
   sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 hostnames:
   - hello.example.com
-  - "*.hello.example.com"
+  - www.hello.example.com
 port: 8080
 command: [/usr/local/bin/hello, -v, ""]
 env: {GREETING: hi, COUNT: 3, DEBUG: false}
@@ -65,7 +65,7 @@ func TestDecodeFull(t *testing.T) {
 			URL:    "file:///var/cache/artifacts/hello",
 			SHA256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
 		},
-		Hostnames: []string{"hello.example.com", "*.hello.example.com"},
+		Hostnames: []string{"hello.example.com", "www.hello.example.com"},
 		Port:      8080,
 		Command:   []string{"/usr/local/bin/hello", "-v", ""},
 		Env:       map[string]string{"GREETING": "hi", "COUNT": "3", "DEBUG": "false"},
@@ -189,10 +189,22 @@ func TestDecodeInvalid(t *testing.T) {
 		{"hostnames missing", with(t, "hostnames: [hello.example.com, www.hello.example.com]\n", ""), "hostnames", 0, "at least one hostname"},
 		{"hostnames is a string", with(t, "[hello.example.com, www.hello.example.com]", "hello.example.com"), "hostnames", 6, "must be a list"},
 		{"hostname uppercase", with(t, "www.hello.example.com]", "WWW.hello.example.com]"), "hostnames[1]", 6, "lowercase"},
-		{"hostname bad label", with(t, "www.hello.example.com]", "-www.hello.example.com]"), "hostnames[1]", 6, "must be a DNS name"},
+		{"hostname bad label", with(t, "www.hello.example.com]", "-www.hello.example.com]"), "hostnames[1]", 6, "must be an exact DNS name"},
 		{"hostname trailing dot", with(t, "www.hello.example.com]", "www.hello.example.com.]"), "hostnames[1]", 6, "dot"},
 		{"hostname twice", with(t, "www.hello.example.com]", "hello.example.com]"), "hostnames[1]", 6, "listed twice"},
 		{"hostname null", with(t, "www.hello.example.com]", "~]"), "hostnames[1]", 6, "null"},
+		// Issue 9 item 4: a hostname is one exact DNS name. Caddy reads *,
+		// ? and {placeholders} as patterns, and a pattern route appended
+		// earlier would answer another service's exact host.
+		{"hostname wildcard label", with(t, "www.hello.example.com]", "'*.example.com']"), "hostnames[1]", 6, "exact DNS name"},
+		{"hostname wildcard tld", with(t, "www.hello.example.com]", "'*.com']"), "hostnames[1]", 6, "exact DNS name"},
+		{"hostname only wildcard", with(t, "www.hello.example.com]", "'*']"), "hostnames[1]", 6, "exact DNS name"},
+		{"hostname inner wildcard", with(t, "www.hello.example.com]", "'www.*.example.com']"), "hostnames[1]", 6, "exact DNS name"},
+		{"hostname question mark", with(t, "www.hello.example.com]", "'ww?.example.com']"), "hostnames[1]", 6, "exact DNS name"},
+		{"hostname placeholder", with(t, "www.hello.example.com]", "'{http.request.host}']"), "hostnames[1]", 6, "exact DNS name"},
+		{"hostname placeholder label", with(t, "www.hello.example.com]", "'{env.HOST}.example.com']"), "hostnames[1]", 6, "exact DNS name"},
+		{"hostname with port", with(t, "www.hello.example.com]", "'www.example.com:80']"), "hostnames[1]", 6, "exact DNS name"},
+		{"hostname ip", with(t, "www.hello.example.com]", "'[::1]']"), "hostnames[1]", 6, "exact DNS name"},
 		{"port missing", with(t, "port: 8080\n", ""), "port", 0, "is required"},
 		{"port null", with(t, "port: 8080", "port:"), "port", 7, "is required"},
 		{"port too large", with(t, "port: 8080", "port: 70000"), "port", 7, "between 1 and 65535, got 70000"},

@@ -27,8 +27,18 @@ const (
 	MaxHealthThreshold = 100
 	MaxDrain           = time.Hour
 	MaxRetain          = 50
+	// MinPort is the lowest port a manifest may name: the first that is
+	// not privileged.
+	MinPort = 1024
 	// MaxFileSize is the largest manifest Decode and Load accept.
 	MaxFileSize = 1 << 20
+	// MaxEntries is the most entries (manifests, other files and
+	// subdirectories) a manifest directory may hold: far more services
+	// than one host runs, and a bound on what one commit costs to read.
+	MaxEntries = 10000
+	// MaxTotalSize bounds the manifests of one directory together, each
+	// counted up to MaxFileSize+1 bytes.
+	MaxTotalSize = 16 << 20
 )
 
 // DefaultCommand is the command of a service whose manifest has none:

@@ -41,7 +41,7 @@ port: 8080
 sha: "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 service: hello
 artifact: {sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, url: "file:///var/cache/artifacts/hello"}
-hostnames: ["*.hello.example.com", hello.example.com]
+hostnames: [www.hello.example.com, hello.example.com]
 env_file: hello/prod.env
 `,
 		// Windows line ends.

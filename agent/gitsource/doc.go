@@ -8,6 +8,17 @@
 // commit. The manifest directory (Config.Path) of the commit is read from the
 // git objects, never from a worktree, into an immutable in-memory fs.FS.
 //
+// A deploy repo is input from whoever can push to it, so reading a commit
+// is bounded before anything is read: only the trees on Config.Path and the
+// manifest directory's own tree are decoded (each at most 4 MiB, checked
+// from its object header), the directory may hold at most
+// manifest.MaxEntries entries, and only its *.yaml and *.yml files are read,
+// together at most manifest.MaxTotalSize bytes (sizes from the blob
+// headers). Subdirectories, symlinks' targets and the rest of the repo are
+// never opened, so a "tree bomb" of nested trees naming 10⁹ paths costs
+// nothing. A breach is an error wrapping ErrLimit and the last good commit
+// stays in effect. Poll stops when its context ends (Config.Timeout).
+//
 // Transports: ssh:// and scp-like URLs (user@host:path) with a private key
 // and a pinned known_hosts file (an unknown or changed host key is refused,
 // there is no trust on first use); https:// and http:// with an optional token
@@ -39,7 +50,7 @@
 // when the last verified commit is not among them.
 //
 // Poll never gives up the last good state: on any error (unreachable remote,
-// authentication, host key, signature, missing manifest directory) it returns
+// authentication, host key, signature, missing manifest directory, limits) it returns
 // the last good Snapshot together with the error, so the agent keeps running
 // the commit it had. The last good commit is also kept as a ref in the clone
 // (refs/jailkeeper/good/<branch>), so it survives an agent restart.

@@ -138,7 +138,7 @@ func (f *fixture) push(force bool) {
 // (0-based).
 func commitTime(n int) time.Time { return epoch.Add(time.Duration(n) * time.Minute) }
 
-// files reads every regular file of fsys into a map.
+// files reads every regular file of fsys into a map (symlinks left out).
 func files(t testing.TB, fsys fs.FS) map[string]string {
 	t.Helper()
 	if fsys == nil {
@@ -146,7 +146,7 @@ func files(t testing.TB, fsys fs.FS) map[string]string {
 	}
 	m := map[string]string{}
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+		if err != nil || !d.Type().IsRegular() {
 			return err
 		}
 		b, err := fs.ReadFile(fsys, p)

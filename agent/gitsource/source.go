@@ -15,7 +15,6 @@ import (
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 )
 
@@ -43,6 +42,11 @@ var (
 	// or an operator who accepts the rewritten history (see the package
 	// documentation).
 	ErrDowngrade = errors.New("commit does not descend from the last verified commit")
+	// ErrLimit: the head's manifest directory is larger than Poll reads
+	// (manifest.MaxEntries entries, manifest.MaxTotalSize bytes of
+	// manifests, or a tree object too large to hold that many). Found
+	// before any file is read. Needs a new commit.
+	ErrLimit = errors.New("manifest directory over its limits")
 )
 
 const (
@@ -61,8 +65,12 @@ type Snapshot struct {
 	Time time.Time
 	// FS is the manifest directory (Config.Path) at that commit, read from
 	// the git objects into memory: immutable, safe for concurrent use, and
-	// unaffected by later Polls. Its files' ModTime is Time. Symlinks and
-	// submodules are left out. Nil in the zero Snapshot.
+	// unaffected by later Polls. It holds only the entries whose names
+	// make them manifests (manifest.IsManifestName): regular files with
+	// their content, symlinks as symlinks (never followed, so
+	// manifest.Load refuses them), subdirectories and submodules as empty
+	// directories (never read). Its files' ModTime is Time. Nil in the
+	// zero Snapshot.
 	FS fs.FS
 	// Signer is the fingerprint (upper-case hex) of the key that signed the
 	// commit, when Config.VerifyKeyring is set.
@@ -153,7 +161,7 @@ func (s *Source) poll(ctx context.Context) error {
 			return err
 		}
 		s.repo = repo
-		s.restore()
+		s.restore(ctx)
 	}
 
 	var hostKeyErr error
@@ -187,7 +195,7 @@ func (s *Source) poll(ctx context.Context) error {
 	if rev.String() == s.last.Revision {
 		return nil
 	}
-	snap, err := s.snapshot(rev)
+	snap, err := s.snapshot(ctx, rev)
 	if err != nil {
 		return err
 	}
@@ -206,7 +214,7 @@ func (s *Source) poll(ctx context.Context) error {
 
 // snapshot reads commit rev: verifies it when a keyring is set, and copies
 // the manifest directory.
-func (s *Source) snapshot(rev plumbing.Hash) (Snapshot, error) {
+func (s *Source) snapshot(ctx context.Context, rev plumbing.Hash) (Snapshot, error) {
 	c, err := s.repo.CommitObject(rev)
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("commit %s in %s: %w", rev, s.cfg.Dir, err)
@@ -217,21 +225,18 @@ func (s *Source) snapshot(rev plumbing.Hash) (Snapshot, error) {
 			return Snapshot{}, err
 		}
 	}
-	tree, err := c.Tree()
+	// Only the trees on repo.path and the manifest directory's own tree
+	// are decoded, each after a check of its size: nothing else of the
+	// commit is read, however many paths it names.
+	dir, ok, err := findDir(s.repo.Storer, c.TreeHash, s.cfg.Path)
 	if err != nil {
-		return Snapshot{}, fmt.Errorf("commit %s: tree: %w", rev, err)
+		return Snapshot{}, fmt.Errorf("commit %s: repo.path %s: %w", rev, s.cfg.Path, err)
 	}
-	if s.cfg.Path != "." {
-		tree, err = tree.Tree(s.cfg.Path)
-		if errors.Is(err, object.ErrDirectoryNotFound) {
-			return Snapshot{}, fmt.Errorf("commit %s: repo.path %s: %w: no such directory", rev, s.cfg.Path, ErrNotFound)
-		}
-		if err != nil {
-			return Snapshot{}, fmt.Errorf("commit %s: repo.path %s: %w", rev, s.cfg.Path, err)
-		}
+	if !ok {
+		return Snapshot{}, fmt.Errorf("commit %s: repo.path %s: %w: no such directory", rev, s.cfg.Path, ErrNotFound)
 	}
 	when := c.Committer.When
-	fsys, err := newTreeFS(tree, when)
+	fsys, err := newTreeFS(ctx, s.repo.Storer, dir, when)
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("commit %s: repo.path %s: %w", rev, s.cfg.Path, err)
 	}
@@ -241,12 +246,12 @@ func (s *Source) snapshot(rev plumbing.Hash) (Snapshot, error) {
 // restore makes the last good commit recorded by an earlier run the last
 // good Snapshot, if it still passes the checks (the keyring may have
 // changed). Failing that, there is no last good Snapshot yet.
-func (s *Source) restore() {
+func (s *Source) restore(ctx context.Context) {
 	ref, err := s.repo.Reference(plumbing.ReferenceName(goodRefPrefix+s.cfg.Branch), true)
 	if err != nil {
 		return
 	}
-	if snap, err := s.snapshot(ref.Hash()); err == nil {
+	if snap, err := s.snapshot(ctx, ref.Hash()); err == nil {
 		s.last = snap
 	}
 }

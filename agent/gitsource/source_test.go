@@ -284,17 +284,23 @@ func TestPollDirNotARepo(t *testing.T) {
 	}
 }
 
-// TestSnapshotFS: the manifest directory is read from the git objects, with
-// subdirectories; symlinks are left out; the FS passes fstest.
+// TestSnapshotFS: the manifest directory is read from the git objects, and
+// only what manifest.Load looks at: its *.yaml and *.yml entries.
+// Subdirectories (dir.yaml) are empty and never read, symlinks are listed
+// as symlinks and never followed, other files are left out; the FS passes
+// fstest.
 func TestSnapshotFS(t *testing.T) {
 	f := newFixture(t)
 	f.write(map[string]string{
-		"deploy/prod/services/hello.yaml":     helloV1,
-		"deploy/prod/services/sub/world.yaml": worldV1,
-		"deploy/prod/services/hook.sh":        "#!/bin/sh\n",
-		"deploy/prod/other.yaml":              "outside\n",
+		"deploy/prod/services/hello.yaml":          helloV1,
+		"deploy/prod/services/run.yml":             worldV1,
+		"deploy/prod/services/sub/world.yaml":      worldV1,
+		"deploy/prod/services/dir.yaml/world.yaml": worldV1,
+		"deploy/prod/services/hook.sh":             "#!/bin/sh\n",
+		"deploy/prod/services/.hidden.yaml":        "dot file\n",
+		"deploy/prod/other.yaml":                   "outside\n",
 	})
-	if err := os.Chmod(filepath.Join(f.work, "deploy/prod/services/hook.sh"), 0o755); err != nil {
+	if err := os.Chmod(filepath.Join(f.work, "deploy/prod/services/run.yml"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink("hello.yaml", filepath.Join(f.work, "deploy/prod/services/link.yaml")); err != nil {
@@ -311,19 +317,34 @@ func TestSnapshotFS(t *testing.T) {
 	// The worktree of the fixture is not what is read: change it.
 	f.write(map[string]string{"deploy/prod/services/hello.yaml": "edited, not committed\n"})
 
-	if err := fstest.TestFS(snap.FS, "hello.yaml", "sub/world.yaml", "hook.sh"); err != nil {
+	if err := fstest.TestFS(snap.FS, "hello.yaml", "run.yml", "dir.yaml", "link.yaml"); err != nil {
 		t.Error(err)
 	}
-	wantFiles := map[string]string{"hello.yaml": helloV1, "sub/world.yaml": worldV1, "hook.sh": "#!/bin/sh\n"}
+	wantFiles := map[string]string{"hello.yaml": helloV1, "run.yml": worldV1}
 	if diff := cmp.Diff(wantFiles, files(t, snap.FS)); diff != "" {
 		t.Errorf("FS (-want +got):\n%s", diff)
 	}
-	st, err := fs.Stat(snap.FS, "hook.sh")
+	var listed []string
+	ents, err := fs.ReadDir(snap.FS, ".")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Mode().Perm() != 0o755 || !st.ModTime().Equal(commitTime(0)) {
-		t.Errorf("hook.sh: mode %v, mtime %v; want -rwxr-xr-x, %v", st.Mode(), st.ModTime(), commitTime(0))
+	for _, e := range ents {
+		listed = append(listed, e.Name()+" "+e.Type().String())
+	}
+	wantListed := []string{"dir.yaml d---------", "hello.yaml ----------", "link.yaml L---------", "run.yml ----------"}
+	if diff := cmp.Diff(wantListed, listed); diff != "" {
+		t.Errorf("entries (-want +got):\n%s", diff)
+	}
+	if sub, err := fs.ReadDir(snap.FS, "dir.yaml"); err != nil || len(sub) != 0 {
+		t.Errorf("dir.yaml: %v, %v; want an empty directory", sub, err)
+	}
+	st, err := fs.Stat(snap.FS, "run.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o755 || !st.ModTime().Equal(commitTime(0)) || st.Size() != int64(len(worldV1)) {
+		t.Errorf("run.yml: mode %v, mtime %v, size %d; want -rwxr-xr-x, %v, %d", st.Mode(), st.ModTime(), st.Size(), commitTime(0), len(worldV1))
 	}
 }
 

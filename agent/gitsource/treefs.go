@@ -1,28 +1,38 @@
 package gitsource
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"path"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/jailkeeper/jailkeeper/manifest"
 )
 
-// maxTreeBytes caps the content read into a Snapshot's FS: the manifest
-// directory holds small YAML files, and a tree far larger than this is a
-// misconfigured repo.path.
-const maxTreeBytes = 64 << 20
+// maxTreeObject bounds the encoded size of every tree object Poll decodes:
+// the root tree, those on repo.path and the manifest directory. It is
+// checked from the object's header before the tree is read. A tree of
+// manifest.MaxEntries entries with names of a few hundred bytes fits.
+const maxTreeObject = 4 << 20
 
-// treeFS is an immutable in-memory copy of a directory of a git tree. It is
-// read from the object store once, so it stays valid and safe for concurrent
-// use while later Polls fetch into the clone. Symlinks and submodules are
-// left out.
+// treeFS is an immutable in-memory copy of the manifest directory of a
+// commit. It is read from the object store once, so it stays valid and safe
+// for concurrent use while later Polls fetch into the clone.
+//
+// It holds only what manifest.Load looks at: the directory's entries whose
+// names make them manifests (manifest.IsManifestName). A regular file is
+// there with its content, read up to manifest.MaxFileSize+1 bytes; a
+// subdirectory or submodule is an empty directory (its tree is never
+// opened); a symlink is a symlink without a target (its blob is never
+// read), which Load refuses. Every other entry is left out unread.
 type treeFS struct {
 	nodes map[string]*node // by slash path; "." is the root
 }
@@ -30,72 +40,148 @@ type treeFS struct {
 type node struct {
 	name    string
 	mode    fs.FileMode
+	size    int64 // the blob's size, which may exceed len(data)
 	modTime time.Time
 	data    []byte
 	entries []fs.DirEntry // sorted by name, directories only
 }
 
-// newTreeFS copies tree into memory, stamping every file with modTime.
-func newTreeFS(tree *object.Tree, modTime time.Time) (*treeFS, error) {
-	t := &treeFS{nodes: map[string]*node{}}
-	var total int64
-	var walk func(tr *object.Tree, dir string) (*node, error)
-	walk = func(tr *object.Tree, dir string) (*node, error) {
-		d := &node{name: path.Base(dir), mode: fs.ModeDir | 0o755, modTime: modTime}
-		t.nodes[dir] = d
-		for _, e := range tr.Entries {
-			p := path.Join(dir, e.Name)
-			var n *node
-			switch e.Mode {
-			case filemode.Dir:
-				sub, err := tr.Tree(e.Name)
-				if err != nil {
-					return nil, fmt.Errorf("tree %s: %w", p, err)
-				}
-				if n, err = walk(sub, p); err != nil {
-					return nil, err
-				}
-			case filemode.Regular, filemode.Deprecated, filemode.Executable:
-				f, err := tr.TreeEntryFile(&e)
-				if err != nil {
-					return nil, fmt.Errorf("blob %s: %w", p, err)
-				}
-				total += f.Size
-				if total > maxTreeBytes {
-					return nil, fmt.Errorf("%s: more than %d bytes under the manifest directory", p, maxTreeBytes)
-				}
-				data, err := readBlob(f)
-				if err != nil {
-					return nil, fmt.Errorf("blob %s: %w", p, err)
-				}
-				perm := fs.FileMode(0o644)
-				if e.Mode == filemode.Executable {
-					perm = 0o755
-				}
-				n = &node{name: e.Name, mode: perm, modTime: modTime, data: data}
-				t.nodes[p] = n
-			default:
-				continue // symlink or submodule
-			}
-			d.entries = append(d.entries, fs.FileInfoToDirEntry(n.info()))
-		}
-		slices.SortFunc(d.entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
-		return d, nil
+// objectReader is what reading a commit's trees and blobs needs of the clone.
+type objectReader interface {
+	EncodedObject(plumbing.ObjectType, plumbing.Hash) (plumbing.EncodedObject, error)
+	EncodedObjectSize(plumbing.Hash) (int64, error)
+}
+
+// loadTree decodes tree h after checking its size from the object header.
+func loadTree(st objectReader, h plumbing.Hash, what string) (*object.Tree, error) {
+	size, err := st.EncodedObjectSize(h)
+	if err != nil {
+		return nil, fmt.Errorf("%s: tree %s: %w", what, h, err)
 	}
-	if _, err := walk(tree, "."); err != nil {
-		return nil, err
+	if size > maxTreeObject {
+		return nil, fmt.Errorf("%s: tree object of %d bytes, more than %d: %w", what, size, maxTreeObject, ErrLimit)
 	}
-	t.nodes["."].name = "."
+	obj, err := st.EncodedObject(plumbing.TreeObject, h)
+	if err != nil {
+		return nil, fmt.Errorf("%s: tree %s: %w", what, h, err)
+	}
+	t := &object.Tree{}
+	if err := t.Decode(obj); err != nil {
+		return nil, fmt.Errorf("%s: tree %s: %w", what, h, err)
+	}
 	return t, nil
 }
 
-func readBlob(f *object.File) ([]byte, error) {
-	r, err := f.Reader()
+// findDir follows dir (slash separated, "." for the root) down from tree
+// root, decoding only the trees on that path. ok is false when a component
+// is missing or not a directory.
+func findDir(st objectReader, root plumbing.Hash, dir string) (h plumbing.Hash, ok bool, err error) {
+	h = root
+	if dir == "." {
+		return h, true, nil
+	}
+	for _, name := range strings.Split(dir, "/") {
+		t, err := loadTree(st, h, "repo.path")
+		if err != nil {
+			return h, false, err
+		}
+		found := false
+		for _, e := range t.Entries {
+			if e.Name == name {
+				if e.Mode != filemode.Dir {
+					return h, false, nil
+				}
+				h, found = e.Hash, true
+				break
+			}
+		}
+		if !found {
+			return h, false, nil
+		}
+	}
+	return h, true, nil
+}
+
+// newTreeFS reads the manifest directory, tree dir, stamping every file
+// with modTime. Every limit (manifest.MaxEntries, manifest.MaxTotalSize,
+// maxTreeObject) is checked, from the tree and the blobs' headers, before
+// any blob is read; a breach is an error wrapping ErrLimit. It stops with
+// ctx's error when ctx ends.
+func newTreeFS(ctx context.Context, st objectReader, dir plumbing.Hash, modTime time.Time) (*treeFS, error) {
+	tree, err := loadTree(st, dir, "manifest directory")
+	if err != nil {
+		return nil, err
+	}
+	if n := len(tree.Entries); n > manifest.MaxEntries {
+		return nil, fmt.Errorf("manifest directory: %d entries, more than %d: %w", n, manifest.MaxEntries, ErrLimit)
+	}
+	root := &node{name: ".", mode: fs.ModeDir | 0o755, modTime: modTime}
+	t := &treeFS{nodes: map[string]*node{".": root}}
+	type blob struct {
+		n *node
+		h plumbing.Hash
+	}
+	var (
+		blobs []blob
+		total int64
+	)
+	for _, e := range tree.Entries {
+		if !manifest.IsManifestName(e.Name) {
+			continue
+		}
+		n := &node{name: e.Name, modTime: modTime}
+		switch e.Mode {
+		case filemode.Dir, filemode.Submodule:
+			n.mode = fs.ModeDir | 0o755
+		case filemode.Symlink:
+			n.mode = fs.ModeSymlink | 0o777
+		case filemode.Regular, filemode.Deprecated, filemode.Executable:
+			n.mode = 0o644
+			if e.Mode == filemode.Executable {
+				n.mode = 0o755
+			}
+			size, err := st.EncodedObjectSize(e.Hash)
+			if err != nil {
+				return nil, fmt.Errorf("blob %s: %w", e.Name, err)
+			}
+			n.size = size
+			total += min(size, manifest.MaxFileSize+1)
+			if total > manifest.MaxTotalSize {
+				return nil, fmt.Errorf("manifest directory: manifests of more than %d bytes together: %w", manifest.MaxTotalSize, ErrLimit)
+			}
+			blobs = append(blobs, blob{n, e.Hash})
+		default:
+			n.mode = fs.ModeIrregular
+		}
+		t.nodes[e.Name] = n
+		root.entries = append(root.entries, fs.FileInfoToDirEntry(n.info()))
+	}
+	for _, b := range blobs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		data, err := readBlob(st, b.h, manifest.MaxFileSize+1)
+		if err != nil {
+			return nil, fmt.Errorf("blob %s: %w", b.n.name, err)
+		}
+		b.n.data = data
+	}
+	slices.SortFunc(root.entries, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	return t, nil
+}
+
+// readBlob reads at most limit bytes of blob h.
+func readBlob(st objectReader, h plumbing.Hash, limit int64) ([]byte, error) {
+	obj, err := st.EncodedObject(plumbing.BlobObject, h)
+	if err != nil {
+		return nil, err
+	}
+	r, err := obj.Reader()
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	return io.ReadAll(r)
+	return io.ReadAll(io.LimitReader(r, limit))
 }
 
 func (n *node) info() fs.FileInfo { return fileInfo{n} }
@@ -159,7 +245,7 @@ func (t *treeFS) Stat(name string) (fs.FileInfo, error) {
 type fileInfo struct{ n *node }
 
 func (i fileInfo) Name() string       { return i.n.name }
-func (i fileInfo) Size() int64        { return int64(len(i.n.data)) }
+func (i fileInfo) Size() int64        { return i.n.size }
 func (i fileInfo) Mode() fs.FileMode  { return i.n.mode }
 func (i fileInfo) ModTime() time.Time { return i.n.modTime }
 func (i fileInfo) IsDir() bool        { return i.n.mode.IsDir() }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -25,8 +27,10 @@ func newTemplateCmd() *cobra.Command {
 		Long: `template create makes <dataset>/templates/VERSION (VERSION like 14.3-RELEASE):
 base.txz from download.freebsd.org (or --url, or a local --file with its
 MANIFEST beside it) is checked against the release MANIFEST's sha256 and
-extracted with tar --unlink; the host's resolv.conf and localtime are copied
-in; with --update, freebsd-update patches it; the snapshot @base is what
+extracted with tar --unlink; the template's resolv.conf names the config's
+jails.resolvers, or is the host's copied (refused when that names only
+loopback servers, which a jail cannot reach); localtime is copied in; with
+--update, freebsd-update patches it; the snapshot @base is what
 releases clone. A template that releases were cloned from is never replaced:
 --update patches it in place and snapshots it as @base-<time>, which new
 releases use. With --dry-run it downloads, runs and writes nothing and
@@ -44,6 +48,7 @@ prints every step.`,
 	file := create.Flags().String("file", "", "local base.txz to use; its MANIFEST must be in the same directory")
 	arch := create.Flags().String("arch", hostsetup.ReleaseArch(), "architecture path on download.freebsd.org")
 	update := create.Flags().Bool("update", false, "run freebsd-update on the template (on an existing one: patch it and snapshot it again)")
+	resolv := create.Flags().String("resolv-conf", "/etc/resolv.conf", "the resolv.conf copied into the template when jails.resolvers is empty")
 	create.RunE = func(c *cobra.Command, args []string) error {
 		cfg, err := loadConfig(*cfgPath)
 		if err != nil {
@@ -52,16 +57,36 @@ prints every step.`,
 		if *url != "" && *file != "" {
 			return usageError{fmt.Errorf("--url and --file exclude each other")}
 		}
+		hc, err := hostConfig(cfg)
+		if err != nil {
+			return err
+		}
 		return hostsetup.TemplateCreate(c.Context(), hostsetup.TemplateConfig{
-			Dataset: cfg.Jails.Dataset,
-			Root:    cfg.Jails.Root,
-			Version: args[0],
-			URL:     *url,
-			File:    *file,
-			Arch:    *arch,
-			Update:  *update,
+			Dataset:    cfg.Jails.Dataset,
+			Root:       cfg.Jails.Root,
+			Version:    args[0],
+			URL:        *url,
+			File:       *file,
+			Arch:       *arch,
+			Update:     *update,
+			ResolvConf: *resolv,
+			Resolvers:  cfg.Jails.Resolvers,
+			Pool:       hc.Pool,
+			Terminal:   isTerminal(c.OutOrStdout()),
 		}, command.Exec{}, *dry, c.OutOrStdout())
 	}
 	tmpl.AddCommand(create)
 	return tmpl
+}
+
+// isTerminal says whether w is a terminal (a character device), where
+// progress is one line redrawn in place rather than a line every few
+// seconds.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
