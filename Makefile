@@ -6,7 +6,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 FUZZTIME  ?= 15s
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all build tools deps lint test test-go fuzz demo demo-check bench clean port-check
+.PHONY: all build tools deps lint test test-go fuzz demo demo-check bench clean port-check stress
 
 all: build
 
@@ -48,6 +48,13 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./artifact
 	$(GO) test -run '^$$' -fuzz '^FuzzParseJLS$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./jails
 	$(GO) test -run '^$$' -fuzz '^FuzzParseGet$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./zfs
+
+# Not part of `make test`: 24 services deployed at once, parallel 8, with
+# the real process runtime, 20 times in a row; no release may be marked
+# failed (an executable busy, ETXTBSY, or an address in use never is).
+STRESS_COUNT ?= 20
+stress:
+	JAILKEEPER_STRESS=1 $(GO) test -race -count=$(STRESS_COUNT) -timeout 60m -run '^TestStressParallelDeploys$$' ./process
 
 # The FreeBSD port: rc.d scripts under a stand-in rc.subr, plist vs Makefile.
 port-check:

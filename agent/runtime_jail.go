@@ -8,10 +8,13 @@ import (
 	"github.com/jailkeeper/jailkeeper/reconcile"
 )
 
-// Wire-up checks: both runtimes satisfy reconcile's interface.
+// Wire-up checks: both runtimes satisfy reconcile's interface, and the
+// process runtime tells why a release's app died (a jail's app dies inside
+// a jail that stays up: jail -c failing is a Start error).
 var (
 	_ reconcile.Runtime = (*jails.FreeBSD)(nil)
 	_ reconcile.Runtime = (*process.Runtime)(nil)
+	_ reconcile.Exiter  = (*process.Runtime)(nil)
 )
 
 // newJailRuntime builds the FreeBSD jail runtime from cfg.Jails; it runs

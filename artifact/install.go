@@ -162,6 +162,12 @@ func copyExecutable(src io.Reader, r *os.Root, command0 string) error {
 			return err
 		}
 	}
+	// While the write descriptor is open no fork may happen: a child forked
+	// meanwhile holds it until it execs, and executing the file then fails
+	// with ETXTBSY (golang/go#22315). syscall.ForkLock, held for reading,
+	// is what the syscall package offers for it.
+	syscall.ForkLock.RLock()
+	defer syscall.ForkLock.RUnlock()
 	// O_EXCL: never follow a symbolic link that might sit at rel.
 	out, err := r.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o700)
 	if err != nil {

@@ -79,6 +79,9 @@ func TestConformanceFreeBSD(t *testing.T) {
 				return up && slices.Contains(host.Addrs("lo1"), netip.PrefixFrom(r.IP, 32))
 			},
 			Residue: func(t *testing.T) []string { return host.Residue(confDir, logDir) },
+			Hold: func(t *testing.T, addr netip.Addr, _ int) {
+				host.AddJail(jailstest.JailInfo{Name: "stranger", Path: "/usr/local/bastille/jails/stranger/root", IPv4: []netip.Addr{addr}})
+			},
 			Busy: func(t *testing.T, name string) func() {
 				host.SetBusy("zroot/jails/containers/"+name, -1)
 				return func() { host.SetBusy("zroot/jails/containers/"+name, 0) }

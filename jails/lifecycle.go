@@ -70,6 +70,15 @@ func (f *FreeBSD) start(ctx context.Context, name string) error {
 				return nil
 			}
 		}
+		// clearAlias found the address free, yet jail(8)'s own
+		// `ifconfig IF inet ADDR alias` met it: something added it
+		// meanwhile. "ifconfig: ioctl (SIOCAIFADDR): File exists" is
+		// what jail(8) prints then (testdata/freebsd/errors.md, REAL on
+		// 14.1: BastilleBSD issue 730).
+		// The host's fault, not the release's.
+		if strings.Contains(command.Stderr(err), "(SIOCAIFADDR): File exists") {
+			return fmt.Errorf("%w: %s: %w", release.ErrAddressInUse, r.IP, err)
+		}
 		return err
 	}
 	up, err := f.running(ctx, name)

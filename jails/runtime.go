@@ -24,8 +24,11 @@ var (
 	// ErrDying: the jail was removed but is still dying (jls -d shows
 	// DYING) after the wait: its name, address and root are not free yet.
 	ErrDying = errors.New("jail is still dying")
-	// ErrAddressTaken: the release's address is held by another jail.
-	ErrAddressTaken = errors.New("address held by another jail")
+	// ErrAddressTaken: the release's address is held by another jail, or
+	// configured on an interface as an address that is not the release's.
+	// It wraps release.ErrAddressInUse: the host's fault, never the
+	// release's, so reconcile retries on another address.
+	ErrAddressTaken = fmt.Errorf("address held by another jail: %w", release.ErrAddressInUse)
 	// ErrPoolOverlap: the pool overlaps the network of an address on
 	// another interface than the runtime's; releases would take addresses
 	// the host routes elsewhere.

@@ -562,6 +562,9 @@ func TestFreeBSDStartJailFails(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "SIOCAIFADDR: File exists") && !strings.Contains(err.Error(), "(SIOCAIFADDR): File exists") {
 		t.Fatalf("Start = %v, want the jail -c error", err)
 	}
+	if !errors.Is(err, release.ErrAddressInUse) {
+		t.Errorf("Start = %v, want release.ErrAddressInUse: the address was added meanwhile, no fault of the release", err)
+	}
 	if strings.Contains(h.r.Transcript(), "jls -j") {
 		t.Error("jls -j ran after jail -c failed")
 	}
@@ -605,6 +608,9 @@ func TestFreeBSDStartRemovesStaleAliasAndRefusesTakenAddress(t *testing.T) {
 	err := h.f.Start(context.Background(), relName)
 	if !errors.Is(err, jails.ErrAddressTaken) || !strings.Contains(err.Error(), `"other"`) {
 		t.Errorf("Start = %v, want ErrAddressTaken naming the jail", err)
+	}
+	if !errors.Is(err, release.ErrAddressInUse) {
+		t.Errorf("Start = %v, want release.ErrAddressInUse, for reconcile to retry elsewhere", err)
 	}
 	if strings.Contains(h.r.Transcript(), "jail -f") || strings.Contains(h.r.Transcript(), "-alias") {
 		t.Errorf("acted on a taken address:\n%s", h.r.Transcript())

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -78,6 +80,9 @@ func processHarness(t *testing.T, cfg process.Config) *runtimetest.Harness {
 				c.Close()
 			}
 			return err == nil
+		},
+		Hold: func(t *testing.T, addr netip.Addr, port int) {
+			hold(t, net.JoinHostPort(addr.String(), strconv.Itoa(port)))
 		},
 		Residue: func(t *testing.T) []string {
 			entries, err := os.ReadDir(cfg.Root)

@@ -28,7 +28,7 @@ func TestPickAddr(t *testing.T) {
 		for _, u := range tt.used {
 			used[a(u)] = true
 		}
-		got, err := pickAddr(netip.MustParsePrefix(tt.pool), used)
+		got, err := pickAddr(netip.MustParsePrefix(tt.pool), func(a netip.Addr) bool { return !used[a] })
 		if tt.want == "" {
 			if !errors.Is(err, release.ErrPoolExhausted) {
 				t.Errorf("pickAddr(%s, %v) = %v, %v; want release.ErrPoolExhausted", tt.pool, tt.used, got, err)

@@ -35,8 +35,8 @@ import (
 // release.ErrNoTemplate. A release of that name that exists in another
 // state than creating is an error wrapping fs.ErrExist; a leftover of an
 // interrupted create, clone included, is replaced. The address is the
-// lowest one of the pool no other release has; none left is
-// release.ErrPoolExhausted.
+// lowest one of the pool no other release has and no process holds with
+// the spec's port (a bind probe); none left is release.ErrPoolExhausted.
 func (p *Runtime) Create(ctx context.Context, spec release.Spec) (release.Release, error) {
 	if err := p.checkSpec(spec); err != nil {
 		return release.Release{}, fmt.Errorf("create %s: %w", spec.Name, err)
@@ -279,7 +279,10 @@ func isMountPoint(path string) (bool, error) {
 // The environment is PATH, then the manifest's env, then the env file's
 // lines, then PORT, HOST and ADDR (later ones win). Starting a running
 // release is a no-op. The process outlives ctx and the agent: ctx only
-// bounds the preparation.
+// bounds the preparation. An exec that fails with ETXTBSY (an executable
+// just written, whose write descriptor a child forked meanwhile still
+// holds) is tried again a few times; one that lasts is
+// release.ErrHostBusy. Exit tells why a started process is gone.
 func (p *Runtime) Start(ctx context.Context, name string) error {
 	if err := release.ValidName(name); err != nil {
 		return err
@@ -354,17 +357,27 @@ func (p *Runtime) start(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	// Not exec.CommandContext: the process must outlive ctx and the agent.
-	cmd := exec.Command(filepath.Join(root, rel), ps.Command[1:]...)
-	cmd.Dir = root
-	cmd.Env = env
-	cmd.Stdout = logf
-	cmd.Stderr = logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	rec := &exitRecord{done: make(chan struct{})}
+	if fi, err := logf.Stat(); err == nil {
+		rec.offset = fi.Size()
+	}
+	var cmd *exec.Cmd
+	err = startBusy(ctx, func() error {
+		// Not exec.CommandContext: the process must outlive ctx and the
+		// agent. A new Cmd for each try: one that failed to start is spent.
+		cmd = exec.Command(filepath.Join(root, rel), ps.Command[1:]...)
+		cmd.Dir = root
+		cmd.Env = env
+		cmd.Stdout = logf
+		cmd.Stderr = logf
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		return cmd.Start()
+	})
+	if err != nil {
 		logf.Close()
 		return err
 	}
+	p.setExit(name, rec)
 	pid := cmd.Process.Pid
 	// Identify the process before anything reaps it: until Wait, even a
 	// child that already exited is still there, a zombie.
@@ -379,6 +392,8 @@ func (p *Runtime) start(ctx context.Context, name string) error {
 		}
 		fmt.Fprintf(logf, "jailkeeper: %s (pid %d) ended: %s\n", name, pid, state)
 		logf.Close()
+		rec.state = state
+		close(rec.done)
 	}()
 	switch {
 	case errors.Is(idErr, fs.ErrNotExist):
@@ -540,5 +555,6 @@ func (p *Runtime) Destroy(ctx context.Context, name string) error {
 	if err := p.remove(ctx, name); err != nil {
 		return fmt.Errorf("destroy %s: %w", name, err)
 	}
+	p.setExit(name, nil)
 	return nil
 }

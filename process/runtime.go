@@ -87,6 +87,7 @@ type Runtime struct {
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex // per release
+	exits map[string]*exitRecord // per release this value started, see Exit
 }
 
 // New checks cfg, fills in the defaults and returns the process runtime,
@@ -139,7 +140,7 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.ZFS == nil {
 		cfg.ZFS = zfs.New(command.Exec{})
 	}
-	return &Runtime{cfg: cfg, zfs: cfg.ZFS, locks: map[string]*sync.Mutex{}}, nil
+	return &Runtime{cfg: cfg, zfs: cfg.ZFS, locks: map[string]*sync.Mutex{}, exits: map[string]*exitRecord{}}, nil
 }
 
 // commandSpec is process.json: what Start needs beyond release.json.

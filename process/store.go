@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/jailkeeper/jailkeeper/internal/atomicfile"
@@ -109,7 +111,10 @@ func (p *Runtime) SetStatus(ctx context.Context, name string, st release.Status)
 }
 
 // reserve picks r's address and creates its directory with release.json,
-// under allocMu so that concurrent creates never share an address.
+// under allocMu so that concurrent creates never share an address. An
+// address is free when no release records it and nothing holds it with
+// r's port (held: a bind probe). A process of an interrupted start that was
+// never identified, or a stranger, keeps its address that way.
 func (p *Runtime) reserve(r *release.Release) error {
 	p.allocMu.Lock()
 	defer p.allocMu.Unlock()
@@ -126,7 +131,23 @@ func (p *Runtime) reserve(r *release.Release) error {
 			used[o.IP] = true
 		}
 	}
-	ip, err := pickAddr(p.cfg.Pool, used)
+	port := strconv.Itoa(r.Port)
+	nheld := 0
+	ip, err := pickAddr(p.cfg.Pool, func(a netip.Addr) bool {
+		if used[a] {
+			return false
+		}
+		if held(net.JoinHostPort(a.String(), port)) {
+			nheld++
+			return false
+		}
+		return true
+	})
+	if err != nil && nheld > 0 {
+		// Held by other processes (a listener on the wildcard address and
+		// this port holds them all): say so, or the pool looks full.
+		return fmt.Errorf("%w (%d addresses held by other processes on port %s)", err, nheld, port)
+	}
 	if err != nil {
 		return err
 	}
@@ -138,11 +159,11 @@ func (p *Runtime) reserve(r *release.Release) error {
 }
 
 // pickAddr returns the lowest address of pool, after its first two,
-// that is not in used.
-func pickAddr(pool netip.Prefix, used map[netip.Addr]bool) (netip.Addr, error) {
+// that is free.
+func pickAddr(pool netip.Prefix, free func(netip.Addr) bool) (netip.Addr, error) {
 	a := pool.Addr().Next().Next()
 	for ; a.IsValid() && pool.Contains(a); a = a.Next() {
-		if !used[a] {
+		if free(a) {
 			return a, nil
 		}
 	}

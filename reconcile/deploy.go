@@ -96,7 +96,23 @@ func (e *Executor) deploy(ctx context.Context, dp *deployment) error {
 		dp.log.Info("resuming an interrupted watch", "step", "watch", "previous", st.Previous)
 		steps = stepsFrom("watch")
 	}
-	return e.runSteps(ctx, dp, steps)
+	for try := 1; ; try++ {
+		err := e.runSteps(ctx, dp, steps)
+		var he *HostError
+		if !errors.As(err, &he) || !he.readdress {
+			return err
+		}
+		if try >= AddressTries {
+			// Backs off like a failed create: the target is gone, and
+			// nothing is marked failed.
+			err, _ = e.recordCreateFailure(dp, err)
+			dp.log.Info("address in use; backing off", "step", "start", "tries", try, "reason", err.Error())
+			return err
+		}
+		dp.log.Info("address in use; trying another address", "step", "start", "try", try, "reason", err.Error())
+		dp.st.Existing, dp.started, dp.target = false, false, release.Release{}
+		steps = stepsFrom("create")
+	}
 }
 
 // runSteps runs steps in order. Preemption is decided here, for every step
@@ -221,8 +237,12 @@ func startTarget(ctx context.Context, dp *deployment) error {
 }
 
 // startFailed: a release that has served before is not failed by a start
-// error (an address still held, a dying jail); any other is.
+// error (an address still held, a dying jail), nor any release by a fault
+// of the host (hostFailed); any other is.
 func startFailed(ctx context.Context, dp *deployment, err error) error {
+	if hostFault(err) {
+		return dp.e.hostFailed(ctx, dp, fmt.Errorf("start: %w", err))
+	}
 	if s := dp.target.State; s == release.StateRetired || s == release.StateLive {
 		return fmt.Errorf("start %s: %w", dp.target.Name, err)
 	}
@@ -235,7 +255,12 @@ func gateTarget(ctx context.Context, dp *deployment) error {
 	return dp.e.health(ctx, dp.target, h, h.Deadline, true)
 }
 
+// gateFailed marks the target failed, unless its app died of a fault of the
+// host (hostFailed).
 func gateFailed(ctx context.Context, dp *deployment, err error) error {
+	if hostFault(err) {
+		return dp.e.hostFailed(ctx, dp, fmt.Errorf("health gate: %w", err))
+	}
 	return dp.e.fail(ctx, dp, fmt.Errorf("health gate: %w", err), true)
 }
 
@@ -356,6 +381,26 @@ func collect(ctx context.Context, dp *deployment) error {
 		return out
 	}
 	return dp.e.cleanup(ctx, dp.log, rels, present(dp.st.AfterStop), present(dp.st.AfterDestroy))
+}
+
+// hostFailed ends a deploy whose target failed by a fault of the host, with
+// no verdict on the release: the target stops, and when its address was in
+// use it is destroyed too, so that the deploy's next create gets another
+// address (the runtime skips one that is held). Traffic never moved to it.
+func (e *Executor) hostFailed(ctx context.Context, dp *deployment, cause error) error {
+	target := dp.target
+	if err := e.rt.Stop(ctx, target.Name); err != nil {
+		return errors.Join(cause, fmt.Errorf("stop %s: %w", target.Name, err))
+	}
+	he := &HostError{Err: cause}
+	if errors.Is(cause, release.ErrAddressInUse) {
+		if err := e.rt.Destroy(ctx, target.Name); err != nil {
+			return errors.Join(he, fmt.Errorf("destroy %s: %w", target.Name, err))
+		}
+		he.readdress = true
+	}
+	dp.log.Debug("host fault; release not marked failed", "reason", cause.Error())
+	return he
 }
 
 // fail records the failure first, then stops the target, and reports it.

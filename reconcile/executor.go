@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/jailkeeper/jailkeeper/release"
 )
 
 // ErrPreempted ends a deploy that a newer commit made pointless.
@@ -19,6 +21,31 @@ type StalledError struct{ Err error }
 
 func (e *StalledError) Error() string { return e.Err.Error() + " (needs a new commit)" }
 func (e *StalledError) Unwrap() error { return e.Err }
+
+// HostError is a failure of the host, not of the release: its address
+// held by another process (release.ErrAddressInUse), an executable busy
+// (release.ErrHostBusy). The release is not marked failed. A deploy whose
+// address was in use is retried at once on another address, AddressTries
+// times in all, then backs off like a failed create; one that met a busy
+// host is tried again by the next pass.
+type HostError struct {
+	Err error
+	// readdress: the target was destroyed so that a new create picks
+	// another address.
+	readdress bool
+}
+
+func (e *HostError) Error() string { return e.Err.Error() + " (host fault: release not marked failed)" }
+func (e *HostError) Unwrap() error { return e.Err }
+
+// AddressTries is how many addresses one deploy tries when each turns
+// out to be held by another process.
+const AddressTries = 3
+
+// hostFault reports whether err is the host's fault, not the release's.
+func hostFault(err error) bool {
+	return errors.Is(err, release.ErrAddressInUse) || errors.Is(err, release.ErrHostBusy)
+}
 
 // DefaultCreateTimeout bounds one Runtime.Create. It is no agent config
 // key (DESIGN's agent config has none): a create that installs a large

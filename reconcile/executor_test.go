@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -491,4 +493,149 @@ func TestPreemptBeforePassInstallsWins(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustState(t, h, v2.ReleaseName(), release.StateLive, true)
+}
+
+// failedMarks lists the releases the executor marked failed.
+func failedMarks(h *harness) []string {
+	var out []string
+	for _, c := range h.rt.history() {
+		if strings.HasPrefix(c, "set ") && strings.HasSuffix(c, " failed") {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// A release whose address a stray process holds is not marked failed: its
+// app dies at once, the runtime says the address was in use, and the deploy
+// goes on with a new create on another address.
+func TestAddressInUseRetriesOnAnotherAddress(t *testing.T) {
+	h := newHarness()
+	v1 := svc("hello", sha1)
+	h.rt.held[netip.MustParseAddr("127.77.0.11")] = true // the first address handed out
+	if _, err := h.pass(t, v1); err != nil {
+		t.Fatalf("pass: %v", err)
+	}
+	r := mustState(t, h, v1.ReleaseName(), release.StateLive, true)
+	if r.IP.String() == "127.77.0.11" {
+		t.Fatalf("live on the held address %s", r.IP)
+	}
+	if got := h.proxy.upstream("hello"); got != r.Addr() {
+		t.Errorf("route -> %q, want %q", got, r.Addr())
+	}
+	if got := failedMarks(h); got != nil {
+		t.Errorf("marked failed: %v", got)
+	}
+	for _, k := range h.kinds() {
+		if k == "failed hello" {
+			t.Errorf("events %v report a failure", h.kinds())
+		}
+	}
+}
+
+// When every address it gets is taken, the deploy tries three addresses,
+// then backs off with no failure verdict, and deploys once an address is
+// free again.
+func TestAddressInUseBacksOffWithoutVerdict(t *testing.T) {
+	h := newHarness()
+	v1 := svc("hello", sha1)
+	h.rt.heldAll = true
+	_, err := h.pass(t, v1)
+	if !errors.Is(err, release.ErrAddressInUse) {
+		t.Fatalf("pass = %v, want release.ErrAddressInUse", err)
+	}
+	creates := 0
+	for _, c := range h.rt.history() {
+		if strings.HasPrefix(c, "create ") {
+			creates++
+		}
+	}
+	if creates != 3 {
+		t.Errorf("%d creates, want 3: %v", creates, h.rt.history())
+	}
+	if got := failedMarks(h); got != nil {
+		t.Errorf("marked failed: %v", got)
+	}
+	if _, ok := h.rt.get(v1.ReleaseName()); ok {
+		t.Errorf("release %s left behind on a held address", v1.ReleaseName())
+	}
+	steps, err := h.exec.PlanPass(context.Background(), Desired{Services: []manifest.Service{v1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(steps) != 1 || steps[0].Kind != KindBackoff || !strings.Contains(steps[0].Reason, "address in use") {
+		t.Fatalf("plan after 3 tries = %+v, want a backoff that says why", steps)
+	}
+	h.rt.heldAll = false
+	h.advance(Backoff(1))
+	if _, err := h.pass(t, v1); err != nil {
+		t.Fatalf("pass once addresses are free: %v", err)
+	}
+	mustState(t, h, v1.ReleaseName(), release.StateLive, true)
+}
+
+// An executable busy at start (ETXTBSY that lasted) is no verdict: the
+// release stays ready and the next pass starts it.
+func TestHostBusyIsNoVerdict(t *testing.T) {
+	h := newHarness()
+	v1 := svc("hello", sha1)
+	h.rt.startErr = fmt.Errorf("start x: %w: fork/exec x: text file busy", release.ErrHostBusy)
+	if _, err := h.pass(t, v1); !errors.Is(err, release.ErrHostBusy) {
+		t.Fatalf("pass = %v, want release.ErrHostBusy", err)
+	}
+	mustState(t, h, v1.ReleaseName(), release.StateReady, false)
+	h.rt.startErr = nil
+	if _, err := h.pass(t, v1); err != nil {
+		t.Fatal(err)
+	}
+	mustState(t, h, v1.ReleaseName(), release.StateLive, true)
+	if got := failedMarks(h); got != nil {
+		t.Errorf("marked failed: %v", got)
+	}
+}
+
+// An app that exits on its own fails the gate, and the reason says why:
+// the runtime's exit status and last log lines.
+func TestGateReasonSaysWhyTheAppDied(t *testing.T) {
+	h := newHarness()
+	v1 := svc("hello", sha1)
+	h.rt.dieOnStart["hello"] = true
+	h.rt.exits[v1.ReleaseName()] = errors.New("exit status 3; log: config: bad value")
+	if _, err := h.pass(t, v1); err == nil {
+		t.Fatal("pass succeeded with an app that exits")
+	}
+	r := mustState(t, h, v1.ReleaseName(), release.StateFailed, false)
+	if !strings.Contains(r.Reason, "is not running: exit status 3; log: config: bad value") {
+		t.Errorf("reason %q does not say why", r.Reason)
+	}
+}
+
+// A Start that fails because the address is taken (the jail runtime: jail -c
+// meets an alias added meanwhile, or another jail holds the address) is the
+// same host fault: three addresses, then a backoff, and nothing failed.
+func TestStartAddressInUseIsNoVerdict(t *testing.T) {
+	h := newHarness()
+	v1 := svc("hello", sha1)
+	h.rt.startErr = fmt.Errorf("start x: %w: 172.16.0.2: jail -f x -c x: exit status 1: ifconfig: ioctl (SIOCAIFADDR): File exists", release.ErrAddressInUse)
+	if _, err := h.pass(t, v1); !errors.Is(err, release.ErrAddressInUse) {
+		t.Fatalf("pass = %v, want release.ErrAddressInUse", err)
+	}
+	var creates, destroys int
+	for _, c := range h.rt.history() {
+		creates += btoi(strings.HasPrefix(c, "create "))
+		destroys += btoi(strings.HasPrefix(c, "destroy "))
+	}
+	if creates != AddressTries || destroys != AddressTries {
+		t.Errorf("%d creates and %d destroys, want %d each: %v", creates, destroys, AddressTries, h.rt.history())
+	}
+	if got := failedMarks(h); got != nil {
+		t.Errorf("marked failed: %v", got)
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -25,10 +25,19 @@ type fakeRuntime struct {
 	// ctx ends; creating receives the release name as Create begins.
 	hold     map[string]chan struct{}
 	creating chan string
+	// held are addresses a stray process holds: a release started on
+	// one dies at once, and Exit says its address was in use. heldAll
+	// holds every address. exits are what Exit says of other releases
+	// that died (dieOnStart: at once).
+	held       map[netip.Addr]bool
+	heldAll    bool
+	exits      map[string]error
+	dieOnStart map[string]bool
 }
 
 func newFakeRuntime(rels ...release.Release) *fakeRuntime {
-	f := &fakeRuntime{rels: map[string]*release.Release{}, nextIP: 10}
+	f := &fakeRuntime{rels: map[string]*release.Release{}, nextIP: 10,
+		held: map[netip.Addr]bool{}, exits: map[string]error{}, dieOnStart: map[string]bool{}}
 	for _, r := range rels {
 		f.rels[r.Name] = &r
 	}
@@ -94,11 +103,31 @@ func (f *fakeRuntime) Start(_ context.Context, name string) error {
 	if f.startErr != nil {
 		return f.startErr
 	}
-	if f.rels[name].Running {
+	r := f.rels[name]
+	if r.Running {
 		return nil
 	}
-	f.rels[name].Running = true
+	if f.heldAll || f.held[r.IP] {
+		// The app starts, fails to bind and exits: Start cannot tell.
+		f.exits[name] = fmt.Errorf("%w: %s: the app could not bind it (exit status 1; log: listen tcp %s: bind: address already in use)",
+			release.ErrAddressInUse, r.Addr(), r.Addr())
+		return nil
+	}
+	if f.dieOnStart[r.Service] {
+		return nil
+	}
+	r.Running = true
 	return nil
+}
+
+// Exit is reconcile.Exiter: why a release that is not running died.
+func (f *fakeRuntime) Exit(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if r, ok := f.rels[name]; !ok || r.Running {
+		return nil
+	}
+	return f.exits[name]
 }
 
 func (f *fakeRuntime) Stop(_ context.Context, name string) error {

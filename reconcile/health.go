@@ -28,7 +28,7 @@ func (e *Executor) health(ctx context.Context, r release.Release, h manifest.Hea
 			return fmt.Errorf("check %s: %w", r.Name, err)
 		}
 		if !running {
-			return fmt.Errorf("%s is not running", r.Name)
+			return e.notRunning(ctx, r.Name)
 		}
 		if err := e.prober.Probe(ctx, url, h.Timeout); err != nil {
 			ok, last = 0, err
@@ -57,4 +57,15 @@ func (e *Executor) health(ctx context.Context, r release.Release, h manifest.Hea
 		case <-tick.C:
 		}
 	}
+}
+
+// notRunning says that the release is not running, and why when the
+// runtime can tell (Exiter).
+func (e *Executor) notRunning(ctx context.Context, name string) error {
+	if x, ok := e.rt.(Exiter); ok {
+		if why := x.Exit(ctx, name); why != nil {
+			return fmt.Errorf("%s is not running: %w", name, why)
+		}
+	}
+	return fmt.Errorf("%s is not running", name)
 }

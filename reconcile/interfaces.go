@@ -41,6 +41,17 @@ type Runtime interface {
 	Destroy(ctx context.Context, name string) error
 }
 
+// Exiter is implemented by a Runtime that can tell why a release's
+// process is gone (process.Runtime does). Exit returns nil while the
+// release runs, else why it stopped: its exit status and last log lines,
+// wrapping release.ErrAddressInUse when its address was held by another
+// process. A gate that finds the release not running quotes it, and an
+// address in use is the host's fault: the deploy retries on another
+// address and marks nothing failed.
+type Exiter interface {
+	Exit(ctx context.Context, name string) error
+}
+
 // Proxy routes each service's hostnames to one upstream. caddy.Client
 // implements it. Safe for concurrent use; writes from concurrent callers may
 // be batched into one.

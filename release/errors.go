@@ -15,4 +15,14 @@ var (
 	// ErrNoTemplate: the template dataset is missing or has no snapshot
 	// to clone (jailkeeper template create makes one).
 	ErrNoTemplate = errors.New("template has no snapshot")
+	// ErrAddressInUse: the release's address (and port) is held by
+	// something that is not the release: a process or jail of an earlier,
+	// unidentified run, or a stranger. It is the host's fault, never the
+	// release's: the deploy is retried on another address and the release
+	// is not marked failed.
+	ErrAddressInUse = errors.New("address in use")
+	// ErrHostBusy: a passing fault of the host, not of the release (an
+	// executable still open for writing in a forked child: ETXTBSY). The
+	// release is not marked failed; the next pass tries again.
+	ErrHostBusy = errors.New("host busy")
 )

@@ -54,6 +54,11 @@ type Harness struct {
 	// whatever the retries, until the returned func is called. Nil when
 	// nothing of the runtime can be busy (a plain directory).
 	Busy func(t *testing.T, name string) (unbusy func())
+	// Hold makes something that is not the runtime's hold addr with port
+	// until the test ends, as a process or jail of an earlier run or a
+	// stranger would: a listener (processes), a jail with that address
+	// (FreeBSD). Nil skips the clause.
+	Hold func(t *testing.T, addr netip.Addr, port int)
 	// Faults are runtime-specific ways to make one Create fail half-way
 	// (a command of the host failing after the clone exists, say), on top
 	// of the suite's own (an unsafe artifact, a missing artifact, a
@@ -85,6 +90,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) *Harness) {
 		{"Destroy", testDestroy},
 		{"DestroyBusy", testDestroyBusy},
 		{"NotFound", testNotFound},
+		{"HeldAddressSkipped", testHeldAddress},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
@@ -457,3 +463,25 @@ func testNotFound(t *testing.T, h *Harness) {
 }
 
 func second(_ bool, err error) error { return err }
+
+// testHeldAddress: an address something else holds (with the release's
+// port, for a runtime that shares an address among ports) is never handed
+// out, even when no release records it: the release gets another one, and
+// runs.
+func testHeldAddress(t *testing.T, h *Harness) {
+	if h.Hold == nil {
+		t.Skip("the harness cannot hold an address")
+	}
+	spec := h.Spec(t)
+	freed := create(t, h, spec)
+	if err := h.Runtime.Destroy(ctx, freed.Name); err != nil {
+		t.Fatalf("Destroy: %v", err)
+	}
+	next := h.Spec(t)
+	h.Hold(t, freed.IP, next.Port)
+	r := create(t, h, next)
+	if r.IP == freed.IP {
+		t.Fatalf("Create handed out %s, which something else holds", r.IP)
+	}
+	start(t, h, h.Runtime, r)
+}
