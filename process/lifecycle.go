@@ -304,6 +304,9 @@ func (p *Runtime) start(ctx context.Context, name string) error {
 	if running, err := p.running(name); err != nil || running {
 		return err
 	}
+	if err := p.killStrays(ctx, name, r); err != nil {
+		return err
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -490,6 +493,11 @@ func (p *Runtime) stop(ctx context.Context, name string) error {
 		// Children that ignored SIGTERM outlive their leader.
 		signalGroup(pid, syscall.SIGKILL)
 		cpStopGone.Hit()
+	}
+	if r, err := p.read(name); err == nil {
+		if err := p.killStrays(ctx, name, r); err != nil {
+			return err
+		}
 	}
 	if err := os.Remove(filepath.Join(p.dir(name), pidFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
