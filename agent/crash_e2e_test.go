@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -357,11 +359,13 @@ func startLoad(e *env, n int) *load {
 		go func() {
 			defer l.wg.Done()
 			for ctx.Err() == nil {
-				code, _, err := e.through(client, "hello", "/")
+				var reused atomic.Bool
+				code, err := loadGet(ctx, client, e, &reused)
 				switch {
+				case ctx.Err() != nil:
 				case err != nil:
 					l.errs.Add(1)
-					l.fail(err.Error())
+					l.fail(fmt.Sprintf("%v (connection reused: %v)", err, reused.Load()))
 				case code != 200:
 					l.bad.Add(1)
 					l.fail(http.StatusText(code))
@@ -373,6 +377,26 @@ func startLoad(e *env, n int) *load {
 		}()
 	}
 	return l
+}
+
+// loadGet is one GET / for hello through Caddy; reused tells whether it went
+// over a kept-alive connection.
+func loadGet(ctx context.Context, client *http.Client, e *env, reused *atomic.Bool) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+e.caddy.HTTPAddr+"/", nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Host = "hello.example.com"
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(i httptrace.GotConnInfo) { reused.Store(i.Reused) },
+	}))
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, err
 }
 
 func (l *load) fail(what string) {
