@@ -118,6 +118,7 @@ func (f *FreeBSD) create(ctx context.Context, spec release.Spec) (_ release.Rele
 	if r.IP, err = f.clone(ctx, snapshot, r); err != nil {
 		return release.Release{}, err
 	}
+	cpCreateCloned.Hit()
 	defer func() {
 		if err != nil {
 			rmErr := os.Remove(f.confPath(spec.Name))
@@ -131,6 +132,7 @@ func (f *FreeBSD) create(ctx context.Context, spec release.Spec) (_ release.Rele
 	if err := f.install(ctx, spec, r); err != nil {
 		return release.Release{}, err
 	}
+	cpCreateInstalled.Hit()
 	conf := jailConf{
 		Name:        r.Name,
 		Service:     r.Service,
@@ -148,6 +150,7 @@ func (f *FreeBSD) create(ctx context.Context, spec release.Spec) (_ release.Rele
 	if err := atomicfile.WriteFile(f.confPath(r.Name), conf.render(), 0o644); err != nil {
 		return release.Release{}, fmt.Errorf("jail conf: %w", err)
 	}
+	cpCreateConfigured.Hit()
 	if err := f.cfg.Datasets.SetProps(ctx, ds, map[string]string{release.PropState: string(release.StateReady)}); err != nil {
 		return release.Release{}, err
 	}

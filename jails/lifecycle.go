@@ -81,6 +81,7 @@ func (f *FreeBSD) start(ctx context.Context, name string) error {
 		}
 		return err
 	}
+	cpStartCreated.Hit()
 	up, err := f.running(ctx, name)
 	if err != nil {
 		return err
@@ -147,6 +148,7 @@ func (f *FreeBSD) stop(ctx context.Context, name string) error {
 	f.net.RLock()
 	_, err = f.run(ctx, argv...)
 	f.net.RUnlock()
+	cpStopRemoved.Hit()
 	if err != nil {
 		// jail: "NAME" not found (testdata/freebsd/FACTS.md §3): it went away by itself.
 		if !strings.Contains(command.Stderr(err), `"`+name+`" not found`) {
@@ -186,13 +188,16 @@ func (f *FreeBSD) destroy(ctx context.Context, name string) error {
 	if err := f.waitGone(ctx, name); err != nil {
 		return err
 	}
+	cpDestroyStopped.Hit()
 	if err := f.unmountBelow(ctx, f.root(name)); err != nil {
 		return err
 	}
+	cpDestroyUnmounted.Hit()
 	err := f.cfg.Datasets.Destroy(ctx, f.dataset(name), f.cfg.DestroyRetries)
 	if err != nil && !errors.Is(err, zfs.ErrNotFound) {
 		return err
 	}
+	cpDestroyDataset.Hit()
 	for _, p := range []string{f.confPath(name), f.consoleLog(name)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err

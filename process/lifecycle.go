@@ -121,6 +121,7 @@ func (p *Runtime) create(ctx context.Context, spec release.Spec) (_ release.Rele
 	if err := p.reserve(&r); err != nil {
 		return release.Release{}, err
 	}
+	cpCreateReserved.Hit()
 	cloned := false // whether a clone of ours may exist
 	defer func() {
 		if err != nil {
@@ -146,6 +147,7 @@ func (p *Runtime) create(ctx context.Context, spec release.Spec) (_ release.Rele
 			return release.Release{}, err
 		}
 	}
+	cpCreateRooted.Hit()
 	if err := ctx.Err(); err != nil {
 		return release.Release{}, err
 	}
@@ -154,6 +156,7 @@ func (p *Runtime) create(ctx context.Context, spec release.Spec) (_ release.Rele
 			return release.Release{}, err
 		}
 	}
+	cpCreateInstalled.Hit()
 	if spec.EnvFile != "" {
 		b, err := os.ReadFile(spec.EnvFile)
 		if err != nil {
@@ -173,6 +176,7 @@ func (p *Runtime) create(ctx context.Context, spec release.Spec) (_ release.Rele
 	if err := atomicfile.WriteFile(filepath.Join(dir, specFile), append(ps, '\n'), 0o644); err != nil {
 		return release.Release{}, err
 	}
+	cpCreateConfigured.Hit()
 	r.State = release.StateReady
 	if err := p.write(r); err != nil {
 		return release.Release{}, err
@@ -303,6 +307,9 @@ func (p *Runtime) start(ctx context.Context, name string) error {
 	if running, err := p.running(name); err != nil || running {
 		return err
 	}
+	if err := p.killStrays(ctx, name, r); err != nil {
+		return err
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -379,6 +386,7 @@ func (p *Runtime) start(ctx context.Context, name string) error {
 	}
 	p.setExit(name, rec)
 	pid := cmd.Process.Pid
+	cpStartForked.Hit()
 	// Identify the process before anything reaps it: until Wait, even a
 	// child that already exited is still there, a zombie.
 	id, _, idErr := identity(pid)
@@ -479,6 +487,7 @@ func (p *Runtime) stop(ctx context.Context, name string) error {
 		if err := signalGroup(pid, syscall.SIGTERM); err != nil {
 			return err
 		}
+		cpStopSignalled.Hit()
 		gone, err := p.waitGone(ctx, name, p.cfg.StopTimeout)
 		if err != nil {
 			return err
@@ -498,6 +507,12 @@ func (p *Runtime) stop(ctx context.Context, name string) error {
 		}
 		// Children that ignored SIGTERM outlive their leader.
 		signalGroup(pid, syscall.SIGKILL)
+		cpStopGone.Hit()
+	}
+	if r, err := p.read(name); err == nil {
+		if err := p.killStrays(ctx, name, r); err != nil {
+			return err
+		}
 	}
 	if err := os.Remove(filepath.Join(p.dir(name), pidFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
@@ -552,6 +567,7 @@ func (p *Runtime) Destroy(ctx context.Context, name string) error {
 	if err := p.stop(ctx, name); err != nil {
 		return fmt.Errorf("destroy %s: %w", name, err)
 	}
+	cpDestroyStopped.Hit()
 	if err := p.remove(ctx, name); err != nil {
 		return fmt.Errorf("destroy %s: %w", name, err)
 	}

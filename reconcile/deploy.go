@@ -138,6 +138,7 @@ func (e *Executor) runSteps(ctx context.Context, dp *deployment, steps []deployS
 		}
 		switch {
 		case err == nil:
+			stepDone[s.name].Hit()
 			continue
 		case s.preemptible && e.preempted(dp.job):
 			return e.abandon(ctx, dp)
