@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/jailkeeper/jailkeeper/caddy"
@@ -27,7 +28,14 @@ type operatorRuntime interface {
 	Exec(ctx context.Context, name string, req release.ExecRequest) error
 }
 
+// consoleLogger is a runtime with a console log per release besides the
+// app's (jails: jail(8)'s exec.consolelog).
+type consoleLogger interface {
+	ConsoleLog(name string) (string, error)
+}
+
 var (
+	_ consoleLogger   = (*jails.FreeBSD)(nil)
 	_ operatorRuntime = (*jails.FreeBSD)(nil)
 	_ operatorRuntime = (*process.Runtime)(nil)
 )
@@ -46,6 +54,10 @@ type LogsOptions struct {
 	Follow bool
 	// Lines is how many last lines are printed first; 0 none.
 	Lines int
+	// Console reads the jail's console log (what jail(8) wrote while
+	// exec.start and exec.stop ran) instead of the app log. Jail runtime
+	// only.
+	Console bool
 	// Poll is how often a follower looks for new lines, a rotated log and
 	// a new live release. Default 1s.
 	Poll time.Duration
@@ -126,7 +138,30 @@ func Logs(ctx context.Context, cfg *Config, opts LogsOptions, w io.Writer) error
 	}
 	defer op.Close()
 	t := tailer{open: op.rt.OpenLog, out: w, lines: opts.Lines, poll: opts.Poll}
+	if opts.Console {
+		c, ok := op.rt.(consoleLogger)
+		if !ok {
+			return fmt.Errorf("%w: %s: --console: the %s runtime has no console log; its command's output is the log", ErrConfig, cfg.File, cfg.Runtime)
+		}
+		t.open = func(_ context.Context, name string) (*os.File, error) {
+			p, err := c.ConsoleLog(name)
+			if err != nil {
+				return nil, err
+			}
+			// A host file jail(8) writes as the host's root: no jail
+			// path is on the way.
+			return os.Open(p)
+		}
+	}
 	if opts.Release != "" {
+		// A release that does not exist would be waited for forever.
+		rels, err := op.rt.List(ctx)
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(rels, func(r release.Release) bool { return r.Name == opts.Release }) {
+			return fmt.Errorf("--release %s: %w", opts.Release, release.ErrNotFound)
+		}
 		t.live = func(context.Context) (string, error) { return opts.Release, nil }
 	} else {
 		t.live = func(ctx context.Context) (string, error) { return op.live(ctx, opts.Service) }

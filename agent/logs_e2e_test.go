@@ -134,6 +134,12 @@ func TestE2ELogsFollowSwitchAndExec(t *testing.T) {
 	if _, stderr, code := e.runJK("logs", "hello", "--release", "other_1ff9738b482d_57fbab"); code != 2 {
 		t.Errorf("logs --release of another service: exit %d (%s), want 2", code, stderr)
 	}
+	if _, stderr, code := e.runJK("logs", "hello", "-f", "--release", "hello_000000000000_000000"); code != 1 || !strings.Contains(stderr, "not found") {
+		t.Errorf("logs -f --release of no release: exit %d (%s), want 1 and not found", code, stderr)
+	}
+	if _, stderr, code := e.runJK("logs", "hello", "--console"); code != 2 || !strings.Contains(stderr, "no console log") {
+		t.Errorf("logs --console on the process runtime: exit %d (%s), want 2", code, stderr)
+	}
 
 	// exec runs in the live release with its environment: the address it
 	// prints answers with v2.

@@ -31,7 +31,9 @@ continues with that release's log (not with --release).
 Jails: the log is /var/log/<service>.log inside the release's jail (what
 daemon(8) -o writes), opened through the jail's root so that a link planted
 in the jail cannot point the host's root at a host file. Process runtime:
-the release directory's log file.`,
+the release directory's log file. --console (jails only) reads the jail's
+console log instead, /var/log/jail_<release>_console.log on the host: what
+/etc/rc and /etc/rc.shutdown printed.`,
 		Args: cobra.ExactArgs(1),
 	}
 	cfgPath := configFlag(c)
@@ -39,6 +41,7 @@ the release directory's log file.`,
 	c.Flags().BoolVarP(&opts.Follow, "follow", "f", false, "keep printing new lines; follow the service to a new live release")
 	c.Flags().StringVar(&opts.Release, "release", "", "read this release's log instead of the live one's")
 	c.Flags().IntVarP(&opts.Lines, "lines", "n", 10, "print the last N lines first")
+	c.Flags().BoolVar(&opts.Console, "console", false, "jails: read the jail's console log (/etc/rc's output) instead of the app log")
 	c.RunE = func(cmd *cobra.Command, args []string) error {
 		if opts.Lines < 0 {
 			return usageError{errors.New("--lines: must not be negative")}
