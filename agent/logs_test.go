@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/jailkeeper/jailkeeper/caddy"
+	"github.com/jailkeeper/jailkeeper/release"
 )
 
 func TestSeekLastLines(t *testing.T) {
@@ -199,5 +203,55 @@ func TestOnceMissingLog(t *testing.T) {
 	}
 	if err := tl.once(context.Background()); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("once: %v, want fs.ErrNotExist", err)
+	}
+}
+
+// listRuntime is an operatorRuntime that only lists.
+type listRuntime struct {
+	operatorRuntime
+	rels []release.Release
+}
+
+func (l listRuntime) List(context.Context) ([]release.Release, error) { return l.rels, nil }
+
+// TestLiveFallsBackToStoredState: with Caddy unreachable, the live release
+// is the one whose stored state says live; other services' releases never
+// count.
+func TestLiveFallsBackToStoredState(t *testing.T) {
+	// Nothing listens on port 1 of loopback: Caddy is down.
+	proxy, err := caddy.New(caddy.Config{Admin: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proxy.Close() })
+	ip := netip.MustParseAddr("127.77.0.2")
+	rel := func(name string, st release.State) release.Release {
+		return release.Release{Name: name, Service: release.ServiceOf(name), State: st, IP: ip, Port: 8080}
+	}
+	tests := []struct {
+		name string
+		rels []release.Release
+		want string
+		err  error
+	}{
+		{"stored live", []release.Release{
+			rel("hello_000000000001_aaaaaa", release.StateRetired),
+			rel("hello_000000000002_bbbbbb", release.StateLive),
+			rel("hello_000000000003_cccccc", release.StateReady),
+			rel("other_000000000004_dddddd", release.StateLive),
+		}, "hello_000000000002_bbbbbb", nil},
+		{"none live", []release.Release{
+			rel("hello_000000000001_aaaaaa", release.StateFailed),
+			rel("other_000000000004_dddddd", release.StateLive),
+		}, "", ErrNoLive},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			op := &operator{rt: listRuntime{rels: tt.rels}, proxy: proxy}
+			got, err := op.live(context.Background(), "hello")
+			if got != tt.want || !errors.Is(err, tt.err) {
+				t.Errorf("live = %q, %v; want %q, %v", got, err, tt.want, tt.err)
+			}
+		})
 	}
 }
