@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/jailkeeper/jailkeeper/agent/gitsource"
 	"github.com/jailkeeper/jailkeeper/artifact"
 	"github.com/jailkeeper/jailkeeper/caddy"
+	"github.com/jailkeeper/jailkeeper/internal/redact"
 	"github.com/jailkeeper/jailkeeper/manifest"
 	"github.com/jailkeeper/jailkeeper/process"
 	"github.com/jailkeeper/jailkeeper/reconcile"
@@ -33,9 +35,14 @@ type Agent struct {
 	exec    *reconcile.Executor
 	metrics *Metrics
 	notify  *Notifier // nil without notify.url
+	store   *artifact.Store
 	now     func() time.Time
 
 	trigger chan struct{}
+	http    httpLimits    // the listener's limits; zero fields mean defaults
+	minPoll time.Duration // between two polls of the deploy repo
+	// listening, when set, is told the HTTP address once it listens.
+	listening func(addr string)
 
 	mu        sync.Mutex
 	desired   *reconcile.Desired // last valid desired state; nil before the first
@@ -74,7 +81,10 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, cfg.File, err)
 	}
 	a.source = src
-	store, err := artifact.NewStore(filepath.Join(cfg.StateDir, "artifacts"), artifact.Options{FileRoot: cfg.Artifacts.FileRoot})
+	store, err := artifact.NewStore(filepath.Join(cfg.StateDir, "artifacts"), artifact.Options{
+		FileRoot:        cfg.Artifacts.FileRoot,
+		AllowedPrefixes: cfg.Policy.ArtifactHosts,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -87,6 +97,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		return nil, fmt.Errorf("%w: %s: caddy: %w", ErrConfig, cfg.File, err)
 	}
 	a.proxy = proxy
+	a.store = store
 	a.metrics = NewMetrics()
 	a.notify = NewNotifier(cfg.Notify, log)
 	a.exec = reconcile.NewExecutor(reconcile.Options{
@@ -109,6 +120,10 @@ func (a *Agent) Executor() *reconcile.Executor { return a.exec }
 
 // Metrics exposes the agent's metrics.
 func (a *Agent) Metrics() *Metrics { return a.metrics }
+
+// DefaultMinPoll is the least time between two polls of the deploy repo,
+// however many passes are asked for.
+const DefaultMinPoll = time.Second
 
 // Trigger asks for a pass as soon as possible; triggers that arrive while
 // one is pending coalesce. Safe for concurrent use.
@@ -136,7 +151,13 @@ func (a *Agent) Status() Status {
 			errs = append(errs, e)
 		}
 	}
-	st.Error = strings.Join(errs, "; ")
+	// What git and artifact servers and apps wrote (a reason phrase, a
+	// remote's message) is shown: no secrets, no terminal escapes.
+	st.Error = redact.Shown(strings.Join(errs, "; "))
+	st.Services = slices.Clone(st.Services)
+	for i := range st.Services {
+		st.Services[i].Message = redact.Shown(st.Services[i].Message)
+	}
 	return st
 }
 
@@ -174,25 +195,42 @@ func (a *Agent) Run(ctx context.Context) error {
 	sched.Start()
 	defer sched.Stop()
 
-	a.log.Info("agent started", "repo", a.cfg.Repo.URL, "runtime", a.cfg.Runtime, "listen", srv.addr)
+	if a.listening != nil {
+		a.listening(srv.addr)
+	}
+	a.log.Info("agent started", "repo", redact.URL(a.cfg.Repo.URL), "runtime", a.cfg.Runtime, "listen", srv.addr)
 	a.Trigger()
+	minPoll := a.minPoll
+	if minPoll <= 0 {
+		minPoll = DefaultMinPoll
+	}
 	// The loop never waits for the network: a poll runs in its own
 	// goroutine (bounded by repo timeouts and the manifest limits), and
-	// so does a pass. A trigger during a poll is remembered and polls
-	// again afterwards; a state polled during a pass preempts what it
-	// makes pointless and runs when the pass ends.
+	// so does a pass. Triggers (the schedule, POST /sync, webhooks) only
+	// ask: a trigger during a poll is remembered and polls again
+	// afterwards, and the deploy repo is polled at most once per minPoll
+	// however many ask (issue 9: a client looping on POST /sync made a
+	// poll of the remote per request). A state polled during a pass
+	// preempts what it makes pointless and runs when the pass ends.
 	var (
 		passDone chan struct{}           // nil: no pass running
 		polled   chan *reconcile.Desired // nil: no poll running
 		pending  bool                    // a trigger wants a poll
 		next     *reconcile.Desired      // polled, waiting for a pass
+		lastPoll time.Time               // zero before the first poll
+		wait     <-chan time.Time        // fires when the next poll is allowed
 	)
 	for {
-		if pending && polled == nil {
-			pending = false
-			ch := make(chan *reconcile.Desired, 1)
-			polled = ch
-			go func() { ch <- a.poll(ctx) }()
+		if pending && polled == nil && wait == nil {
+			if since := a.now().Sub(lastPoll); !lastPoll.IsZero() && since < minPoll {
+				wait = time.After(minPoll - since)
+			} else {
+				pending = false
+				lastPoll = a.now()
+				ch := make(chan *reconcile.Desired, 1)
+				polled = ch
+				go func() { ch <- a.poll(ctx) }()
+			}
 		}
 		if next != nil && passDone == nil {
 			d := *next
@@ -231,6 +269,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		case <-passDone:
 			passDone = nil
+		case <-wait:
+			wait = nil
 		}
 	}
 }
@@ -305,7 +345,8 @@ func sameSpecs(a, b *reconcile.Desired) bool {
 func (a *Agent) logChange(key, msg string, err error, attrs ...any) {
 	text := ""
 	if err != nil {
-		text = err.Error()
+		// Library errors quote URLs, tokens and all.
+		text = redact.Text(err.Error())
 	}
 	a.mu.Lock()
 	if a.logged == nil {
@@ -317,7 +358,7 @@ func (a *Agent) logChange(key, msg string, err error, attrs ...any) {
 	switch {
 	case text == last:
 	case err != nil:
-		a.log.Warn(msg, append(attrs, "err", err)...)
+		a.log.Warn(msg, append(attrs, "err", text)...)
 	default:
 		a.log.Info("recovered", append(attrs, "what", key)...)
 	}
@@ -380,6 +421,7 @@ func (a *Agent) pass(ctx context.Context, d reconcile.Desired) {
 	res, err := a.exec.Pass(ctx, d)
 	a.metrics.passDone(res, err, a.now().Sub(start))
 	a.logChange("pass", "pass finished with errors", err)
+	a.pruneCache(d)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.passes++
@@ -397,9 +439,30 @@ func (a *Agent) pass(ctx context.Context, d reconcile.Desired) {
 	}
 }
 
+// pruneCache bounds the artifact cache after a pass: the artifacts the
+// desired manifests name stay (a release on disk has its artifact
+// installed and needs nothing from the cache), the rest is bounded by
+// artifacts.cache_max, least recently used first. It runs in the pass's
+// goroutine, so no Fetch of this agent races it.
+func (a *Agent) pruneCache(d reconcile.Desired) {
+	if a.store == nil {
+		return
+	}
+	keep := map[string]bool{}
+	for _, s := range d.Services {
+		keep[strings.ToLower(s.Artifact.SHA256)] = true
+	}
+	res, err := a.store.Prune(keep, a.cfg.Artifacts.CacheMaxBytes)
+	a.logChange("prune", "prune artifact cache", err)
+	if len(res.Removed) > 0 {
+		a.log.Info("artifact cache pruned", "removed", len(res.Removed), "freed_bytes", res.Freed, "kept_bytes", res.Kept)
+	}
+}
+
 // event logs a state change once, counts it and forwards it.
 func (a *Agent) event(ev reconcile.Event) {
 	a.metrics.event(ev)
+	ev.Reason = redact.Shown(ev.Reason) // logged and sent on
 	attrs := []any{"event", string(ev.Kind), "service", ev.Service}
 	if ev.Release != "" {
 		attrs = append(attrs, "release", ev.Release)

@@ -127,6 +127,12 @@ type ArtifactsConfig struct {
 	// empty refuses file:// URLs (a deploy-repo writer must not be able to
 	// read host files through them).
 	FileRoot string `yaml:"file_root"`
+	// CacheMax bounds the cached artifacts that no current manifest names
+	// ("2G", "500M", bytes); least recently used go first. Default 2G; 0
+	// keeps only what the manifests name.
+	CacheMax string `yaml:"cache_max"`
+	// CacheMaxBytes is CacheMax parsed.
+	CacheMaxBytes int64 `yaml:"-"`
 }
 
 // CaddyConfig says how to reach Caddy's admin API and what jailkeeper owns.
@@ -301,6 +307,30 @@ func (c *Config) setDefaults() {
 	if c.Notify.Timeout == 0 {
 		c.Notify.Timeout = 5 * time.Second
 	}
+	def(&c.Artifacts.CacheMax, "2G")
+}
+
+// parseBytes reads a size: a whole number of bytes, or one with a K, M, G
+// or T suffix (powers of 1024).
+func parseBytes(s string) (int64, error) {
+	num, unit := s, int64(1)
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'K', 'k':
+			num, unit = s[:n-1], 1<<10
+		case 'M', 'm':
+			num, unit = s[:n-1], 1<<20
+		case 'G', 'g':
+			num, unit = s[:n-1], 1<<30
+		case 'T', 't':
+			num, unit = s[:n-1], 1<<40
+		}
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || v < 0 || v > (1<<62)/unit {
+		return 0, fmt.Errorf("%q is not a size such as 2G, 500M or a number of bytes", s)
+	}
+	return v * unit, nil
 }
 
 func def(s *string, v string) {
@@ -359,6 +389,11 @@ func (c *Config) validate() error {
 	}
 	if r := c.Artifacts.FileRoot; r != "" && !filepath.IsAbs(r) {
 		bad("artifacts.file_root", "%q is not an absolute path", r)
+	}
+	if n, err := parseBytes(c.Artifacts.CacheMax); err != nil {
+		bad("artifacts.cache_max", "%v", err)
+	} else {
+		c.Artifacts.CacheMaxBytes = n
 	}
 	if c.Parallel < 1 || c.Parallel > 64 {
 		bad("parallel", "%d is not between 1 and 64", c.Parallel)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -24,12 +25,58 @@ import (
 // maxHookBody bounds webhook bodies; push payloads are far smaller.
 const maxHookBody = 1 << 20
 
+// httpLimits bound what one client can hold of the agent's listener. The
+// zero value of a field means its default (defaultHTTPLimits).
+type httpLimits struct {
+	// MaxConns bounds open connections: one more waits in the kernel's
+	// accept queue, where it costs the agent no descriptor.
+	MaxConns int
+	// ReadHeader and Read bound reading a request's header and the whole
+	// request, body included (a webhook body is at most maxHookBody).
+	ReadHeader, Read time.Duration
+	// Write bounds writing a response, from the end of the request's
+	// header: /metrics and /status of a thousand services are a few
+	// hundred KB, seconds even for a slow scraper.
+	Write time.Duration
+	// Idle closes a keep-alive connection that sends nothing.
+	Idle time.Duration
+}
+
+// defaultHTTPLimits: the listener serves Prometheus, the CLI and webhooks,
+// a few connections at a time.
+var defaultHTTPLimits = httpLimits{
+	MaxConns:   32,
+	ReadHeader: 10 * time.Second,
+	Read:       30 * time.Second,
+	Write:      60 * time.Second,
+	Idle:       60 * time.Second,
+}
+
+// withDefaults fills the zero fields of l from defaultHTTPLimits.
+func (l httpLimits) withDefaults() httpLimits {
+	d := defaultHTTPLimits
+	if l.MaxConns > 0 {
+		d.MaxConns = l.MaxConns
+	}
+	for _, f := range []struct{ dst, src *time.Duration }{
+		{&d.ReadHeader, &l.ReadHeader}, {&d.Read, &l.Read}, {&d.Write, &l.Write}, {&d.Idle, &l.Idle},
+	} {
+		if *f.src > 0 {
+			*f.dst = *f.src
+		}
+	}
+	return d
+}
+
+// maxHeaderBytes bounds a request's header; the agent's requests are tiny.
+const maxHeaderBytes = 64 << 10
+
 type server struct {
 	addr  string
 	close func()
 }
 
-// serve starts the HTTP listener on cfg.Listen.
+// serve starts the HTTP listener on cfg.Listen, with a.http's limits.
 func (a *Agent) serve(ctx context.Context) (*server, error) {
 	var secret []byte
 	if a.cfg.WebhookSecretFile != "" {
@@ -46,7 +93,17 @@ func (a *Agent) serve(ctx context.Context) (*server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	hs := &http.Server{Handler: a.Handler(secret), ReadHeaderTimeout: 10 * time.Second}
+	lim := a.http.withDefaults()
+	ln = newLimitListener(ln, lim.MaxConns)
+	hs := &http.Server{
+		Handler:           a.Handler(secret),
+		ReadHeaderTimeout: lim.ReadHeader,
+		ReadTimeout:       lim.Read,
+		WriteTimeout:      lim.Write,
+		IdleTimeout:       lim.Idle,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
+	}
 	go func() { _ = hs.Serve(ln) }()
 	return &server{addr: ln.Addr().String(), close: func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
+	"github.com/jailkeeper/jailkeeper/internal/redact"
 	"github.com/jailkeeper/jailkeeper/reconcile"
 )
 
@@ -34,6 +37,7 @@ const (
 // final. Events go out in the order they were queued. Safe for concurrent use.
 type Notifier struct {
 	url     string
+	display string // url as messages name it: no secrets
 	timeout time.Duration
 	retries int
 	client  *http.Client
@@ -61,6 +65,7 @@ func NewNotifier(cfg NotifyConfig, log *slog.Logger) *Notifier {
 	}
 	return &Notifier{
 		url:     cfg.URL,
+		display: notifyDisplay(cfg.URL),
 		timeout: timeout,
 		retries: max(cfg.Retries, 0),
 		client:  &http.Client{},
@@ -68,6 +73,21 @@ func NewNotifier(cfg NotifyConfig, log *slog.Logger) *Notifier {
 		backoff: expBackoff(notifyBackoff, notifyMaxBackoff),
 		queue:   make(chan reconcile.Event, notifyQueue),
 	}
+}
+
+// notifyDisplay names a notify URL in messages: its scheme and host only.
+// Webhook URLs carry their secret in the userinfo, the query or, as chat
+// services' incoming webhooks do, in the path itself.
+func notifyDisplay(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "notify.url"
+	}
+	d := redact.URL((&url.URL{Scheme: u.Scheme, Host: u.Host}).String())
+	if u.Path != "" && u.Path != "/" {
+		d += "/..."
+	}
+	return d
 }
 
 // expBackoff returns base * 2^(n-1), capped at limit.
@@ -209,14 +229,20 @@ func (n *Notifier) post(ctx context.Context, ev reconcile.Event, body []byte) (f
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.url, bytes.NewReader(body))
 	if err != nil {
-		return true, fmt.Errorf("post %s: %w", n.url, err)
+		// Never the URL: NewRequest's errors quote it.
+		return true, fmt.Errorf("post %s: invalid notify.url", n.display)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "jailkeeper")
 	req.Header.Set("X-Jailkeeper-Event", string(ev.Kind))
 	resp, err := n.client.Do(req)
 	if err != nil {
-		return false, fmt.Errorf("post %s: %w", n.url, err)
+		// *url.Error quotes the whole URL: keep only the cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return false, fmt.Errorf("post %s: %s", n.display, redact.Text(err.Error()))
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
@@ -224,8 +250,8 @@ func (n *Notifier) post(ctx context.Context, ev reconcile.Event, body []byte) (f
 	case c/100 == 2:
 		return false, nil
 	case c == http.StatusRequestTimeout || c == http.StatusTooManyRequests || c/100 == 5:
-		return false, fmt.Errorf("post %s: %s", n.url, resp.Status)
+		return false, fmt.Errorf("post %s: %s", n.display, redact.Printable(resp.Status))
 	default:
-		return true, fmt.Errorf("post %s: %s", n.url, resp.Status)
+		return true, fmt.Errorf("post %s: %s", n.display, redact.Printable(resp.Status))
 	}
 }

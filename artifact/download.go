@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/jailkeeper/jailkeeper/internal/redact"
 )
 
 // Download GETs rawURL (http or https only) into the file dst, for files
@@ -39,7 +41,7 @@ type Progress func(done, total int64)
 func DownloadProgress(ctx context.Context, client *http.Client, rawURL, dst string, maxSize int64, sum string, progress Progress) error {
 	sum = strings.ToLower(sum)
 	if sum != "" && !sumRE.MatchString(sum) {
-		return fmt.Errorf("download %s: %w: expected sha256 %q is not 64 hex digits", redact(rawURL), ErrChecksum, sum)
+		return fmt.Errorf("download %s: %w: expected sha256 %q is not 64 hex digits", redact.URL(rawURL), ErrChecksum, sum)
 	}
 	if client == nil {
 		client = &http.Client{Transport: http.DefaultTransport}
@@ -49,17 +51,17 @@ func DownloadProgress(ctx context.Context, client *http.Client, rawURL, dst stri
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return fmt.Errorf("download %s: %w: %w", redact(rawURL), ErrFetch, err)
+		return fmt.Errorf("download %s: %w: %w", redact.URL(rawURL), ErrFetch, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("download %s: %w: unsupported URL scheme %q (http, https)", redact(rawURL), ErrFetch, u.Scheme)
+		return fmt.Errorf("download %s: %w: unsupported URL scheme %q (http, https)", redact.URL(rawURL), ErrFetch, u.Scheme)
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return fmt.Errorf("download %s: %w", redact(rawURL), err)
+		return fmt.Errorf("download %s: %w", redact.URL(rawURL), err)
 	}
 	body, size, err := openHTTP(ctx, client, u)
 	if err != nil {
-		return fmt.Errorf("download %s: %w", redact(rawURL), err)
+		return fmt.Errorf("download %s: %w", redact.URL(rawURL), err)
 	}
 	defer body.Close()
 	var r io.Reader = body
@@ -67,7 +69,7 @@ func DownloadProgress(ctx context.Context, client *http.Client, rawURL, dst stri
 		r = &progressReader{r: body, total: size, f: progress}
 	}
 	if err := save(ctx, r, size, dst, maxSize, sum); err != nil {
-		return fmt.Errorf("download %s: %w", redact(rawURL), err)
+		return fmt.Errorf("download %s: %w", redact.URL(rawURL), err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -20,9 +21,18 @@ import (
 // symbolic link, or a device or fifo. The error names the entry.
 var ErrUnsafe = errors.New("unsafe artifact entry")
 
+// ErrLimit marks a tarball over a limit; it is always ErrUnsafe too.
+var ErrLimit = errors.New("artifact over a limit")
+
 // maxExtract bounds the bytes a tarball may expand to (a gzip bomb would fill
 // the disk long before the download limit is reached). A variable for tests.
 var maxExtract int64 = 8 << 30
+
+// maxEntries and maxDepth bound a tarball's entries and path depth.
+var (
+	maxEntries = 250_000
+	maxDepth   = 128
+)
 
 // maxLinkHops bounds the symbolic links followed while checking one link.
 const maxLinkHops = 40
@@ -50,17 +60,27 @@ const maxLinkHops = 40
 // root (so /usr/local/bin/hello lands in root/usr/local/bin/hello) with mode
 // 0755, parent directories created with mode 0755.
 //
+// A tarball is bounded: at most maxEntries filesystem objects (entries and
+// the directories made for them), paths at most maxDepth components deep,
+// and maxExtract bytes of file content; beyond a limit Install fails with an
+// error that is both ErrLimit and ErrUnsafe, so that the release is not
+// retried with the same artifact. Its cost is linear in the size of the
+// tarball's names and content: every directory is checked or created once.
+//
+// Install stops with ctx's error when ctx is done, between entries and while
+// copying a file.
+//
 // All writes go through an os.Root on root, so nothing outside it is ever
 // touched. On error root may hold part of the artifact: the caller discards
 // the release.
-func Install(src, root, command0 string) error {
-	if err := install(src, root, command0); err != nil {
+func Install(ctx context.Context, src, root, command0 string) error {
+	if err := install(ctx, src, root, command0); err != nil {
 		return fmt.Errorf("install %s into %s: %w", path.Base(src), root, err)
 	}
 	return nil
 }
 
-func install(src, root, command0 string) error {
+func install(ctx context.Context, src, root, command0 string) error {
 	f, err := os.Open(src)
 	if err != nil {
 		return err
@@ -74,7 +94,7 @@ func install(src, root, command0 string) error {
 
 	br := bufio.NewReader(f)
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		if err := extract(br, r); err != nil {
+		if err := extract(ctx, br, r); err != nil {
 			return err
 		}
 		if command0 == "" {
@@ -93,7 +113,20 @@ func install(src, root, command0 string) error {
 		}
 		return nil
 	}
-	return copyExecutable(br, r, command0)
+	return copyExecutable(ctxReader{ctx, br}, r, command0)
+}
+
+// ctxReader fails a read once ctx is done, so that a long copy stops.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // relCommand turns /usr/local/bin/hello into usr/local/bin/hello.
@@ -147,28 +180,47 @@ func copyExecutable(src io.Reader, r *os.Root, command0 string) error {
 
 // extractor unpacks one tarball into a root.
 type extractor struct {
+	ctx      context.Context
 	root     *os.Root
 	created  map[string]bool        // directories this extraction made
+	dirs     map[string]bool        // real directories (not links), made or checked
 	dirModes map[string]fs.FileMode // of created directories, applied at the end
 	links    []string               // symbolic links created, checked at the end
 	written  int64
+	objects  int   // entries and directories made for them, against maxEntries
+	walked   int64 // path components resolved through the root, for tests
 }
 
-func extract(gz io.Reader, r *os.Root) error {
+func newExtractor(ctx context.Context, r *os.Root) *extractor {
+	return &extractor{ctx: ctx, root: r, created: map[string]bool{}, dirs: map[string]bool{}, dirModes: map[string]fs.FileMode{}}
+}
+
+// count counts one more filesystem object against maxEntries.
+func (x *extractor) count() error {
+	if x.objects++; x.objects > maxEntries {
+		return fmt.Errorf("%w: %w: tarball has more than %d entries (directories made for them included)", ErrUnsafe, ErrLimit, maxEntries)
+	}
+	return nil
+}
+
+// walk counts the components of name, which the root resolves one by one.
+func (x *extractor) walk(name string) { x.walked += int64(strings.Count(name, "/") + 1) }
+
+func extract(ctx context.Context, gz io.Reader, r *os.Root) error {
 	zr, err := gzip.NewReader(gz)
 	if err != nil {
 		return fmt.Errorf("gzip: %w", err)
 	}
 	defer zr.Close()
 	tr := tar.NewReader(zr)
-	x := &extractor{root: r, created: map[string]bool{}, dirModes: map[string]fs.FileMode{}}
+	x := newExtractor(ctx, r)
 	err = x.entries(tr)
 	// A link may have been checked before a later entry changed what its
 	// target resolves through: check them all again on the final tree, even
 	// after an error. Unsafe ones are removed, so that even a caller that
 	// keeps the root holds no link leading out.
 	for _, l := range x.links {
-		if lerr := resolveInside(r, l); lerr != nil {
+		if lerr := resolveInside(r, l, x.dirs); lerr != nil {
 			if err == nil {
 				err = fmt.Errorf("%w: symbolic link %s: %w", ErrUnsafe, l, lerr)
 			}
@@ -195,6 +247,9 @@ func extract(gz io.Reader, r *os.Root) error {
 
 func (x *extractor) entries(tr *tar.Reader) error {
 	for {
+		if err := x.ctx.Err(); err != nil {
+			return err
+		}
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			return nil
@@ -238,6 +293,12 @@ func (x *extractor) entry(hdr *tar.Header, body io.Reader) error {
 	default:
 		return fmt.Errorf("%w: %s has unsupported type %q", ErrUnsafe, hdr.Name, hdr.Typeflag)
 	}
+	if err := x.count(); err != nil {
+		return err
+	}
+	if err := checkDepth(name, hdr.Name); err != nil {
+		return err
+	}
 	if err := x.parents(name, hdr.Name); err != nil {
 		return err
 	}
@@ -247,12 +308,14 @@ func (x *extractor) entry(hdr *tar.Header, body io.Reader) error {
 
 	switch hdr.Typeflag {
 	case tar.TypeDir:
+		x.walk(name)
 		switch err := x.root.Mkdir(name, 0o755); {
 		case err == nil:
 			x.created[name] = true
 		case !errors.Is(err, fs.ErrExist):
 			return err
 		}
+		x.dirs[name] = true // clear left only a real directory here
 		// A directory that was there before (clear kept it: a real
 		// directory, not a link) keeps its mode: only ours take the
 		// entry's.
@@ -272,6 +335,7 @@ func (x *extractor) entry(hdr *tar.Header, body io.Reader) error {
 		if j := path.Join(path.Dir(name), target); j == ".." || strings.HasPrefix(j, "../") {
 			return fmt.Errorf("%w: symbolic link %s -> %s leaves the root", ErrUnsafe, hdr.Name, target)
 		}
+		x.walk(name)
 		if err := x.root.Symlink(target, name); err != nil {
 			return err
 		}
@@ -283,9 +347,13 @@ func (x *extractor) entry(hdr *tar.Header, body io.Reader) error {
 		if err != nil || target == "." {
 			return fmt.Errorf("%w: hard link %s -> %s leaves the root", ErrUnsafe, hdr.Name, hdr.Linkname)
 		}
+		if err := checkDepth(target, hdr.Linkname); err != nil {
+			return err
+		}
 		if err := x.parents(target, hdr.Linkname); err != nil {
 			return err
 		}
+		x.walk(target)
 		fi, err := x.root.Lstat(target)
 		if err != nil {
 			return fmt.Errorf("hard link %s -> %s: %w", hdr.Name, hdr.Linkname, err)
@@ -295,19 +363,22 @@ func (x *extractor) entry(hdr *tar.Header, body io.Reader) error {
 			// target from another directory.
 			return fmt.Errorf("%w: hard link %s -> %s: target is not a regular file", ErrUnsafe, hdr.Name, hdr.Linkname)
 		}
+		x.walk(target)
+		x.walk(name)
 		return x.root.Link(target, name)
 
 	default: // regular file
 		// O_EXCL: clear removed whatever was there, and a symbolic link
 		// raced in is never followed.
+		x.walk(name)
 		f, err := x.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
 			return err
 		}
-		n, err := io.Copy(f, io.LimitReader(body, maxExtract-x.written+1))
+		n, err := io.Copy(f, ctxReader{x.ctx, io.LimitReader(body, maxExtract-x.written+1)})
 		x.written += n
 		if err == nil && x.written > maxExtract {
-			err = fmt.Errorf("tarball expands beyond %d bytes", maxExtract)
+			err = fmt.Errorf("%w: %w: tarball expands beyond %d bytes", ErrUnsafe, ErrLimit, maxExtract)
 		}
 		if err == nil {
 			err = f.Chmod(mode(hdr.Mode))
@@ -342,21 +413,62 @@ func entryPath(name string) (string, error) {
 	return path.Clean(name), nil
 }
 
+// checkDepth refuses a path deeper than maxDepth components.
+func checkDepth(name, orig string) error {
+	if d := strings.Count(name, "/") + 1; d > maxDepth {
+		return fmt.Errorf("%w: %w: %s is %d components deep, deeper than %d", ErrUnsafe, ErrLimit, orig, d, maxDepth)
+	}
+	return nil
+}
+
 // parents makes sure every directory above name is a real directory (not a
 // symbolic link), creating missing ones with mode 0755 and noting them as
-// created.
+// created. A directory made or checked earlier in this extraction is not
+// looked at again: nothing the extraction does turns a directory into
+// anything else (clear never replaces one). The rest are walked down from
+// the deepest known one, each looked up in its parent, so an entry costs
+// its own depth, not the square of it.
 func (x *extractor) parents(name, orig string) error {
 	dir := path.Dir(name)
-	if dir == "." {
+	if dir == "." || x.dirs[dir] {
 		return nil
 	}
-	cur := ""
-	for _, c := range strings.Split(dir, "/") {
-		cur = path.Join(cur, c)
-		fi, err := x.root.Lstat(cur)
+	// The deepest known ancestor: everything above it was checked.
+	start := 0
+	for i := len(dir); i > 0; i-- {
+		if dir[i-1] == '/' && x.dirs[dir[:i-1]] {
+			start = i
+			break
+		}
+	}
+	parent := x.root
+	if start > 0 {
+		x.walk(dir[:start-1])
+		r, err := x.root.OpenRoot(dir[:start-1])
+		if err != nil {
+			return err
+		}
+		parent = r
+	}
+	defer func() {
+		if parent != x.root {
+			parent.Close()
+		}
+	}()
+	for i := start; i <= len(dir); i++ {
+		if i < len(dir) && dir[i] != '/' {
+			continue
+		}
+		cur, c := dir[:i], dir[start:i]
+		start = i + 1
+		x.walk(c)
+		fi, err := parent.Lstat(c)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			if err := x.root.Mkdir(cur, 0o755); err != nil {
+			if err := x.count(); err != nil {
+				return err
+			}
+			if err := parent.Mkdir(c, 0o755); err != nil {
 				return err
 			}
 			x.created[cur] = true
@@ -367,6 +479,21 @@ func (x *extractor) parents(name, orig string) error {
 		case !fi.IsDir():
 			return fmt.Errorf("%s: %s is not a directory", orig, cur)
 		}
+		x.dirs[cur] = true
+		if i == len(dir) {
+			break
+		}
+		// c was just seen to be a real directory; nothing else writes
+		// into the release while it is being made.
+		x.walk(c)
+		next, err := parent.OpenRoot(c)
+		if err != nil {
+			return err
+		}
+		if parent != x.root {
+			parent.Close()
+		}
+		parent = next
 	}
 	return nil
 }
@@ -374,6 +501,13 @@ func (x *extractor) parents(name, orig string) error {
 // clear removes what sits at name unless it is a directory and the entry is
 // one too; a directory is never replaced.
 func (x *extractor) clear(name string, hdr *tar.Header) error {
+	if x.dirs[name] {
+		if hdr.Typeflag == tar.TypeDir {
+			return nil
+		}
+		return fmt.Errorf("%s would replace a directory", hdr.Name)
+	}
+	x.walk(name)
 	fi, err := x.root.Lstat(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -394,7 +528,8 @@ func (x *extractor) clear(name string, hdr *tar.Header) error {
 // the kernel would, and reports an error if the walk ever goes above the root
 // or meets an absolute link. Missing components count as directories, so a
 // link that dangles now cannot escape once its target is created.
-func resolveInside(r *os.Root, name string) error {
+// Components in dirs are known real directories and are not looked at.
+func resolveInside(r *os.Root, name string, dirs map[string]bool) error {
 	var stack []string // resolved components; none is a symbolic link
 	todo := strings.Split(name, "/")
 	hops := 0
@@ -413,6 +548,9 @@ func resolveInside(r *os.Root, name string) error {
 		}
 		stack = append(stack, c)
 		cur := strings.Join(stack, "/")
+		if dirs[cur] {
+			continue
+		}
 		fi, err := r.Lstat(cur)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {

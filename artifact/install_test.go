@@ -193,7 +193,7 @@ func TestInstallExecutable(t *testing.T) {
 	}
 	// Named like a tarball, but it is not gzip: copied as the command.
 	src := writeSrc(t, t.TempDir(), "hello.tar.gz", []byte("\x7fELF binary"))
-	if err := Install(src, s.root, "/usr/local/bin/hello"); err != nil {
+	if err := Install(t.Context(), src, s.root, "/usr/local/bin/hello"); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
@@ -213,7 +213,7 @@ func TestInstallExecutable(t *testing.T) {
 func TestInstallExecutableCreatesParents(t *testing.T) {
 	s := newSandbox(t)
 	src := writeSrc(t, t.TempDir(), "a", []byte("#!/bin/sh\n"))
-	if err := Install(src, s.root, "/opt/app/bin/run"); err != nil {
+	if err := Install(t.Context(), src, s.root, "/opt/app/bin/run"); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(filepath.Join(s.root, "opt/app/bin/run"))
@@ -228,7 +228,7 @@ func TestInstallExecutableCreatesParents(t *testing.T) {
 func TestInstallExecutableRefusesEscape(t *testing.T) {
 	s := newSandbox(t)
 	src := writeSrc(t, t.TempDir(), "a", []byte("x"))
-	err := Install(src, s.root, "/../outside/target")
+	err := Install(t.Context(), src, s.root, "/../outside/target")
 	if !errors.Is(err, ErrUnsafe) {
 		t.Errorf("Install = %v, want ErrUnsafe", err)
 	}
@@ -257,7 +257,7 @@ func TestInstallTarball(t *testing.T) {
 		symlink("dangling", "nothing/here"),
 	)
 	src := writeSrc(t, t.TempDir(), "artifact", tgz) // no .tar.gz: detected by magic
-	if err := Install(src, s.root, "/usr/local/bin/hello"); err != nil {
+	if err := Install(t.Context(), src, s.root, "/usr/local/bin/hello"); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
@@ -337,7 +337,7 @@ func TestInstallKeepsExistingDirectories(t *testing.T) {
 		file("usr/bin/out", "not through the link", 0o644),
 	)
 	src := writeSrc(t, t.TempDir(), "a.tar.gz", tgz)
-	if err := Install(src, s.root, "/usr/local/bin/app"); err != nil {
+	if err := Install(t.Context(), src, s.root, "/usr/local/bin/app"); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
@@ -373,11 +373,11 @@ func TestInstallKeepsExistingDirectories(t *testing.T) {
 func TestInstallTarballCommandMissing(t *testing.T) {
 	s := newSandbox(t)
 	src := writeSrc(t, t.TempDir(), "a.tar.gz", tarGz(t, file("bin/other", "x", 0o755)))
-	err := Install(src, s.root, "/usr/local/bin/hello")
+	err := Install(t.Context(), src, s.root, "/usr/local/bin/hello")
 	if err == nil || !strings.Contains(err.Error(), "/usr/local/bin/hello") {
 		t.Errorf("Install = %v, want an error naming the missing command", err)
 	}
-	if err := Install(src, s.root, ""); err != nil {
+	if err := Install(t.Context(), src, s.root, ""); err != nil {
 		t.Errorf("Install without a command = %v", err)
 	}
 }
@@ -389,7 +389,7 @@ func TestInstallNotATar(t *testing.T) {
 	zw.Write(bytes.Repeat([]byte("not a tar "), 100))
 	zw.Close()
 	src := writeSrc(t, t.TempDir(), "a", buf.Bytes())
-	if err := Install(src, s.root, ""); err == nil {
+	if err := Install(t.Context(), src, s.root, ""); err == nil {
 		t.Error("Install of gzip'd text succeeded, want an error")
 	}
 }
@@ -400,7 +400,7 @@ func TestInstallSizeLimit(t *testing.T) {
 	t.Cleanup(func() { maxExtract = old })
 	s := newSandbox(t)
 	src := writeSrc(t, t.TempDir(), "a", tarGz(t, file("a", strings.Repeat("a", 60), 0o644), file("b", strings.Repeat("b", 60), 0o644)))
-	err := Install(src, s.root, "")
+	err := Install(t.Context(), src, s.root, "")
 	if err == nil || !strings.Contains(err.Error(), "expands beyond 100 bytes") {
 		t.Errorf("Install = %v, want the size limit", err)
 	}
@@ -437,7 +437,7 @@ func TestInstallUnsafe(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newSandbox(t)
 			src := writeSrc(t, t.TempDir(), "a.tar.gz", tarGz(t, tt.entries...))
-			err := Install(src, s.root, "")
+			err := Install(t.Context(), src, s.root, "")
 			if !errors.Is(err, ErrUnsafe) {
 				t.Fatalf("Install = %v, want ErrUnsafe", err)
 			}
@@ -452,7 +452,7 @@ func TestInstallUnsafe(t *testing.T) {
 func TestInstallReplacingDirectoryFails(t *testing.T) {
 	s := newSandbox(t)
 	src := writeSrc(t, t.TempDir(), "a", tarGz(t, dir("d/", 0o755), symlink("d", ".")))
-	if err := Install(src, s.root, ""); err == nil {
+	if err := Install(t.Context(), src, s.root, ""); err == nil {
 		t.Error("a symbolic link replaced a directory")
 	}
 	s.checkContained(t)
@@ -527,7 +527,7 @@ func FuzzExtract(f *testing.F) {
 
 		s := newSandbox(t)
 		src := writeSrc(t, t.TempDir(), "a", buf.Bytes())
-		err := Install(src, s.root, "")
+		err := Install(t.Context(), src, s.root, "")
 		s.checkContained(t)
 		if err == nil {
 			// Every link left behind resolves inside, even once its
@@ -540,7 +540,7 @@ func FuzzExtract(f *testing.F) {
 			filepath.WalkDir(s.root, func(p string, de fs.DirEntry, err error) error {
 				if err == nil && de.Type()&fs.ModeSymlink != 0 {
 					rel, _ := filepath.Rel(s.root, p)
-					if err := resolveInside(r, rel); err != nil {
+					if err := resolveInside(r, rel, nil); err != nil {
 						t.Errorf("Install accepted link %s: %v", rel, err)
 					}
 				}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path"
@@ -17,6 +18,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/jailkeeper/jailkeeper/internal/redact"
 )
 
 // Errors returned by Store.Fetch, to be tested with errors.Is.
@@ -44,9 +47,6 @@ var sumRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // Options tune a Store. The zero value is usable.
 type Options struct {
-	// Client makes http and https requests; nil means a client with
-	// http.DefaultTransport. Its own Timeout, if any, applies as well.
-	Client *http.Client
 	// MaxSize is the largest artifact accepted, in bytes; 0 means
 	// DefaultMaxSize.
 	MaxSize int64
@@ -60,6 +60,17 @@ type Options struct {
 	// URLs are refused: whoever writes the deploy repo must not be able to
 	// make the agent read an arbitrary host file.
 	FileRoot string
+	// AllowedPrefixes are the URL prefixes (the agent's
+	// policy.artifact_hosts), such as "http://127.0.0.1:8081/artifacts/",
+	// under which an http or https URL may reach loopback, link-local,
+	// private and other non-public addresses, and under which fetch
+	// errors say what went wrong. A URL is under a prefix when its scheme,
+	// host and port (explicit or the scheme's default) are the prefix's and
+	// its path starts with the prefix's at a segment boundary; a URL whose
+	// path has "." or ".." segments is under none. Any other URL may only
+	// reach public addresses, checked on the address connected to, and
+	// every failure to fetch it is one message (see Fetch).
+	AllowedPrefixes []string
 }
 
 // Stats counts what a Store did since it was made.
@@ -77,7 +88,9 @@ type Store struct {
 	client   *http.Client
 	maxSize  int64
 	timeout  time.Duration
-	fileRoot string // cleaned Options.FileRoot; "" refuses file URLs
+	fileRoot string                // cleaned Options.FileRoot; "" refuses file URLs
+	prefixes []prefix              // Options.AllowedPrefixes
+	internal func(netip.Addr) bool // internalAddr; tests replace it
 
 	downloads atomic.Int64
 	hits      atomic.Int64
@@ -88,7 +101,9 @@ type Store struct {
 
 // NewStore returns a Store caching in dir, creating dir (mode 0750) if needed
 // and removing downloads left behind by an earlier crash. opts.FileRoot, when
-// set, must be an absolute path; it need not exist yet.
+// set, must be an absolute path; it need not exist yet. Each of
+// opts.AllowedPrefixes must be an http or https URL with a host and a path,
+// without userinfo, query or fragment.
 func NewStore(dir string, opts Options) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("artifact store: empty directory")
@@ -110,7 +125,6 @@ func NewStore(dir string, opts Options) (*Store, error) {
 	}
 	s := &Store{
 		dir:     dir,
-		client:  opts.Client,
 		maxSize: opts.MaxSize,
 		timeout: opts.Timeout,
 		locks:   map[string]*sync.Mutex{},
@@ -118,9 +132,15 @@ func NewStore(dir string, opts Options) (*Store, error) {
 	if opts.FileRoot != "" {
 		s.fileRoot = filepath.Clean(opts.FileRoot)
 	}
-	if s.client == nil {
-		s.client = &http.Client{Transport: http.DefaultTransport}
+	for _, raw := range opts.AllowedPrefixes {
+		p, err := parsePrefix(raw)
+		if err != nil {
+			return nil, fmt.Errorf("artifact store: %w", err)
+		}
+		s.prefixes = append(s.prefixes, p)
 	}
+	s.internal = internalAddr
+	s.client = s.newClient()
 	if s.maxSize <= 0 {
 		s.maxSize = DefaultMaxSize
 	}
@@ -151,10 +171,18 @@ func (s *Store) Path(sum string) string {
 // cannot, be it a host file or a loopback service, is what that author would
 // need to install it into a release) or ErrFetch (naming the HTTP status or
 // the cause). The returned file must not be modified.
+//
+// An http or https URL that is not under one of Options.AllowedPrefixes
+// only reaches public addresses, and whatever goes wrong with it (refused,
+// a 404, a timeout, a size limit, a checksum mismatch) is one ErrFetch
+// message: the deploy repo's author, who reads /status and the notify
+// events, must not be able to tell a closed port from an open one, or a
+// missing file from a present one, on the agent's networks. The detail is
+// dropped, not logged; put the store under policy.artifact_hosts to see it.
 func (s *Store) Fetch(ctx context.Context, rawURL, sum string) (string, error) {
 	sum = strings.ToLower(sum)
 	if !sumRE.MatchString(sum) {
-		return "", fmt.Errorf("fetch %s: %w: expected sha256 %q is not 64 hex digits", redact(rawURL), ErrChecksum, sum)
+		return "", fmt.Errorf("fetch %s: %w: expected sha256 %q is not 64 hex digits", redact.URL(rawURL), ErrChecksum, sum)
 	}
 	l := s.lock(sum)
 	l.Lock()
@@ -164,18 +192,24 @@ func (s *Store) Fetch(ctx context.Context, rawURL, sum string) (string, error) {
 	switch actual, err := SHA256File(dst); {
 	case err == nil && actual == sum:
 		s.hits.Add(1)
+		// A use: Prune removes the least recently used first.
+		now := time.Now()
+		_ = os.Chtimes(dst, now, now)
 		return dst, nil
 	case err == nil:
 		// Corrupted on disk: forget it and download again.
 		if err := os.Remove(dst); err != nil {
-			return "", fmt.Errorf("fetch %s: remove corrupt cache entry: %w", redact(rawURL), err)
+			return "", fmt.Errorf("fetch %s: remove corrupt cache entry: %w", redact.URL(rawURL), err)
 		}
 	case !errors.Is(err, os.ErrNotExist):
-		return "", fmt.Errorf("fetch %s: read cache: %w", redact(rawURL), err)
+		return "", fmt.Errorf("fetch %s: read cache: %w", redact.URL(rawURL), err)
 	}
 
 	if err := s.download(ctx, rawURL, sum, dst); err != nil {
-		return "", fmt.Errorf("fetch %s: %w", redact(rawURL), err)
+		if ctx.Err() == nil && s.opaque(rawURL) {
+			return "", fmt.Errorf("fetch %s: %w: %s", redact.URL(rawURL), ErrFetch, opaqueMessage)
+		}
+		return "", fmt.Errorf("fetch %s: %w", redact.URL(rawURL), err)
 	}
 	s.downloads.Add(1)
 	return dst, nil
@@ -253,6 +287,21 @@ func save(ctx context.Context, body io.Reader, size int64, dst string, maxSize i
 	return os.Rename(tmp.Name(), dst)
 }
 
+// opaqueMessage is the one error text of a URL outside the allowed
+// prefixes.
+const opaqueMessage = "not downloaded: the store refused, failed or timed out, the answer was too large or did not match the sha256, " +
+	"or the URL leads to a loopback, link-local or private address (those need policy.artifact_hosts, which also shows the detail)"
+
+// opaque reports whether the errors of rawURL are collapsed into
+// opaqueMessage: an http or https URL outside the allowed prefixes.
+func (s *Store) opaque(rawURL string) bool {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return false
+	}
+	return !s.allowed(u)
+}
+
 // open starts reading rawURL and returns the body and its size (-1 if
 // unknown).
 func (s *Store) open(ctx context.Context, rawURL string) (io.ReadCloser, int64, error) {
@@ -262,7 +311,9 @@ func (s *Store) open(ctx context.Context, rawURL string) (io.ReadCloser, int64, 
 	}
 	switch u.Scheme {
 	case "http", "https":
-		return openHTTP(ctx, s.client, u)
+		r := &reach{}
+		r.internal.Store(s.allowed(u))
+		return openHTTP(context.WithValue(ctx, reachKey{}, r), s.client, u)
 	case "file":
 		if u.Host != "" && u.Host != "localhost" {
 			return nil, 0, fmt.Errorf("%w: file URL with host %q: only local files", ErrFetch, u.Host)
@@ -295,7 +346,7 @@ func openHTTP(ctx context.Context, client *http.Client, u *url.URL) (io.ReadClos
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
-		return nil, 0, fmt.Errorf("%w: HTTP status %s", ErrFetch, resp.Status)
+		return nil, 0, fmt.Errorf("%w: HTTP status %s", ErrFetch, redact.Printable(resp.Status))
 	}
 	return resp.Body, resp.ContentLength, nil
 }
@@ -367,17 +418,4 @@ func SHA256File(p string) (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// redact hides a password and the query (which often carries a token) of
-// rawURL for error messages.
-func redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "<unparseable URL>"
-	}
-	if u.RawQuery != "" {
-		u.RawQuery = "REDACTED"
-	}
-	return u.Redacted()
 }

@@ -60,6 +60,12 @@ func newServer(t *testing.T, files map[string][]byte) *server {
 	return s
 }
 
+// allowed returns Options whose allowed prefixes hold the server: it is
+// on loopback, refused otherwise.
+func (s *server) allowed() artifact.Options {
+	return artifact.Options{AllowedPrefixes: []string{s.URL + "/"}}
+}
+
 func newStore(t *testing.T, opts artifact.Options) (*artifact.Store, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "cache")
@@ -82,7 +88,7 @@ func readFile(t *testing.T, p string) []byte {
 func TestFetchHTTPCaches(t *testing.T) {
 	content := []byte("#!/bin/sh\necho hello\n")
 	srv := newServer(t, map[string][]byte{"/hello": content})
-	s, dir := newStore(t, artifact.Options{})
+	s, dir := newStore(t, srv.allowed())
 	ctx := context.Background()
 
 	p, err := s.Fetch(ctx, srv.URL+"/hello", sum(content))
@@ -250,7 +256,7 @@ func TestFetchChecksumErrorHidesActualSum(t *testing.T) {
 	}
 	for _, u := range []string{srv.URL + "/a", "file://" + root + "/a"} {
 		t.Run(u, func(t *testing.T) {
-			s, _ := newStore(t, artifact.Options{FileRoot: root})
+			s, _ := newStore(t, artifact.Options{FileRoot: root, AllowedPrefixes: srv.allowed().AllowedPrefixes})
 			_, err := s.Fetch(context.Background(), u, want)
 			if !errors.Is(err, artifact.ErrChecksum) {
 				t.Fatalf("Fetch error = %v, want ErrChecksum", err)
@@ -306,6 +312,8 @@ func TestFetchErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// Under allowed prefixes: errors say what happened.
+			tt.opts.AllowedPrefixes = []string{srv.URL + "/", "http://127.0.0.1:1/"}
 			s, dir := newStore(t, tt.opts)
 			p, err := s.Fetch(context.Background(), tt.url, tt.sum)
 			if err == nil {
@@ -339,7 +347,7 @@ func TestFetchErrors(t *testing.T) {
 func TestFetchReplacesCorruptCache(t *testing.T) {
 	content := []byte("good")
 	srv := newServer(t, map[string][]byte{"/a": content})
-	s, _ := newStore(t, artifact.Options{})
+	s, _ := newStore(t, srv.allowed())
 	if err := os.WriteFile(s.Path(sum(content)), []byte("bit rot"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -358,7 +366,7 @@ func TestFetchReplacesCorruptCache(t *testing.T) {
 func TestFetchConcurrentDownloadsOnce(t *testing.T) {
 	content := []byte(strings.Repeat("concurrent ", 10000))
 	srv := newServer(t, map[string][]byte{"/a": content})
-	s, _ := newStore(t, artifact.Options{})
+	s, _ := newStore(t, srv.allowed())
 	const n = 8
 	var wg sync.WaitGroup
 	errs := make([]error, n)

@@ -15,7 +15,6 @@ import (
 	"github.com/jailkeeper/jailkeeper/internal/atomicfile"
 	"github.com/jailkeeper/jailkeeper/internal/command"
 	"github.com/jailkeeper/jailkeeper/jails"
-	"github.com/jailkeeper/jailkeeper/zfs"
 )
 
 // HostConfig is what host init prepares; it comes from the agent config's
@@ -128,22 +127,18 @@ func hostInit(h *hostSteps, cfg HostConfig) error {
 		return err
 	}
 	if !ok {
-		if err := h.do("zfs", "create", "-o", "mountpoint="+cfg.Root, cfg.Dataset); err != nil {
+		if err := h.zfsDo().Create(h.ctx, cfg.Dataset, map[string]string{"mountpoint": cfg.Root}); err != nil {
 			return err
 		}
 	} else {
-		out, err := h.check("zfs", "get", "-Hp", "-o", "name,property,value,source", "mountpoint", cfg.Dataset)
+		props, err := h.zfsCheck().Get(h.ctx, cfg.Dataset, "mountpoint")
 		if err != nil {
 			return err
 		}
-		ds, err := zfs.ParseGet(bytes.NewReader(out))
-		if err != nil {
-			return err
-		}
-		if len(ds) != 1 || filepath.Clean(ds[0].Mountpoint) != filepath.Clean(cfg.Root) {
-			mp := "?"
-			if len(ds) == 1 {
-				mp = ds[0].Mountpoint
+		if mp, ok := props["mountpoint"]; !ok || filepath.Clean(mp.Value) != filepath.Clean(cfg.Root) {
+			mp := mp.Value
+			if !ok {
+				mp = "?"
 			}
 			return fmt.Errorf("%s exists with mountpoint %s, but the config's jails.root is %s: change one of them", cfg.Dataset, mp, cfg.Root)
 		}
@@ -159,7 +154,7 @@ func hostInit(h *hostSteps, cfg HostConfig) error {
 			h.note("ok: %s", ds)
 			continue
 		}
-		if err := h.do("zfs", "create", ds); err != nil {
+		if err := h.zfsDo().Create(h.ctx, ds, nil); err != nil {
 			return err
 		}
 	}

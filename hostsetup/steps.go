@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/jailkeeper/jailkeeper/internal/command"
+	"github.com/jailkeeper/jailkeeper/zfs"
 )
 
 // errDryRun is what a check "returns" in a dry run: nothing was looked at,
@@ -56,18 +57,32 @@ func (h *hostSteps) note(format string, args ...any) {
 	fmt.Fprintf(h.out, "# "+format+"\n", args...)
 }
 
-// zfsExists asks `zfs list -H -o name DS`: exit 0 if it exists, exit 1 with
-// "dataset does not exist" if not (jails/testdata/freebsd/FACTS.md §3, REAL). Only the exit status
-// and stderr are used. In a dry run it reports false.
+// checker is a command.Runner for read-only commands: h.check.
+type checker struct{ h *hostSteps }
+
+func (c checker) Run(_ context.Context, argv []string, _ io.Reader) ([]byte, error) {
+	return c.h.check(argv...)
+}
+
+// doer is a command.Runner for commands that change something: h.do.
+type doer struct{ h *hostSteps }
+
+func (d doer) Run(_ context.Context, argv []string, _ io.Reader) ([]byte, error) {
+	return nil, d.h.do(argv...)
+}
+
+// zfsCheck is the zfs client for looking (silent; not run in a dry run),
+// zfsDo the one for changing (printed; only printed in a dry run). Host
+// setup runs zfs through the same client as the runtimes.
+func (h *hostSteps) zfsCheck() *zfs.Client { return zfs.New(checker{h}) }
+func (h *hostSteps) zfsDo() *zfs.Client    { return zfs.New(doer{h}) }
+
+// zfsExists asks `zfs list -H -o name DS` (zfs.Client.Exists). In a dry run
+// it reports false.
 func (h *hostSteps) zfsExists(ds string) (bool, error) {
-	_, err := h.check("zfs", "list", "-H", "-o", "name", ds)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, errDryRun):
-		return false, nil
-	case strings.Contains(command.Stderr(err), "dataset does not exist"):
+	ok, err := h.zfsCheck().Exists(h.ctx, ds)
+	if errors.Is(err, errDryRun) {
 		return false, nil
 	}
-	return false, err
+	return ok, err
 }

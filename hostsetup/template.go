@@ -175,7 +175,7 @@ func templateCreate(h *hostSteps, cfg TemplateConfig) error {
 		if err := freebsdUpdate(h, dir, cfg.Version); err != nil {
 			return err
 		}
-		if err := h.do("zfs", "snapshot", tds+"@"+stamp); err != nil {
+		if err := h.zfsDo().Snapshot(h.ctx, tds+"@"+stamp); err != nil {
 			return err
 		}
 		h.note("new releases clone %s@%s; existing ones keep their snapshot", tds, stamp)
@@ -190,7 +190,7 @@ func templateCreate(h *hostSteps, cfg TemplateConfig) error {
 	if exists {
 		// Refuse before downloading anything: a dry-run destroy checks the
 		// dependents like a real one (zfs-destroy(8) -n).
-		if _, err := h.check("zfs", "destroy", "-n", "-r", tds); err != nil {
+		if err := h.zfsCheck().CheckDestroy(h.ctx, tds); err != nil {
 			return inUse(tds, err)
 		}
 	}
@@ -199,12 +199,12 @@ func templateCreate(h *hostSteps, cfg TemplateConfig) error {
 		return err
 	}
 	if exists {
-		if err := h.do("zfs", "destroy", "-r", tds); err != nil {
+		if err := h.zfsDo().Destroy(h.ctx, tds, 0); err != nil {
 			return inUse(tds, err)
 		}
 	}
 	h.note("the template dataset %s, mounted at %s", tds, dir)
-	if err := h.do("zfs", "create", tds); err != nil {
+	if err := h.zfsDo().Create(h.ctx, tds, nil); err != nil {
 		return err
 	}
 	if err := unpack(h, cfg, dir, base); err != nil {
@@ -224,7 +224,7 @@ func templateCreate(h *hostSteps, cfg TemplateConfig) error {
 		}
 	}
 	h.note("snapshot: releases are cloned from %s@base", tds)
-	if err := h.do("zfs", "snapshot", tds+"@base"); err != nil {
+	if err := h.zfsDo().Snapshot(h.ctx, tds+"@base"); err != nil {
 		return err
 	}
 	h.note("new releases clone %s@base", tds)

@@ -36,7 +36,7 @@ import (
 // redirecting the write.
 func (f *FreeBSD) install(ctx context.Context, spec release.Spec, r release.Release) error {
 	root := f.root(r.Name)
-	if err := artifact.Install(spec.Artifact, root, spec.Command[0]); err != nil {
+	if err := artifact.Install(ctx, spec.Artifact, root, spec.Command[0]); err != nil {
 		return err
 	}
 	jr, err := os.OpenRoot(root)

@@ -89,9 +89,12 @@ func check(s *Service, report reporter) {
 	}
 	checkHosts(s.Hosts, report)
 	if s.Template != "" && release.ValidTemplate(s.Template) != nil {
-		report("template", "must be a template name such as 14.3-RELEASE (letters, digits, . _ : -, up to 64), got %q", s.Template)
+		report("template", "must be a template name such as 14.3-RELEASE (letters, digits, . _ -, up to 64), optionally followed by @SNAPSHOT, got %q", s.Template)
 	}
 	checkAllow(s.Allow, report)
+	checkData(s, report)
+	checkLimits("limits", s.Limits, report)
+	checkRollout(s, report)
 }
 
 func checkURL(raw string, report reporter) {
@@ -177,21 +180,7 @@ func hostnameProblem(h string) string {
 }
 
 func checkCommand(cmd []string, report reporter) {
-	if len(cmd) == 0 {
-		report("command", "must not be empty; leave command out for /usr/local/bin/<service>")
-		return
-	}
-	for i, arg := range cmd {
-		if strings.ContainsFunc(arg, isControl) {
-			// A newline would end the argument in the rc.d script and
-			// the jail conf the jail runtime writes: it refuses them at
-			// create, long after CI. Refuse them here.
-			report(fmt.Sprintf("command[%d]", i), "must not contain a control character (newline, tab, escape, NUL, ...)")
-		}
-	}
-	if p := cmd[0]; !path.IsAbs(p) || path.Clean(p) != p {
-		report("command[0]", "must be a clean absolute path inside the release, such as /usr/local/bin/app, got %q", p)
-	}
+	checkArgv("command", cmd, "must not be empty; leave command out for /usr/local/bin/<service>", report)
 }
 
 func checkEnv(env map[string]string, report reporter) {

@@ -38,6 +38,43 @@ func render(t testing.TB, s *Service) []byte {
 		Hosts     []string          `yaml:"hosts,omitempty"`
 		Template  string            `yaml:"template,omitempty"`
 		Allow     []string          `yaml:"allow,omitempty"`
+		Data      []map[string]any  `yaml:"data,omitempty"`
+		Limits    map[string]any    `yaml:"limits,omitempty"`
+		Standby   string            `yaml:"standby,omitempty"`
+		Canary    map[string]any    `yaml:"canary,omitempty"`
+		Migrate   []string          `yaml:"migrate,omitempty"`
+		MigTime   string            `yaml:"migrate_timeout,omitempty"`
+	}
+	var data []map[string]any
+	for _, d := range s.Data {
+		item := map[string]any{"name": d.Name, "path": d.Path}
+		if d.Quota != 0 {
+			item["quota"] = FormatSize(d.Quota)
+		}
+		data = append(data, item)
+	}
+	limits := map[string]any{}
+	for k, v := range map[string]int64{"memory": s.Limits.Memory, "disk": s.Limits.Disk} {
+		if v != 0 {
+			limits[k] = FormatSize(v)
+		}
+	}
+	for k, v := range map[string]int{"pcpu": s.Limits.PCPU, "maxproc": s.Limits.MaxProc, "openfiles": s.Limits.OpenFiles} {
+		if v != 0 {
+			limits[k] = v
+		}
+	}
+	var standby string
+	if s.Standby != nil {
+		standby = s.Standby.String()
+	}
+	var canary map[string]any
+	if c := s.Canary; c != nil {
+		canary = map[string]any{"steps": c.Steps, "interval": c.Interval.String(), "max_failures": c.MaxFailures}
+	}
+	var migTime string
+	if s.Migrate != nil {
+		migTime = s.MigrateTimeout.String()
 	}
 	h := s.Health
 	b, err := yaml.Marshal(manifest{
@@ -55,8 +92,14 @@ func render(t testing.TB, s *Service) []byte {
 		Drain:    s.Drain.String(),
 		Retain:   s.Retain,
 		Hosts:    s.Hosts,
-		Template: s.Template,
+		Template: s.TemplateRef(),
 		Allow:    s.Allow,
+		Data:     data,
+		Limits:   limits,
+		Standby:  standby,
+		Canary:   canary,
+		Migrate:  s.Migrate,
+		MigTime:  migTime,
 	})
 	if err != nil {
 		t.Fatalf("render: %v", err)
@@ -88,6 +131,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(base + "port: 1\n"))
 	f.Add([]byte("a: &a [*a]\n"))
 	f.Add([]byte("--- 1\n--- 2\n"))
+	f.Add([]byte(base + second))
+	f.Add([]byte(base + "data: [{<<: &d {name: a, path: /srv/a}}, {<<: *d, name: b}]\nlimits: {memory: 1073741824, pcpu: 1}\n"))
+	f.Add([]byte(base + "template: 14.3-RELEASE@base\ncanary: {steps: []}\nmigrate: []\nstandby: 0s\n"))
 	for _, dir := range []string{"testdata/invalid", "../deploy-repo-example/services"} {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.y*ml"))
 		for _, p := range files {

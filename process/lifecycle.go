@@ -149,7 +149,7 @@ func (p *Runtime) create(ctx context.Context, spec release.Spec) (_ release.Rele
 		return release.Release{}, err
 	}
 	if spec.Artifact != "" {
-		if err := artifact.Install(spec.Artifact, root, spec.Command[0]); err != nil {
+		if err := artifact.Install(ctx, spec.Artifact, root, spec.Command[0]); err != nil {
 			return release.Release{}, err
 		}
 	}

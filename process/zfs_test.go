@@ -101,7 +101,12 @@ func clones(t *testing.T, snapshot string) []string {
 	return c
 }
 
-func TestProcessZFSLifecycle(t *testing.T) {
+// TestProcessZFSClone covers the ZFS facts of a release that the
+// conformance suite (conformance_test.go) does not: the clone's dataset,
+// properties and origin (the newest snapshot), the template's files in the
+// root, a release of another template, and the destroy of a running
+// release, whose process must stop before zfs destroy can succeed.
+func TestProcessZFSClone(t *testing.T) {
 	ctx := context.Background()
 	parent := zfstest.Pool(t) + "/jk"
 	snap := zfsTemplate(t, parent, "default", "old\n", "patched\n")
@@ -138,30 +143,6 @@ func TestProcessZFSLifecycle(t *testing.T) {
 		t.Errorf("release.json = %s %v", b, err)
 	}
 
-	if err := p.Start(ctx, spec.Name); err != nil {
-		t.Fatal(err)
-	}
-	waitUp(t, p, r)
-	if code, body, err := get("http://" + r.Addr() + "/"); err != nil || code != 200 || body != "Hello World!\n" {
-		t.Errorf("GET / = %d %q %v", code, body, err)
-	}
-	if err := p.SetStatus(ctx, spec.Name, release.Status{State: release.StateLive}); err != nil {
-		t.Fatal(err)
-	}
-	got := list(t, p)
-	if len(got) != 1 || got[0].State != release.StateLive || !got[0].Running {
-		t.Errorf("List = %+v, want one live running release", got)
-	}
-	if err := p.Stop(ctx, spec.Name); err != nil {
-		t.Fatal(err)
-	}
-	if running(t, p, spec.Name) {
-		t.Error("running after Stop")
-	}
-	if _, _, err := get("http://" + r.Addr() + "/"); err == nil {
-		t.Error("hello still answers after Stop")
-	}
-
 	// A spec naming a template gets a clone of that one.
 	other := helloSpec(t, nil)
 	other.Template = "other"
@@ -193,9 +174,6 @@ func TestProcessZFSLifecycle(t *testing.T) {
 	}
 	if _, _, err := get("http://" + r.Addr() + "/"); err == nil {
 		t.Error("hello still answers after Destroy")
-	}
-	if err := p.Destroy(ctx, spec.Name); err != nil {
-		t.Errorf("second Destroy: %v", err)
 	}
 	if got := list(t, p); len(got) != 1 || got[0].Name != other.Name {
 		t.Errorf("List after Destroy = %+v, want only %s", got, other.Name)
@@ -272,46 +250,6 @@ func TestProcessZFSLeftoverClone(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, spec.Name, "root/stale")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the leftover clone's file is in the new release: %v", err)
-	}
-}
-
-// TestProcessZFSDestroyBusy: while the clone cannot be destroyed, Destroy
-// fails and keeps the release directory (never deleting files through the
-// mount); once the clone is free, Destroy finishes.
-func TestProcessZFSDestroyBusy(t *testing.T) {
-	ctx := context.Background()
-	parent := zfstest.Pool(t) + "/jk"
-	zfsTemplate(t, parent, "default", "motd\n")
-	root := filepath.Join(t.TempDir(), "releases")
-	impatient := newProcess(t, process.Config{Root: root, Dataset: parent, DestroyRetries: 1})
-	spec := helloSpec(t, nil)
-	if _, err := impatient.Create(ctx, spec); err != nil {
-		t.Fatal(err)
-	}
-
-	release := zfstest.Busy(t, parent+"/releases/"+spec.Name)
-	if err := impatient.Destroy(ctx, spec.Name); !errors.Is(err, zfs.ErrBusy) {
-		t.Fatalf("Destroy of a busy clone = %v, want zfs.ErrBusy", err)
-	}
-	rroot := filepath.Join(root, spec.Name, "root")
-	if _, err := os.Stat(filepath.Join(rroot, "usr/local/bin/hello")); err != nil {
-		t.Errorf("a failed Destroy deleted files of the release: %v", err)
-	}
-	if got := list(t, impatient); len(got) != 1 {
-		t.Errorf("List after a failed Destroy = %+v, want the release", got)
-	}
-
-	release()
-	// zfs-fuse may call the clone busy a moment longer: the default retries.
-	p := newProcess(t, process.Config{Root: root, Dataset: parent})
-	if err := p.Destroy(ctx, spec.Name); err != nil {
-		t.Fatal(err)
-	}
-	if exists(t, parent+"/releases/"+spec.Name) {
-		t.Error("the clone outlived Destroy")
-	}
-	if _, err := os.Stat(filepath.Join(root, spec.Name)); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("release directory after Destroy: %v", err)
 	}
 }
 

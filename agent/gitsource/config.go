@@ -14,6 +14,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/jailkeeper/jailkeeper/internal/redact"
 )
 
 // Defaults applied by New to the zero values of Config.
@@ -234,14 +236,17 @@ func displayURL(ep *transport.Endpoint) string {
 		return c.Path
 	}
 	if c.Protocol == "http" || c.Protocol == "https" {
-		u := url.URL{Scheme: c.Protocol, Host: c.Host, Path: c.Path}
+		// go-git keeps the query in Path; an https user name is often a
+		// token: redact.URL hides both.
+		p, q, _ := strings.Cut(c.Path, "?")
+		u := url.URL{Scheme: c.Protocol, Host: c.Host, Path: p, RawQuery: q}
 		if c.Port != 0 {
 			u.Host = net.JoinHostPort(c.Host, fmt.Sprint(c.Port))
 		}
 		if c.User != "" {
 			u.User = url.User(c.User)
 		}
-		return u.String()
+		return redact.URL(u.String())
 	}
 	return c.String()
 }

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/jailkeeper/jailkeeper/internal/redact"
 )
 
 // daemonURL is the base URL of the running agent's listener.
@@ -46,7 +48,7 @@ func httpDo(ctx context.Context, method, url string) ([]byte, error) {
 		return nil, err
 	}
 	if resp.StatusCode/100 != 2 {
-		return nil, fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, strings.TrimSpace(string(body)))
+		return nil, fmt.Errorf("%s %s: %s: %s", method, url, redact.Printable(resp.Status), redact.Printable(strings.TrimSpace(string(body))))
 	}
 	return body, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/jailkeeper/jailkeeper/agent"
+	"github.com/jailkeeper/jailkeeper/internal/redact"
 )
 
 // newStatusCmd is `jailkeeper status`: the running agent's last pass.
@@ -47,16 +48,20 @@ func newStatusCmd() *cobra.Command {
 	return c
 }
 
+// printStatus prints st as a table. Every field goes through
+// redact.Printable: the agent may be older than this binary, or not an
+// agent at all, and a terminal must never receive an escape from it.
 func printStatus(w io.Writer, st agent.Status) error {
-	fmt.Fprintf(w, "revision %s\n", st.Revision)
+	p := redact.Printable
+	fmt.Fprintf(w, "revision %s\n", p(st.Revision))
 	if st.Error != "" {
-		fmt.Fprintf(w, "error: %s\n", st.Error)
+		fmt.Fprintf(w, "error: %s\n", p(st.Error))
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tDESIRED\tLIVE\tRELEASE\tCONVERGED\tSTATE\tMESSAGE")
 	for _, s := range st.Services {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\t%s\n", s.Service, short(s.DesiredSHA), short(s.LiveSHA),
-			s.LiveRelease, s.Converged, s.State, s.Message)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\t%s\n", p(s.Service), p(short(s.DesiredSHA)), p(short(s.LiveSHA)),
+			p(s.LiveRelease), s.Converged, p(s.State), p(s.Message))
 	}
 	return tw.Flush()
 }
