@@ -26,8 +26,8 @@ var ErrNotRunning = errors.New("release is not running")
 // ErrNotRunning.
 //
 // The app's user is the one the release's rc.d script hands to daemon -u
-// (appUser). The environment is jexec -l's clean one, not the app's: the
-// app's variables, secrets included, stay in the env file.
+// (appUser). The environment is a clean one (see attachExec), not the
+// app's: the app's variables, secrets included, stay in the env file.
 func (f *FreeBSD) Exec(ctx context.Context, name string, req release.ExecRequest) error {
 	if err := release.ValidName(name); err != nil {
 		return err
@@ -55,21 +55,43 @@ func (f *FreeBSD) Exec(ctx context.Context, name string, req release.ExecRequest
 	return attach(ctx, jexecArgv(name, user, req.Argv), req.Stdin, req.Stdout, req.Stderr)
 }
 
-// jexecArgv is the command line of Exec. jexec(8): -l runs the command in
-// a clean environment (HOME, SHELL, TERM, USER and the login class's;
-// PATH=/bin:/usr/bin) from the user's home directory; -U names a user of
-// the jail's own passwd, where -u would look the name up on the host (the
-// default), whose www may have another uid than the jail's. The jail is
-// named by its name, the release's, as in jail.conf.
+// jexecArgv is the command line of Exec. jexec(8): -U names a user of the
+// jail's own passwd, where -u would look the name up on the host (the
+// default), whose www may have another uid than the jail's; jexec then
+// sets the user's groups and login class (setusercontext) after
+// jail_attach and chdir("/") (usr.sbin/jexec/jexec.c). The jail is named
+// by its name, the release's, as in jail.conf.
+//
+// Not -l: with a user, jexec -l also changes into the user's home
+// directory and exits 1 when it cannot ("chdir: %s" in jexec.c), and www's
+// home in the base system's passwd is /nonexistent. jexec's -d, which
+// would override that, is not in every jexec(8). The clean environment -l
+// would give is made by attachExec instead.
 func jexecArgv(jail, user string, argv []string) []string {
-	return append([]string{"jexec", "-l", "-U", user, jail}, argv...)
+	return append([]string{"jexec", "-U", user, jail}, argv...)
 }
 
-// attachExec runs argv with the given stdio and waits for it.
+// attachExec runs argv with the given stdio and waits for it. The
+// environment is jexecEnv's, not jailkeeper's own: the host root's
+// variables (SSH_AUTH_SOCK, a sudo's, a token exported in the shell) do
+// not belong in a jail.
 func attachExec(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = jexecEnv(os.Getenv("TERM"))
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	return cmd.Run()
+}
+
+// jexecEnv is the environment jexec starts with: what jexec -l keeps
+// (PATH=/bin:/usr/bin and TERM); jexec's setusercontext then sets the
+// login class's PATH and variables (LOGIN_SETPATH, LOGIN_SETENV), and jexec
+// HOME, USER and SHELL from the jail's passwd.
+func jexecEnv(term string) []string {
+	env := []string{"PATH=/bin:/usr/bin"}
+	if term != "" {
+		env = append(env, "TERM="+term)
+	}
+	return env
 }
 
 // jailUserRE: a user name as the manifest allows one (manifest's user

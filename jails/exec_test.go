@@ -55,8 +55,8 @@ func withAttach(t *testing.T, h *harness) {
 
 // TestFreeBSDExec pins the jexec command line of `jailkeeper exec`: the
 // app's user from the release's rc.d script, looked up in the jail (-U),
-// in a clean environment (-l); the jail's root only when asked; nothing
-// run in a jail that is not running.
+// no -l (it would chdir into www's /nonexistent home and fail); the
+// jail's root only when asked; nothing run in a jail that is not running.
 func TestFreeBSDExec(t *testing.T) {
 	testenv.Root(t) // create chowns the env file
 	h := newHarness(t)
@@ -82,7 +82,7 @@ func TestFreeBSDExec(t *testing.T) {
 	step("exec --root")
 
 	// The command's failure is the caller's to see.
-	h.r.On([]string{"jexec", "-l", "-U", "www", relName, "false"}, commandtest.Fail(1, ""))
+	h.r.On([]string{"jexec", "-U", "www", relName, "false"}, commandtest.Fail(1, ""))
 	if err := h.f.Exec(ctx, relName, release.ExecRequest{Argv: []string{"false"}, Stdout: &out}); err == nil {
 		t.Error("a failing command: no error")
 	}
@@ -110,7 +110,7 @@ func TestFreeBSDExecUserFromRCScript(t *testing.T) {
 	if err := h.f.Exec(context.Background(), relName, release.ExecRequest{Argv: []string{"true"}}); err != nil {
 		t.Fatal(err)
 	}
-	if want := "jexec -l -U root " + relName + " true\n"; !strings.Contains(h.transcript(), want) {
+	if want := "jexec -U root " + relName + " true\n"; !strings.Contains(h.transcript(), want) {
 		t.Errorf("transcript lacks %q:\n%s", want, h.transcript())
 	}
 

@@ -24,10 +24,10 @@ stdout and stderr, and exits with its exit status. It runs on the host,
 straight against the runtime (as root, beside the agent), never through the
 agent's HTTP listener. The live release is found as for logs.
 
-Jails: jexec -l -U <app user> <release> CMD..., a clean environment
-(jexec(8) -l), run from the user's home directory. --root runs it as the
-jail's root instead, and only when the agent config's policy.root_exec is
-true.
+Jails: jexec -U <app user> <release> CMD..., in the jail's /, with a clean
+environment (PATH, TERM and the user's login class; none of this command's
+own). --root runs it as the jail's root instead, and only when the agent
+config's policy.root_exec is true.
 
 Process runtime: CMD runs as a child of this command, in the release root,
 with the release's environment (PATH, the manifest's env, PORT, HOST, ADDR).
