@@ -11,9 +11,12 @@
 // it needs), state.go (releases from dataset properties and jls), create.go,
 // lifecycle.go (start, stop, destroy), net.go (addresses and aliases),
 // install.go and render.go (what goes into a jail), parse.go (jls, ifconfig
-// and mount output). testdata/freebsd/ holds the captured FreeBSD output
+// and mount output), logs.go and exec.go (`jailkeeper logs` and `exec`: the
+// app log read through an os.Root, jexec). testdata/freebsd/ holds the captured FreeBSD output
 // the tests replay, each with its source.
 //
 // The package returns errors and does not log. Every external command gets
-// typed argv through a command.Runner.
+// typed argv through a command.Runner, except the interactive jexec of
+// Exec, whose argv one function builds and which goes through
+// FreeBSDConfig.Attach.
 package jails

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"path/filepath"
 	"regexp"
@@ -76,6 +77,10 @@ type FreeBSDConfig struct {
 	// Runner runs jail, jls, ifconfig, mount and umount. Default
 	// command.Exec{}.
 	Runner command.Runner
+	// Attach runs a command with the caller's stdin, stdout and stderr
+	// (jexec for Exec), which a Runner cannot carry. Default: os/exec,
+	// typed argv, killed when ctx ends.
+	Attach func(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.Writer) error
 	// Datasets manages the ZFS datasets. Default zfs.New(Runner).
 	Datasets Datasets
 	// Now is the clock for creation times. Default time.Now.

@@ -28,7 +28,9 @@
 //
 // The files: runtime.go (Config, New), lifecycle.go (create, start, stop,
 // destroy), store.go (release.json and the addresses it records), zfs.go
-// (ZFS mode), copytree.go (copy mode) and identity_<os>.go.
+// (ZFS mode), copytree.go (copy mode), identity_<os>.go, and logs.go and
+// exec.go (`jailkeeper logs` and `exec`: the log file, a command run in a
+// release with its environment).
 //
 // The package returns errors and does not log.
 package process

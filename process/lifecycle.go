@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -331,34 +330,10 @@ func (p *Runtime) start(ctx context.Context, name string) error {
 	}
 	root := filepath.Join(dir, rootDir)
 
-	env := []string{"PATH=" + defaultPATH}
-	keys := make([]string, 0, len(ps.Env))
-	for k := range ps.Env {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		// Checked at Create; a process.json from elsewhere is checked too.
-		if err := release.ValidEnvKey(k); err != nil {
-			return fmt.Errorf("corrupt %s: env: %w", specFile, err)
-		}
-		env = append(env, k+"="+ps.Env[k])
-	}
-	switch b, err := os.ReadFile(filepath.Join(dir, envFile)); {
-	case err == nil:
-		lines, err := release.ParseEnvFile(b)
-		if err != nil {
-			return fmt.Errorf("env file: %w", err)
-		}
-		env = append(env, lines...)
-	case !errors.Is(err, fs.ErrNotExist):
+	env, err := releaseEnv(dir, r, ps)
+	if err != nil {
 		return err
 	}
-	env = append(env,
-		"PORT="+strconv.Itoa(r.Port),
-		"HOST="+r.IP.String(),
-		"ADDR="+r.Addr(),
-	)
 
 	logf, err := os.OpenFile(filepath.Join(dir, logFile), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {

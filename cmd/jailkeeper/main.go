@@ -68,6 +68,8 @@ func newRootCmd() *cobra.Command {
 		newRunCmd(),
 		newPlanCmd(),
 		newStatusCmd(),
+		newLogsCmd(),
+		newExecCmd(),
 		newSyncCmd(),
 		newRunCaddyCmd(),
 		newHostCmd(),
