@@ -44,13 +44,18 @@ func (h *hostSteps) do(argv ...string) error {
 		return nil
 	}
 	out, err := h.r.Run(h.ctx, argv, nil)
+	h.passOn(out)
+	return err
+}
+
+// passOn prints what a command printed, each line indented as a comment.
+func (h *hostSteps) passOn(out []byte) {
 	for line := range strings.Lines(string(out)) {
 		fmt.Fprintf(h.out, "#   %s", line)
 		if !strings.HasSuffix(line, "\n") {
 			fmt.Fprintln(h.out)
 		}
 	}
-	return err
 }
 
 func (h *hostSteps) note(format string, args ...any) {

@@ -355,12 +355,7 @@ func unpack(h *hostSteps, cfg TemplateConfig, dir, base string) error {
 	pr := &progressReader{r: f, total: st.Size(), p: newProgress(h.out, cfg.Now, cfg.Terminal, "unpack "+filepath.Base(base))}
 	out, err := h.r.Run(h.ctx, argv, pr)
 	pr.p.finish(pr.done)
-	for line := range strings.Lines(string(out)) {
-		fmt.Fprintf(h.out, "#   %s", line)
-		if !strings.HasSuffix(line, "\n") {
-			fmt.Fprintln(h.out)
-		}
-	}
+	h.passOn(out)
 	return err
 }
 
