@@ -2,14 +2,11 @@ package jails_test
 
 import (
 	"context"
-	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +15,7 @@ import (
 	"github.com/jailkeeper/jailkeeper/jails"
 	"github.com/jailkeeper/jailkeeper/jails/jailstest"
 	"github.com/jailkeeper/jailkeeper/release"
+	"github.com/jailkeeper/jailkeeper/release/runtimetest"
 	"github.com/jailkeeper/jailkeeper/zfs"
 )
 
@@ -112,15 +110,5 @@ func TestFreeBSDFakeHostCrashLeftovers(t *testing.T) {
 	}
 }
 
-var nameSeq struct {
-	sync.Mutex
-	n int
-}
-
 // releaseName returns a fresh valid release name of service.
-func releaseName(service string) string {
-	nameSeq.Lock()
-	defer nameSeq.Unlock()
-	nameSeq.n++
-	return fmt.Sprintf("%s_%012x_%06x", service, nameSeq.n, rand.IntN(1<<24))
-}
+func releaseName(service string) string { return runtimetest.NewName(service) }

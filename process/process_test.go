@@ -30,6 +30,7 @@ import (
 	"github.com/jailkeeper/jailkeeper/process"
 	"github.com/jailkeeper/jailkeeper/reconcile"
 	"github.com/jailkeeper/jailkeeper/release"
+	"github.com/jailkeeper/jailkeeper/release/runtimetest"
 )
 
 // The process runtime is what reconcile drives.
@@ -118,18 +119,8 @@ func newProcess(t *testing.T, cfg process.Config) *process.Runtime {
 	return p
 }
 
-var nameSeq struct {
-	sync.Mutex
-	n int
-}
-
 // releaseName returns a fresh valid release name of service.
-func releaseName(service string) string {
-	nameSeq.Lock()
-	defer nameSeq.Unlock()
-	nameSeq.n++
-	return fmt.Sprintf("%s_%012x_%06x", service, nameSeq.n, rand.IntN(1<<24))
-}
+func releaseName(service string) string { return runtimetest.NewName(service) }
 
 func helloSpec(t *testing.T, env map[string]string) release.Spec {
 	t.Helper()
