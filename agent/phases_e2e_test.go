@@ -1,13 +1,16 @@
 package agent_test
 
 import (
+	"encoding/json"
 	"os/exec"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jailkeeper/jailkeeper/agent"
 	"github.com/jailkeeper/jailkeeper/internal/testenv"
+	"github.com/jailkeeper/jailkeeper/reconcile"
 )
 
 // Scraped in the middle of a first deploy, during its watch, /metrics has
@@ -54,4 +57,34 @@ func TestE2EMetricsDuringFirstWatch(t *testing.T) {
 	e.waitFor("hello converged", 30*time.Second, func() bool {
 		return slices.Contains(e.metricLines(`jailkeeper_service_converged{`), `jailkeeper_service_converged{service="hello"} 1`)
 	})
+
+	// Once the pass has ended, `jailkeeper status -o json` shows where
+	// the deploy's time went.
+	e.waitFor("hello converged in /status", 30*time.Second, func() bool {
+		st, ok := e.serviceStatus("hello")
+		return ok && st.Converged
+	})
+	var st agent.Status
+	if err := json.Unmarshal([]byte(e.jailkeeper("status", "-o", "json", "--config", e.cfgPath)), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Services) != 1 || st.Services[0].LastDeploy == nil {
+		t.Fatalf("status -o json: %+v, want hello's last_deploy", st.Services)
+	}
+	ld := st.Services[0].LastDeploy
+	var phases []string
+	for p := range ld.Phases {
+		phases = append(phases, string(p))
+	}
+	slices.Sort(phases)
+	// A first deploy: nothing to drain.
+	if want := []string{"create", "fetch", "gate", "start", "switch", "watch"}; !slices.Equal(phases, want) {
+		t.Errorf("last_deploy phases = %v, want %v", phases, want)
+	}
+	if ld.Phases[reconcile.PhaseWatch] < 3 || ld.Total < ld.Phases[reconcile.PhaseWatch] {
+		t.Errorf("last_deploy = %+v, want a watch of at least 3 s within the total", ld)
+	}
+	if got := e.metricLines(`jailkeeper_deploy_phase_seconds_count{phase="watch"}`); !slices.Equal(got, []string{`jailkeeper_deploy_phase_seconds_count{phase="watch"} 1`}) {
+		t.Errorf("watch phase count = %q, want 1", got)
+	}
 }
