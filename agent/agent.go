@@ -109,6 +109,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		Parallel:   cfg.Parallel,
 		SecretsDir: cfg.SecretsDir(),
 		Events:     a.event,
+		Phases:     a.metrics.phase,
 		// A deploy that outlived its pass has ended: a pass reports it.
 		Kick: a.Trigger,
 	})
@@ -418,6 +419,7 @@ func (a *Agent) pass(ctx context.Context, d reconcile.Desired) {
 	// Re-assert jailkeeper's server first: Caddy may have restarted without
 	// --resume or re-read a Caddyfile. A no-op when all is in place.
 	a.logChange("ensure", "caddy: ensure server", a.proxy.Ensure(ctx))
+	a.metrics.desired(d)
 	res, err := a.exec.Pass(ctx, d)
 	a.metrics.passDone(res, err, a.now().Sub(start))
 	a.logChange("pass", "pass finished with errors", err)

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,11 +33,17 @@ type Metrics struct {
 	fetchTotal        *prometheus.CounterVec
 	lastSuccess       prometheus.Gauge
 	sigFailures       prometheus.Counter
+	phaseSeconds      *prometheus.HistogramVec
 
+	// The state the collector reports: the last pass's, updated by the
+	// running pass as it learns the desired services and as their deploys
+	// move on, so the gauges follow a pass, not only its end.
 	mu       sync.Mutex
 	revision string
 	services []reconcile.ServiceStatus
 	releases []release.Release
+	// service -> live release and SHA before a switch, for a switch back.
+	beforeSwitch map[string][2]string
 }
 
 // NewMetrics registers every jailkeeper metric plus the Go and process
@@ -73,7 +80,10 @@ func NewMetrics() *Metrics {
 	m.sigFailures = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "jailkeeper_signature_verification_failures_total", Help: "Deploy-repo heads refused for a missing or bad signature.",
 	})
-	m.Registry.MustRegister(m.reconcileTotal, m.reconcileDuration, m.deploysTotal, m.deployDuration,
+	m.phaseSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "jailkeeper_deploy_phase_seconds", Help: "Duration of each phase of a deploy (fetch, create, start, gate, switch, watch, drain).", Buckets: durationBuckets,
+	}, []string{"phase"})
+	m.Registry.MustRegister(m.phaseSeconds, m.reconcileTotal, m.reconcileDuration, m.deploysTotal, m.deployDuration,
 		m.commitToLive, m.rollbacksTotal, m.healthFailures, m.fetchTotal, m.lastSuccess, m.sigFailures,
 		stateCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -82,6 +92,9 @@ func NewMetrics() *Metrics {
 	for _, r := range []string{"ok", "error"} {
 		m.reconcileTotal.WithLabelValues(r)
 		m.fetchTotal.WithLabelValues(r)
+	}
+	for _, p := range reconcile.Phases {
+		m.phaseSeconds.WithLabelValues(string(p))
 	}
 	return m
 }
@@ -137,7 +150,109 @@ func (m *Metrics) passDone(res reconcile.Result, err error, d time.Duration) {
 	m.mu.Unlock()
 }
 
+// desired makes every service of d known to the scrape as a pass starts:
+// a new one reads not converged, with its counters at zero, before its
+// first deploy has even begun; one whose SHA changed reads not converged.
+func (m *Metrics) desired(d reconcile.Desired) {
+	for i := range d.Services {
+		m.initService(d.Services[i].Service)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rows := slices.Clone(m.services)
+	for i := range d.Services {
+		s := &d.Services[i]
+		j := slices.IndexFunc(rows, func(r reconcile.ServiceStatus) bool { return r.Service == s.Service })
+		if j < 0 {
+			rows = append(rows, reconcile.ServiceStatus{Service: s.Service, DesiredSHA: s.SHA, State: "pending"})
+			continue
+		}
+		if rows[j].DesiredSHA != s.SHA {
+			rows[j].DesiredSHA, rows[j].Converged = s.SHA, false
+		}
+	}
+	m.services = rows
+}
+
+// updateService applies fn to service's row of the collector's state; the
+// caller holds m.mu.
+func (m *Metrics) updateServiceLocked(service string, fn func(*reconcile.ServiceStatus)) {
+	rows := slices.Clone(m.services)
+	j := slices.IndexFunc(rows, func(r reconcile.ServiceStatus) bool { return r.Service == service })
+	if j < 0 {
+		rows = append(rows, reconcile.ServiceStatus{Service: service, State: "pending"})
+		j = len(rows) - 1
+	}
+	fn(&rows[j])
+	m.services = rows
+}
+
+// setReleaseLocked sets the state of release name (adding it) in the
+// collector's state; the caller holds m.mu.
+func (m *Metrics) setReleaseLocked(service, name string, st release.State) {
+	if name == "" {
+		return
+	}
+	rels := slices.Clone(m.releases)
+	j := slices.IndexFunc(rels, func(r release.Release) bool { return r.Name == name })
+	if j < 0 {
+		rels = append(rels, release.Release{Name: name, Service: service})
+		j = len(rels) - 1
+	}
+	rels[j].State = st
+	m.releases = rels
+}
+
+// phase records a deploy phase as it ends, and moves the gauges with it:
+// a created target counts as a ready release, a switched one is the live
+// release (not converged until its watch has passed).
+func (m *Metrics) phase(p reconcile.PhaseTiming) {
+	m.phaseSeconds.WithLabelValues(string(p.Phase)).Observe(p.Duration.Seconds())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch p.Phase {
+	case reconcile.PhaseCreate:
+		if !slices.ContainsFunc(m.releases, func(r release.Release) bool { return r.Name == p.Release }) {
+			m.setReleaseLocked(p.Service, p.Release, release.StateReady)
+		}
+	case reconcile.PhaseSwitch:
+		m.updateServiceLocked(p.Service, func(s *reconcile.ServiceStatus) {
+			if m.beforeSwitch == nil {
+				m.beforeSwitch = map[string][2]string{}
+			}
+			m.beforeSwitch[p.Service] = [2]string{s.LiveRelease, s.LiveSHA}
+			s.LiveRelease, s.LiveSHA, s.Converged = p.Release, s.DesiredSHA, false
+		})
+	}
+}
+
+// stateEvent moves the collector's state with a deploy's outcome.
+func (m *Metrics) stateEvent(ev reconcile.Event) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch ev.Kind {
+	case reconcile.EventLive, reconcile.EventRolledBack:
+		m.updateServiceLocked(ev.Service, func(s *reconcile.ServiceStatus) {
+			s.LiveRelease, s.LiveSHA, s.Converged, s.State = ev.Release, ev.SHA, true, string(release.StateLive)
+		})
+		m.setReleaseLocked(ev.Service, ev.Release, release.StateLive)
+		m.setReleaseLocked(ev.Service, ev.Previous, release.StateRetired)
+	case reconcile.EventFailed:
+		if slices.ContainsFunc(m.releases, func(r release.Release) bool { return r.Name == ev.Release }) {
+			m.setReleaseLocked(ev.Service, ev.Release, release.StateFailed)
+		}
+	case reconcile.EventReverted:
+		m.setReleaseLocked(ev.Service, ev.Release, release.StateFailed)
+		before := m.beforeSwitch[ev.Service]
+		m.updateServiceLocked(ev.Service, func(s *reconcile.ServiceStatus) {
+			s.LiveRelease, s.LiveSHA, s.Converged = before[0], before[1], false
+		})
+	}
+	delete(m.beforeSwitch, ev.Service)
+}
+
 func (m *Metrics) event(ev reconcile.Event) {
+	m.stateEvent(ev)
 	switch ev.Kind {
 	case reconcile.EventDeployStarted:
 		m.initService(ev.Service)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/jailkeeper/jailkeeper/agent/gitsource"
 	"github.com/jailkeeper/jailkeeper/internal/testenv"
+	"github.com/jailkeeper/jailkeeper/manifest"
 	"github.com/jailkeeper/jailkeeper/reconcile"
 	"github.com/jailkeeper/jailkeeper/release"
 )
@@ -44,6 +45,7 @@ var designMetrics = []struct {
 	{"jailkeeper_source_revision_info", dto.MetricType_GAUGE, []string{"revision"}},
 	{"jailkeeper_source_last_success_timestamp_seconds", dto.MetricType_GAUGE, nil},
 	{"jailkeeper_signature_verification_failures_total", dto.MetricType_COUNTER, nil},
+	{"jailkeeper_deploy_phase_seconds", dto.MetricType_HISTOGRAM, []string{"phase"}},
 }
 
 const (
@@ -301,7 +303,9 @@ func TestMetricsEvents(t *testing.T) {
 							got[k] = v
 						}
 					case s.GetHistogram() != nil:
-						got[k] = float64(s.GetHistogram().GetSampleCount())
+						if v := float64(s.GetHistogram().GetSampleCount()); v != 0 || hasKey(tt.want, k) {
+							got[k] = v
+						}
 					}
 				}
 			}
@@ -598,5 +602,61 @@ func TestGrafanaDashboard(t *testing.T) {
 		if !strings.Contains(all, d.name) {
 			t.Errorf("dashboard does not show %s", d.name)
 		}
+	}
+}
+
+// The gauges follow a pass: a desired service is known before its deploy
+// ends, a switch makes the target the live release (not converged until
+// its watch passes), live makes it converged, a revert switches back.
+func TestGaugesFollowThePass(t *testing.T) {
+	m := NewMetrics()
+	m.passDone(reconcile.Result{
+		Services: []reconcile.ServiceStatus{{Service: "web", DesiredSHA: testSHA, LiveSHA: testSHA, LiveRelease: "web_1", Converged: true}},
+		Releases: []release.Release{{Name: "web_1", Service: "web", State: release.StateLive}},
+	}, nil, time.Second)
+	m.desired(reconcile.Desired{Services: []manifest.Service{{Service: "web", SHA: testSHA}, {Service: "hello", SHA: testSHA}}})
+	conv := func(svc string) float64 {
+		t.Helper()
+		v, ok := value(t, m, "jailkeeper_service_converged", map[string]string{"service": svc})
+		if !ok {
+			return -1
+		}
+		return v
+	}
+	if got := conv("hello"); got != 0 {
+		t.Errorf("hello converged = %v before its deploy, want 0", got)
+	}
+	if got := conv("web"); got != 1 {
+		t.Errorf("web converged = %v, want 1 (unchanged)", got)
+	}
+	if v, ok := value(t, m, "jailkeeper_deploys_total", map[string]string{"service": "hello", "result": "failed"}); !ok || v != 0 {
+		t.Errorf("hello deploys_total{failed} = %v, %v; want 0, present", v, ok)
+	}
+	m.phase(reconcile.PhaseTiming{Service: "hello", Release: testRel, Phase: reconcile.PhaseCreate, Duration: time.Second})
+	if v, _ := value(t, m, "jailkeeper_releases", map[string]string{"service": "hello", "state": "ready"}); v != 1 {
+		t.Errorf("hello releases{ready} = %v after create, want 1", v)
+	}
+	m.phase(reconcile.PhaseTiming{Service: "hello", Release: testRel, Phase: reconcile.PhaseSwitch, Duration: time.Millisecond})
+	if got := series(t, m, "jailkeeper_service_info"); !slices.Contains(got, "release="+testRel+",service=hello,sha="+testSHA) {
+		t.Errorf("service_info after switch = %v, want hello's target", got)
+	}
+	if got := conv("hello"); got != 0 {
+		t.Errorf("hello converged = %v during its watch, want 0", got)
+	}
+	m.event(reconcile.Event{Kind: reconcile.EventLive, Service: "hello", Release: testRel, SHA: testSHA})
+	if got := conv("hello"); got != 1 {
+		t.Errorf("hello converged = %v once live, want 1", got)
+	}
+	if v, _ := value(t, m, "jailkeeper_releases", map[string]string{"service": "hello", "state": "live"}); v != 1 {
+		t.Errorf("hello releases{live} = %v, want 1", v)
+	}
+	// A revert puts the release live before the switch back.
+	m.phase(reconcile.PhaseTiming{Service: "web", Release: "web_2", Phase: reconcile.PhaseSwitch})
+	m.event(reconcile.Event{Kind: reconcile.EventReverted, Service: "web", Release: "web_2", Previous: "web_1"})
+	if got := series(t, m, "jailkeeper_service_info"); !slices.Contains(got, "release=web_1,service=web,sha="+testSHA) {
+		t.Errorf("service_info after revert = %v, want web_1", got)
+	}
+	if v, ok := value(t, m, "jailkeeper_deploy_phase_seconds", map[string]string{"phase": "switch"}); !ok || v != 2 {
+		t.Errorf("deploy_phase_seconds{switch} count = %v, want 2", v)
 	}
 }

@@ -28,8 +28,9 @@ type deployment struct {
 	target   release.Release   // found on disk, or made by the create step
 	prev     release.Release   // the release live before, when hasPrev
 	hasPrev  bool
-	started  bool      // the start step ran
-	switched time.Time // when traffic moved to the target
+	started  bool        // the start step ran
+	switched time.Time   // when traffic moved to the target
+	clock    *phaseClock // the phases timed so far; nil before the first
 }
 
 // deployStep is one step of a deploy. run does its work and returns nil to
@@ -89,6 +90,7 @@ func (e *Executor) deploy(ctx context.Context, dp *deployment) error {
 			return fmt.Errorf("release %s vanished", st.Target)
 		}
 	}
+	defer e.deployDone(dp)
 	dp.prev, dp.hasPrev = find(dp.obs.Releases, st.Previous)
 	dp.hasPrev = dp.hasPrev && st.Previous != st.Target
 	steps := deploySteps
@@ -131,10 +133,11 @@ func (e *Executor) runSteps(ctx context.Context, dp *deployment, steps []deployS
 		}
 		dp.log.Debug("deploy step", "step", s.name)
 		var err error
+		run := func(ctx context.Context) error { return s.run(ctx, dp) }
 		if s.slot {
-			err = e.withSlot(sctx, func() error { return s.run(sctx, dp) })
+			err = e.withSlot(sctx, func() error { return e.timeStep(sctx, dp, s, run) })
 		} else {
-			err = s.run(sctx, dp)
+			err = e.timeStep(sctx, dp, s, run)
 		}
 		switch {
 		case err == nil:

@@ -75,6 +75,9 @@ type Options struct {
 	Events func(Event)
 	// CreateTimeout bounds one Runtime.Create; 0 is DefaultCreateTimeout.
 	CreateTimeout time.Duration
+	// Phases receives the timing of each deploy phase as it ends; it
+	// must not block for long.
+	Phases func(PhaseTiming)
 	// Kick is called, when set, after a step that outlived its pass (see
 	// Pass) has ended, so that the caller runs a pass that reports it. It
 	// must not block.
@@ -93,6 +96,7 @@ type Executor struct {
 	now           func() time.Time
 	secretsDir    string
 	events        func(Event)
+	phases        func(PhaseTiming)
 	createTimeout time.Duration
 	kick          func()
 	slots         chan struct{} // one token per create or start in progress
@@ -106,6 +110,8 @@ type Executor struct {
 	newer   chan struct{}             // closed when a newer desired state is installed
 	fails   map[string]*createFailure // spec hash -> failed fetches/creates
 	lastErr map[string]string         // service -> message of its last step
+	// service -> its last deploy's phases
+	lastDeploy map[string]LastDeploy
 }
 
 // NewExecutor returns an Executor that uses o's parts.
@@ -119,6 +125,9 @@ func NewExecutor(o Options) *Executor {
 		newer:   make(chan struct{}),
 		fails:   map[string]*createFailure{},
 		lastErr: map[string]string{},
+		phases:  o.Phases,
+
+		lastDeploy: map[string]LastDeploy{},
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -128,6 +137,12 @@ func NewExecutor(o Options) *Executor {
 	}
 	if e.events == nil {
 		e.events = func(Event) {}
+	}
+	if e.phases == nil {
+		e.phases = func(PhaseTiming) {}
+	}
+	if e.fetcher != nil {
+		e.fetcher = timedFetcher{f: e.fetcher, now: e.now}
 	}
 	if e.createTimeout <= 0 {
 		e.createTimeout = DefaultCreateTimeout

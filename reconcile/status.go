@@ -11,6 +11,9 @@ type ServiceStatus struct {
 	Converged   bool   `json:"converged"`
 	State       string `json:"state"`
 	Message     string `json:"message"`
+	// LastDeploy is where the time of the service's last deploy went;
+	// nil before its first deploy since the agent started.
+	LastDeploy *LastDeploy `json:"last_deploy,omitempty"`
 }
 
 // Result is what a pass did and what it left.
@@ -53,6 +56,7 @@ func (e *Executor) statuses(d Desired, o Observed, planErr error) []ServiceStatu
 		if planErr != nil {
 			st.Message = planErr.Error()
 		}
+		st.LastDeploy = e.lastDeployLocked(s.Service)
 		out = append(out, st)
 	}
 	return out
