@@ -11,8 +11,8 @@ import (
 	"github.com/jailkeeper/jailkeeper/release"
 )
 
-// transientFetchErr is what the artifact store returns while it answers 503.
-var transientFetchErr = fmt.Errorf("fetch http://127.0.0.1:8081/a: %w: %w: HTTP status 503 Service Unavailable",
+// errTransientFetch is what the artifact store returns while it answers 503.
+var errTransientFetch = fmt.Errorf("fetch http://127.0.0.1:8081/a: %w: %w: HTTP status 503 Service Unavailable",
 	artifact.ErrFetch, artifact.ErrTransient)
 
 // onlyFailure returns the one create failure the executor remembers.
@@ -41,7 +41,7 @@ func (h *harness) lastWake() time.Duration {
 func TestTransientFetchRetrySchedule(t *testing.T) {
 	h := newHarness()
 	v := svc("hello", sha1)
-	h.fetcher.err = transientFetchErr
+	h.fetcher.err = errTransientFetch
 	want := []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second, 40 * time.Second,
 		80 * time.Second, 160 * time.Second, 5 * time.Minute, 5 * time.Minute}
 	for i, d := range want {
@@ -113,7 +113,7 @@ func TestTransientFetchJitter(t *testing.T) {
 		t.Run(fmt.Sprint(tt.jitter), func(t *testing.T) {
 			h := newHarness()
 			h.jitter = tt.jitter
-			h.fetcher.err = transientFetchErr
+			h.fetcher.err = errTransientFetch
 			if _, err := h.pass(t, svc("hello", sha1)); err == nil {
 				t.Fatal("pass succeeded with a failing fetch")
 			}

@@ -1,0 +1,197 @@
+package agent_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jailkeeper/jailkeeper/reconcile"
+)
+
+// flakyStore is an artifact store on loopback that serves the env's hello
+// builds and can be switched to answer 503. It notes when each answer went
+// out, which is what the outage test measures by.
+type flakyStore struct {
+	*httptest.Server
+	down atomic.Bool
+	mu   sync.Mutex
+	log  []storeAnswer
+}
+
+type storeAnswer struct {
+	at   time.Time
+	path string
+	code int
+}
+
+func newFlakyStore(t *testing.T, dir string) *flakyStore {
+	t.Helper()
+	s := &flakyStore{}
+	files := http.FileServer(http.Dir(dir))
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		code := http.StatusOK
+		if s.down.Load() {
+			code = http.StatusServiceUnavailable
+			http.Error(w, "down for maintenance", code)
+		} else {
+			files.ServeHTTP(w, r)
+		}
+		s.mu.Lock()
+		s.log = append(s.log, storeAnswer{at: time.Now(), path: r.URL.Path, code: code})
+		s.mu.Unlock()
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// answers returns the answers given so far for path.
+func (s *flakyStore) answers(path string) []storeAnswer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []storeAnswer
+	for _, a := range s.log {
+		if a.path == path {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// load sends requests to svc through Caddy without pause until stop is
+// called, which returns the counts of good and failed requests.
+func (e *env) load(svc string) (stop func() (ok, failed int64, last string)) {
+	var okN, bad atomic.Int64
+	var lastErr atomic.Value
+	lastErr.Store("")
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 10 * time.Second}
+	deadline := time.Now().Add(3 * time.Minute) // bounded even if the test hangs
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				code, body, err := e.through(client, svc, "/")
+				switch {
+				case err != nil:
+					bad.Add(1)
+					lastErr.Store(err.Error())
+				case code != 200:
+					bad.Add(1)
+					lastErr.Store(http.StatusText(code) + ": " + body)
+				default:
+					okN.Add(1)
+				}
+			}
+		}()
+	}
+	var once sync.Once
+	return func() (int64, int64, string) {
+		once.Do(func() { close(done); wg.Wait() })
+		return okN.Load(), bad.Load(), lastErr.Load().(string)
+	}
+}
+
+// Issue 10, items 4 and 5: the artifact store answers 503 while v2 is
+// deployed. v1 serves on with no failed request; the agent retries on the
+// transient schedule (5s, then 10s, less up to a fifth of jitter), woken
+// by its own backoff and not by a poll (the repo is polled hourly), and
+// /status shows the count and the next try. The store is brought back
+// just after the second 503, the worst moment for an outage of up to 10s:
+// the next try is then a whole backoff away. v2 must be live at most 15s
+// after the store is back.
+func TestE2EArtifactStoreOutage(t *testing.T) {
+	e := newEnv(t, "@every 1h")
+	store := newFlakyStore(t, filepath.Join(e.dir, "artifacts"))
+	cfg, err := os.ReadFile(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = append(cfg, []byte("policy: {artifact_hosts: [\""+store.URL+"/\"]}\n")...)
+	if err := os.WriteFile(e.cfgPath, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	manifest := func(v string) string {
+		m := e.helloManifest("hello", v, "")
+		fileURL, _ := e.artifact(v)
+		return strings.Replace(m, fileURL, store.URL+"/hello-"+v, 1)
+	}
+	e.commit("hello v1", map[string]string{"services/hello.yaml": manifest("v1")})
+	e.runAgent()
+	e.waitVersion("hello", "v1", 60*time.Second)
+
+	stopLoad := e.load("hello")
+	store.down.Store(true)
+	e.commit("hello v2", map[string]string{"services/hello.yaml": manifest("v2")})
+	e.sync()
+	// The first try, then the retry 4-5s later: both answered 503.
+	e.waitFor("two failed fetches of v2", 30*time.Second, func() bool { return len(store.answers("/hello-v2")) >= 2 })
+	store.down.Store(false)
+	upAt := time.Now()
+	failed := store.answers("/hello-v2")
+	if len(failed) != 2 || failed[0].code != 503 || failed[1].code != 503 {
+		t.Fatalf("store answers for v2 while down: %+v, want two 503s", failed)
+	}
+	first := failed[1].at.Sub(failed[0].at)
+	if lo, hi := 4*time.Second, 5*time.Second+time.Second; first < lo || first > hi {
+		t.Errorf("first retry after %s, want %s..%s (5s less jitter, plus a pass)", first, lo, hi)
+	}
+
+	// /status shows the count and the time of the next try.
+	var st reconcile.ServiceStatus
+	e.waitFor("status showing 2 failures", 10*time.Second, func() bool {
+		for _, s := range e.status().Services {
+			if s.Service == "hello" {
+				st = s
+			}
+		}
+		return st.Failures == 2
+	})
+	if wantRetry := failed[1].at.Add(reconcile.TransientBackoff(2)); st.RetryAt.IsZero() ||
+		st.RetryAt.After(wantRetry.Add(time.Second)) || st.RetryAt.Before(failed[1].at) {
+		t.Errorf("status retry_at = %s, want by %s", st.RetryAt, wantRetry)
+	}
+	if !strings.Contains(st.Message, "backing off until") || !strings.Contains(st.Message, "failed 2 time(s)") || !strings.Contains(st.Message, "503") {
+		t.Errorf("status message %q lacks the count, the retry time or the cause", st.Message)
+	}
+
+	e.waitVersion("hello", "v2", 60*time.Second)
+	liveAt := time.Now()
+	e.waitFor("v1 stopped", 30*time.Second, func() bool { return e.helloProcesses() == 1 })
+	ok, bad, last := stopLoad()
+
+	answers := store.answers("/hello-v2")
+	if len(answers) != 3 || answers[2].code != 200 {
+		t.Fatalf("store answers for v2: %+v, want 503, 503, 200", answers)
+	}
+	second := answers[2].at.Sub(answers[1].at)
+	// 10s less up to 2s of jitter; a pass and a poll of the repo on top.
+	if lo, hi := 8*time.Second, 10*time.Second+2*time.Second; second < lo || second > hi {
+		t.Errorf("second retry after %s, want %s..%s", second, lo, hi)
+	}
+	recovered := liveAt.Sub(upAt)
+	t.Logf("store down %s; v2 fetched %s and live (seen through Caddy) %s after it came back; %d requests ok, %d failed",
+		upAt.Sub(failed[0].at).Round(time.Millisecond), answers[2].at.Sub(upAt).Round(time.Millisecond),
+		recovered.Round(time.Millisecond), ok, bad)
+	if recovered > 15*time.Second {
+		t.Errorf("v2 live %s after the store came back, want at most 15s (issue 10)", recovered)
+	}
+	if bad != 0 {
+		t.Errorf("%d failed requests during the outage (last: %s)", bad, last)
+	}
+	if ok < 50 {
+		t.Errorf("only %d requests ok: the load shows nothing", ok)
+	}
+}
