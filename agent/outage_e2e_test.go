@@ -195,3 +195,46 @@ func TestE2EArtifactStoreOutage(t *testing.T) {
 		t.Errorf("only %d requests ok: the load shows nothing", ok)
 	}
 }
+
+// Issue 10, item 5: the git server goes away. v1 serves on with no failed
+// request, /status says the deploy repo is unreachable, and once it is
+// back the next commit converges.
+func TestE2EGitServerDown(t *testing.T) {
+	e := newEnv(t, "@every 1h")
+	e.startHello()
+	e.waitFor("v1 converged", 30*time.Second, func() bool {
+		s, ok := e.serviceStatus("hello")
+		return ok && s.Converged
+	})
+	stopLoad := e.load("hello")
+	away := e.remote + ".away"
+	if err := os.Rename(e.remote, away); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Rename(away, e.remote) })
+	passes := e.passes()
+	e.sync()
+	e.waitFor("deploy repo error in status", 30*time.Second, func() bool {
+		return strings.Contains(e.status().Error, "deploy repo")
+	})
+	// Passes go on with the last good revision while the server is down.
+	e.waitFor("a pass with the remote gone", 30*time.Second, func() bool { return e.passes() > passes })
+	if s, ok := e.serviceStatus("hello"); !ok || !s.Converged || e.version("hello") != "v1" {
+		t.Errorf("with the git server down: status %+v, serving %q", s, e.version("hello"))
+	}
+	if err := os.Rename(away, e.remote); err != nil {
+		t.Fatal(err)
+	}
+	e.commit("hello v2", map[string]string{"services/hello.yaml": e.helloManifest("hello", "v2", "")})
+	e.sync()
+	e.waitVersion("hello", "v2", 60*time.Second)
+	e.waitFor("deploy repo error cleared", 30*time.Second, func() bool { return e.status().Error == "" })
+	ok, bad, last := stopLoad()
+	t.Logf("%d requests ok, %d failed", ok, bad)
+	if bad != 0 {
+		t.Errorf("%d failed requests (last: %s)", bad, last)
+	}
+	if ok < 50 {
+		t.Errorf("only %d requests ok: the load shows nothing", ok)
+	}
+}
