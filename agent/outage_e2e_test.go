@@ -1,8 +1,12 @@
 package agent_test
 
 import (
+	"context"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"os"
 	"path/filepath"
 	"strings"
@@ -236,5 +240,100 @@ func TestE2EGitServerDown(t *testing.T) {
 	}
 	if ok < 50 {
 		t.Errorf("only %d requests ok: the load shows nothing", ok)
+	}
+}
+
+// adminGate stands between the agent and Caddy's admin socket and, while
+// down, answers every write 503 and counts it; reads pass.
+type adminGate struct {
+	*httptest.Server
+	down    atomic.Bool
+	refused atomic.Int64
+}
+
+func newAdminGate(t *testing.T, admin string) *adminGate {
+	t.Helper()
+	sock, ok := strings.CutPrefix(admin, "unix/")
+	if !ok {
+		t.Fatalf("caddy admin %q is not a unix socket", admin)
+	}
+	g := &adminGate{}
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.Out.URL.Scheme, r.Out.URL.Host = "http", "caddy-admin"
+			r.Out.Host = "unix/socket" // Caddy wants an empty Host on its socket
+			r.Out.Header.Del("Origin")
+		},
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}},
+	}
+	g.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && g.down.Load() {
+			g.refused.Add(1)
+			http.Error(w, "admin API down", http.StatusServiceUnavailable)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(g.Close)
+	return g
+}
+
+// Issue 10, item 5: Caddy's admin API refuses writes while v2 is switched
+// to. v1 keeps serving with no failed request, v2 is not blamed (no
+// release marked failed), and once the API is back v2 goes live.
+func TestE2ECaddyAdminDownDuringSwitch(t *testing.T) {
+	e := newEnv(t, "@every 2s")
+	gate := newAdminGate(t, e.caddy.Admin)
+	cfg, err := os.ReadFile(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = []byte(strings.Replace(string(cfg), fmt.Sprintf("admin: %q", e.caddy.Admin), fmt.Sprintf("admin: %q", gate.URL), 1))
+	if err := os.WriteFile(e.cfgPath, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.startHello()
+	e.waitFor("v1 converged", 30*time.Second, func() bool {
+		s, ok := e.serviceStatus("hello")
+		return ok && s.Converged
+	})
+	stopLoad := e.load("hello")
+	gate.down.Store(true)
+	e.commit("hello v2", map[string]string{"services/hello.yaml": e.helloManifest("hello", "v2", "")})
+	e.sync()
+	e.waitFor("a refused route write", 60*time.Second, func() bool { return gate.refused.Load() > 0 })
+	// A few passes meet the API down before it returns.
+	passes := e.passes()
+	e.waitFor("two more passes", 30*time.Second, func() bool { return e.passes() >= passes+2 })
+	if v := e.version("hello"); v != "v1" {
+		t.Errorf("serving %q while the admin API is down, want v1", v)
+	}
+	st := e.status()
+	for _, s := range st.Services {
+		t.Logf("while down: %s state=%s message=%q", s.Service, s.State, s.Message)
+	}
+	gate.down.Store(false)
+	e.waitVersion("hello", "v2", 60*time.Second)
+	e.waitFor("v2 converged, v1 stopped", 60*time.Second, func() bool {
+		s, ok := e.serviceStatus("hello")
+		return ok && s.Converged && e.helloProcesses() == 1
+	})
+	ok, bad, last := stopLoad()
+	t.Logf("%d write(s) refused; %d requests ok, %d failed", gate.refused.Load(), ok, bad)
+	if bad != 0 {
+		t.Errorf("%d failed requests (last: %s)", bad, last)
+	}
+	if ok < 50 {
+		t.Errorf("only %d requests ok: the load shows nothing", ok)
+	}
+	b, err := os.ReadFile(filepath.Join(e.dir, "agent.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "event=failed") || strings.Contains(string(b), "event=reverted") {
+		t.Errorf("a release was blamed for the admin API being down:\n%s", tail(string(b), 40))
 	}
 }
