@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -335,5 +336,80 @@ func TestE2ECaddyAdminDownDuringSwitch(t *testing.T) {
 	}
 	if strings.Contains(string(b), "event=failed") || strings.Contains(string(b), "event=reverted") {
 		t.Errorf("a release was blamed for the admin API being down:\n%s", tail(string(b), 40))
+	}
+}
+
+// mountTmpfs mounts a tmpfs of size bytes on dir (made if missing) and
+// unmounts it when the test ends, failed or not. It skips the test when
+// not root or when mount fails.
+func mountTmpfs(t *testing.T, dir string, size int64) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipped: mounting a tmpfs needs root")
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0750", size), "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("skipped: mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			// A process of the test may still hold it: detach it.
+			if out2, err2 := exec.Command("umount", "-l", dir).CombinedOutput(); err2 != nil {
+				t.Errorf("umount %s: %v: %s; %v: %s", dir, err, out, err2, out2)
+			}
+		}
+	})
+}
+
+// Issue 10, item 5: the disk fills while v2 is extracted. The release
+// directories live on a tmpfs that holds one hello build but not two: v2's
+// create fails part-way, what it wrote is removed and never started, v1
+// serves on with no failed request, and once there is room (the tmpfs
+// grows) v2 goes live on its retry.
+func TestE2EDiskFullDuringExtraction(t *testing.T) {
+	e := newEnv(t, "@every 2s")
+	releases := filepath.Join(e.stateDir, "releases")
+	fi, err := os.Stat(filepath.Join(e.dir, "artifacts", "hello-v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mountTmpfs(t, releases, fi.Size()*3/2)
+	e.startHello()
+	e.waitFor("v1 converged", 30*time.Second, func() bool {
+		s, ok := e.serviceStatus("hello")
+		return ok && s.Converged
+	})
+	dirs := e.releaseDirs()
+	stopLoad := e.load("hello")
+	e.commit("hello v2", map[string]string{"services/hello.yaml": e.helloManifest("hello", "v2", "")})
+	e.sync()
+	var msg string
+	e.waitFor("v2's create failing", 60*time.Second, func() bool {
+		s, _ := e.serviceStatus("hello")
+		msg = s.Message
+		return strings.Contains(msg, "no space left")
+	})
+	t.Logf("status message: %s", msg)
+	if got := e.releaseDirs(); strings.Join(got, ",") != strings.Join(dirs, ",") {
+		t.Errorf("release dirs %v -> %v: the half-written create was left", dirs, got)
+	}
+	if n, v := e.helloProcesses(), e.version("hello"); n != 1 || v != "v1" {
+		t.Errorf("%d hello processes, serving %q: want v1 alone", n, v)
+	}
+	if out, err := exec.Command("mount", "-o", "remount,size=67108864", releases).CombinedOutput(); err != nil {
+		t.Fatalf("grow the tmpfs: %v: %s", err, out)
+	}
+	// A failed create backs off a minute.
+	e.waitVersion("hello", "v2", 2*time.Minute)
+	e.waitFor("v1 stopped", 30*time.Second, func() bool { return e.helloProcesses() == 1 })
+	ok, bad, last := stopLoad()
+	t.Logf("%d requests ok, %d failed", ok, bad)
+	if bad != 0 {
+		t.Errorf("%d failed requests (last: %s)", bad, last)
+	}
+	if ok < 50 {
+		t.Errorf("only %d requests ok: the load shows nothing", ok)
 	}
 }
