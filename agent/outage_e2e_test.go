@@ -340,9 +340,11 @@ func TestE2ECaddyAdminDownDuringSwitch(t *testing.T) {
 }
 
 // mountTmpfs mounts a tmpfs of size bytes on dir (made if missing) and
-// unmounts it when the test ends, failed or not. It skips the test when
-// not root or when mount fails.
-func mountTmpfs(t *testing.T, dir string, size int64) {
+// unmounts it when the test ends, failed or not, after calling release
+// (which stops what runs from it: a cleanup registered earlier runs only
+// after this one, and would find the releases' directories gone). It
+// skips the test when not root or when mount fails.
+func mountTmpfs(t *testing.T, dir string, size int64, release func()) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("skipped: mounting a tmpfs needs root")
@@ -354,6 +356,7 @@ func mountTmpfs(t *testing.T, dir string, size int64) {
 		t.Skipf("skipped: mount tmpfs: %v: %s", err, out)
 	}
 	t.Cleanup(func() {
+		release()
 		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
 			// A process of the test may still hold it: detach it.
 			if out2, err2 := exec.Command("umount", "-l", dir).CombinedOutput(); err2 != nil {
@@ -375,7 +378,7 @@ func TestE2EDiskFullDuringExtraction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mountTmpfs(t, releases, fi.Size()*3/2)
+	mountTmpfs(t, releases, fi.Size()*3/2, e.killReleases)
 	e.startHello()
 	e.waitFor("v1 converged", 30*time.Second, func() bool {
 		s, ok := e.serviceStatus("hello")
