@@ -25,6 +25,8 @@ import (
 type flakyStore struct {
 	*httptest.Server
 	down atomic.Bool
+	// slow, when set, is how long each answer waits before its body.
+	slow atomic.Int64
 	mu   sync.Mutex
 	log  []storeAnswer
 }
@@ -41,6 +43,13 @@ func newFlakyStore(t *testing.T, dir string) *flakyStore {
 	files := http.FileServer(http.Dir(dir))
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		code := http.StatusOK
+		if d := time.Duration(s.slow.Load()); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-r.Context().Done():
+				return
+			}
+		}
 		if s.down.Load() {
 			code = http.StatusServiceUnavailable
 			http.Error(w, "down for maintenance", code)
@@ -414,5 +423,51 @@ func TestE2EDiskFullDuringExtraction(t *testing.T) {
 	}
 	if ok < 50 {
 		t.Errorf("only %d requests ok: the load shows nothing", ok)
+	}
+}
+
+// Issue 10, item 5: a slow artifact store (each answer 5s late) holds the
+// deploy of v2 back, not v1: it serves with no failed request meanwhile,
+// and v2 goes live once fetched, with no retry and nothing blamed.
+func TestE2EArtifactStoreSlow(t *testing.T) {
+	e := newEnv(t, "@every 1h")
+	store := newFlakyStore(t, filepath.Join(e.dir, "artifacts"))
+	cfg, err := os.ReadFile(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = append(cfg, []byte("policy: {artifact_hosts: [\""+store.URL+"/\"]}\n")...)
+	if err := os.WriteFile(e.cfgPath, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	manifest := func(v string) string {
+		m := e.helloManifest("hello", v, "")
+		fileURL, _ := e.artifact(v)
+		return strings.Replace(m, fileURL, store.URL+"/hello-"+v, 1)
+	}
+	e.commit("hello v1", map[string]string{"services/hello.yaml": manifest("v1")})
+	e.runAgent()
+	e.waitVersion("hello", "v1", 60*time.Second)
+
+	stopLoad := e.load("hello")
+	store.slow.Store(int64(5 * time.Second))
+	e.commit("hello v2", map[string]string{"services/hello.yaml": manifest("v2")})
+	e.sync()
+	e.waitVersion("hello", "v2", 60*time.Second)
+	e.waitFor("v1 stopped", 30*time.Second, func() bool { return e.helloProcesses() == 1 })
+	ok, bad, last := stopLoad()
+	answers := store.answers("/hello-v2")
+	t.Logf("store answers for v2: %d; %d requests ok, %d failed", len(answers), ok, bad)
+	if len(answers) != 1 || answers[0].code != 200 {
+		t.Errorf("store answers for v2: %+v, want one 200", answers)
+	}
+	if bad != 0 {
+		t.Errorf("%d failed requests (last: %s)", bad, last)
+	}
+	if ok < 50 {
+		t.Errorf("only %d requests ok: the load shows nothing", ok)
+	}
+	if st := e.status(); len(st.Memory.CreateFailures) != 0 {
+		t.Errorf("failures remembered: %+v", st.Memory.CreateFailures)
 	}
 }
