@@ -24,7 +24,10 @@ func TestE2EPlanShowsDaemonVerdicts(t *testing.T) {
 		name, url, sum, status, plan, then string
 	}{
 		{"stalled", u2, strings.Repeat("0", 64), "checksum", "hello: stalled hello_", "needs a new commit"},
-		{"backoff", "file://" + filepath.Join(e.dir, "artifacts", "missing"), v2sum, "no such file", "hello: backoff hello_", "backing off until"},
+		// Not a file missing (ErrTransient, retried after 5s, which a
+		// slow machine may reach before the second pass): a directory,
+		// retried after a minute.
+		{"backoff", "file://" + filepath.Join(e.dir, "artifacts"), v2sum, "not a regular file", "hello: backoff hello_", "backing off until"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := strings.Replace(e.helloManifest("hello", "v2", ""), u2, tc.url, 1)

@@ -32,6 +32,13 @@ var (
 	// unsupported scheme, a non-200 status, a missing file, a size or time
 	// limit exceeded, a network error.
 	ErrFetch = errors.New("artifact fetch failed")
+	// ErrTransient marks a failed fetch that a later try may cure: the
+	// store refused the connection, timed out, answered 5xx, 408, 429 or
+	// 404 (CI often publishes the artifact after the manifest commit), or
+	// a file URL names a file not there yet. It adds no text: the error
+	// reads as it would without it. Every failure of a URL outside the
+	// allowed prefixes is ErrTransient (see Fetch).
+	ErrTransient = errors.New("transient artifact fetch failure")
 )
 
 // Defaults for Options.
@@ -170,14 +177,16 @@ func (s *Store) Path(sum string) string {
 // one: the sum of something the agent can read but the deploy repo's author
 // cannot, be it a host file or a loopback service, is what that author would
 // need to install it into a release) or ErrFetch (naming the HTTP status or
-// the cause). The returned file must not be modified.
+// the cause); those a later try may cure are ErrTransient too. The
+// returned file must not be modified.
 //
 // An http or https URL that is not under one of Options.AllowedPrefixes
 // only reaches public addresses, and whatever goes wrong with it (refused,
 // a 404, a timeout, a size limit, a checksum mismatch) is one ErrFetch
 // message: the deploy repo's author, who reads /status and the notify
 // events, must not be able to tell a closed port from an open one, or a
-// missing file from a present one, on the agent's networks. The detail is
+// missing file from a present one, on the agent's networks; for the same
+// reason each such failure is ErrTransient, a checksum mismatch included. The detail is
 // dropped, not logged; put the store under policy.artifact_hosts to see it.
 func (s *Store) Fetch(ctx context.Context, rawURL, sum string) (string, error) {
 	sum = strings.ToLower(sum)
@@ -207,7 +216,10 @@ func (s *Store) Fetch(ctx context.Context, rawURL, sum string) (string, error) {
 
 	if err := s.download(ctx, rawURL, sum, dst); err != nil {
 		if ctx.Err() == nil && s.opaque(rawURL) {
-			return "", fmt.Errorf("fetch %s: %w: %s", redact.URL(rawURL), ErrFetch, opaqueMessage)
+			// One message and one class, transient: the retry schedule
+			// must not tell a checksum mismatch (an open port) from a
+			// refused connection either.
+			return "", transient(fmt.Errorf("fetch %s: %w: %s", redact.URL(rawURL), ErrFetch, opaqueMessage))
 		}
 		return "", fmt.Errorf("fetch %s: %w", redact.URL(rawURL), err)
 	}
@@ -266,7 +278,7 @@ func save(ctx context.Context, body io.Reader, size int64, dst string, maxSize i
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return fmt.Errorf("%w: read: %w", ErrFetch, err)
+		return classify(fmt.Errorf("%w: read: %w", ErrFetch, err), err)
 	}
 	if n > maxSize {
 		return fmt.Errorf("%w: larger than the limit of %d bytes", ErrFetch, maxSize)
@@ -342,11 +354,15 @@ func openHTTP(ctx context.Context, client *http.Client, u *url.URL) (io.ReadClos
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, 0, fmt.Errorf("%w: %w", ErrFetch, err)
+		return nil, 0, classify(fmt.Errorf("%w: %w", ErrFetch, err), err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
-		return nil, 0, fmt.Errorf("%w: HTTP status %s", ErrFetch, redact.Printable(resp.Status))
+		err := fmt.Errorf("%w: HTTP status %s", ErrFetch, redact.Printable(resp.Status))
+		if transientStatus(resp.StatusCode) {
+			err = transient(err)
+		}
+		return nil, 0, err
 	}
 	return resp.Body, resp.ContentLength, nil
 }
@@ -369,7 +385,11 @@ func (s *Store) openFile(p string) (io.ReadCloser, int64, error) {
 	defer root.Close()
 	f, err := root.Open(rel)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %w", ErrFetch, err)
+		err = fmt.Errorf("%w: %w", ErrFetch, err)
+		if errors.Is(err, os.ErrNotExist) {
+			err = transient(err) // not published yet, as an HTTP 404
+		}
+		return nil, 0, err
 	}
 	fi, err := f.Stat()
 	if err != nil {

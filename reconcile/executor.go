@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -80,8 +81,16 @@ type Options struct {
 	Phases func(PhaseTiming)
 	// Kick is called, when set, after a step that outlived its pass (see
 	// Pass) has ended, so that the caller runs a pass that reports it. It
-	// must not block.
+	// must not block. It is also called when a failed fetch or create's
+	// backoff ends, so that the retry need not wait for the next poll.
 	Kick func()
+	// AfterFunc runs f after d, for those retry wake-ups; nil is
+	// time.AfterFunc. Tests record instead.
+	AfterFunc func(d time.Duration, f func())
+	// Jitter returns a number in [0, 1) that shortens a transient
+	// failure's backoff by up to TransientJitter of it; nil is
+	// math/rand/v2's Float64.
+	Jitter func() float64
 }
 
 // Executor carries out plans. Build it with NewExecutor. Passes must not
@@ -99,6 +108,8 @@ type Executor struct {
 	phases        func(PhaseTiming)
 	createTimeout time.Duration
 	kick          func()
+	afterFunc     func(time.Duration, func())
+	jitter        func() float64
 	slots         chan struct{} // one token per create or start in progress
 	running       sync.WaitGroup
 
@@ -119,7 +130,7 @@ func NewExecutor(o Options) *Executor {
 	e := &Executor{
 		rt: o.Runtime, proxy: o.Proxy, prober: o.Prober, fetcher: o.Fetcher,
 		log: o.Log, now: o.Now, secretsDir: o.SecretsDir, events: o.Events,
-		createTimeout: o.CreateTimeout, kick: o.Kick,
+		createTimeout: o.CreateTimeout, kick: o.Kick, afterFunc: o.AfterFunc, jitter: o.Jitter,
 		slots:   make(chan struct{}, max(o.Parallel, 1)),
 		jobs:    map[string]*job{},
 		newer:   make(chan struct{}),
@@ -137,6 +148,12 @@ func NewExecutor(o Options) *Executor {
 	}
 	if e.events == nil {
 		e.events = func(Event) {}
+	}
+	if e.afterFunc == nil {
+		e.afterFunc = func(d time.Duration, f func()) { time.AfterFunc(d, f) }
+	}
+	if e.jitter == nil {
+		e.jitter = rand.Float64
 	}
 	if e.phases == nil {
 		e.phases = func(PhaseTiming) {}

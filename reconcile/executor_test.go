@@ -27,6 +27,8 @@ type harness struct {
 	events  []Event
 	now     time.Time
 	kicks   int
+	wakes   []time.Duration // retry wake-ups asked for (Options.AfterFunc)
+	jitter  float64         // what Options.Jitter returns
 }
 
 func newHarness(rels ...release.Release) *harness {
@@ -39,7 +41,13 @@ func (h *harness) options() Options {
 	return Options{Runtime: h.rt, Proxy: h.proxy, Prober: h.prober, Fetcher: h.fetcher, Parallel: 2,
 		Now:    func() time.Time { h.mu.Lock(); defer h.mu.Unlock(); return h.now },
 		Events: func(ev Event) { h.mu.Lock(); h.events = append(h.events, ev); h.mu.Unlock() },
-		Kick:   func() { h.mu.Lock(); h.kicks++; h.mu.Unlock() }}
+		Kick:   func() { h.mu.Lock(); h.kicks++; h.mu.Unlock() },
+		AfterFunc: func(d time.Duration, _ func()) {
+			h.mu.Lock()
+			h.wakes = append(h.wakes, d)
+			h.mu.Unlock()
+		},
+		Jitter: func() float64 { h.mu.Lock(); defer h.mu.Unlock(); return h.jitter }}
 }
 
 func (h *harness) advance(d time.Duration) { h.mu.Lock(); h.now = h.now.Add(d); h.mu.Unlock() }

@@ -35,7 +35,11 @@ type CreateFailure struct {
 	Spec     string    `json:"spec"`
 	Failures int       `json:"failures"`
 	FailedAt time.Time `json:"failed_at"`
-	Reason   string    `json:"reason"`
+	// RetryAt is when the spec is tried again (zero when stalled);
+	// TransientBackoff's schedule when Transient, Backoff's otherwise.
+	RetryAt   time.Time `json:"retry_at,omitzero"`
+	Transient bool      `json:"transient,omitempty"`
+	Reason    string    `json:"reason"`
 	// Stalled is set when retrying cannot help (a checksum mismatch, an
 	// unsafe tarball): the spec waits for a new commit.
 	Stalled bool `json:"stalled,omitempty"`
@@ -65,28 +69,47 @@ func (e *Executor) Memory() Memory {
 	return m
 }
 
-// recordCreateFailure counts a failed fetch or create of dp's target. It
-// returns the error to report (a *StalledError when retrying cannot help)
-// and whether its text differs from the last failure's, so that a lasting
-// failure is reported once.
+// recordCreateFailure counts a failed fetch or create of dp's target and
+// sets when it is tried again: a transient fetch failure (the store down,
+// the artifact not yet published) on TransientBackoff's schedule, shortened
+// by up to TransientJitter so that agents do not retry in step; any other
+// on Backoff's; a stalled spec never. The Executor asks to be woken then
+// (Options.Kick). It returns the error to report (a *StalledError when
+// retrying cannot help) and whether its text differs from the last
+// failure's, so that a lasting failure is reported once.
 func (e *Executor) recordCreateFailure(dp *deployment, err error) (error, bool) {
 	stalled := errors.Is(err, artifact.ErrChecksum) || errors.Is(err, artifact.ErrUnsafe)
+	transient := !stalled && errors.Is(err, artifact.ErrTransient)
 	reason := err.Error()
 	if stalled {
 		err = &StalledError{Err: err}
 	}
 	spec := dp.spec.SpecHash()
+	now := e.now()
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	last := e.fails[spec]
 	n := 1
 	if last != nil {
 		n = last.Failures + 1
 	}
-	e.fails[spec] = &createFailure{err: err, CreateFailure: CreateFailure{
+	f := &createFailure{err: err, CreateFailure: CreateFailure{
 		Service: dp.spec.Service, Release: dp.st.Target, Spec: spec,
-		Failures: n, FailedAt: e.now(), Reason: reason, Stalled: stalled,
+		Failures: n, FailedAt: now, Reason: reason, Stalled: stalled, Transient: transient,
 	}}
+	var wait time.Duration
+	if !stalled {
+		wait = Backoff(n)
+		if transient {
+			d := TransientBackoff(n)
+			wait = d - time.Duration(float64(d)*TransientJitter*e.jitter())
+		}
+		f.RetryAt = now.Add(wait)
+	}
+	e.fails[spec] = f
+	e.mu.Unlock()
+	if !stalled && e.kick != nil {
+		e.afterFunc(wait, e.kick)
+	}
 	return err, last == nil || last.Reason != reason
 }
 

@@ -137,6 +137,24 @@ func Backoff(failures int) time.Duration {
 	return min(d, time.Hour)
 }
 
+// TransientBackoff is how long a spec whose artifact fetch failed for now
+// (artifact.ErrTransient: the store down, slow or overloaded, a 404 before
+// CI has published) waits before its next try: 5s doubling with each
+// consecutive failure, at most 5m. The Executor shortens it by up to
+// TransientJitter, never lengthens it, so a store back after an outage of
+// 10s is fetched from within 15s of the first failure.
+func TransientBackoff(failures int) time.Duration {
+	d := 5 * time.Second
+	for i := 1; i < failures && d < 5*time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, 5*time.Minute)
+}
+
+// TransientJitter is the largest fraction of a TransientBackoff that
+// jitter takes off.
+const TransientJitter = 0.2
+
 // DesiredRoute is the route a service wants to its release.
 func DesiredRoute(s *manifest.Service, r release.Release) caddy.Route {
 	hosts := slices.Clone(s.Hostnames)
@@ -390,7 +408,10 @@ func planService(s *manifest.Service, v view, now time.Time) Step {
 // left no release to carry it: a stalled spec waits for a new commit, any
 // other failure backs off as a failed gate does.
 func createVerdict(st *Step, f *CreateFailure, now time.Time) {
-	retry := f.FailedAt.Add(Backoff(f.Failures))
+	retry := f.RetryAt
+	if retry.IsZero() { // a record from an agent that did not store it
+		retry = f.FailedAt.Add(Backoff(f.Failures))
+	}
 	switch {
 	case f.Stalled:
 		st.Kind = KindStalled

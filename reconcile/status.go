@@ -1,6 +1,13 @@
 package reconcile
 
-import "github.com/jailkeeper/jailkeeper/release"
+import (
+	"fmt"
+	"time"
+
+	"github.com/jailkeeper/jailkeeper/manifest"
+
+	"github.com/jailkeeper/jailkeeper/release"
+)
 
 // ServiceStatus is one service's row of /status and `jailkeeper status`.
 type ServiceStatus struct {
@@ -14,6 +21,10 @@ type ServiceStatus struct {
 	// LastDeploy is where the time of the service's last deploy went;
 	// nil before its first deploy since the agent started.
 	LastDeploy *LastDeploy `json:"last_deploy,omitempty"`
+	// Failures counts the failed tries of the desired spec in a row, and
+	// RetryAt is when it is tried next (zero: not backing off).
+	Failures int       `json:"failures,omitempty"`
+	RetryAt  time.Time `json:"retry_at,omitzero"`
 }
 
 // Result is what a pass did and what it left.
@@ -53,6 +64,7 @@ func (e *Executor) statuses(d Desired, o Observed, planErr error) []ServiceStatu
 		if msg, ok := e.lastErr[s.Service]; ok {
 			st.Message = msg
 		}
+		e.backoffStatus(&st, s, rels)
 		if planErr != nil {
 			st.Message = planErr.Error()
 		}
@@ -60,4 +72,24 @@ func (e *Executor) statuses(d Desired, o Observed, planErr error) []ServiceStatu
 		out = append(out, st)
 	}
 	return out
+}
+
+// backoffStatus adds to st the failed tries of s's desired spec in a row
+// and when it is tried next, from the Executor's record of failed fetches
+// and creates or from the failed release. The message then says so in the
+// words of a pass that waits (see settle), whether the last pass tried or
+// waited. Called with e.mu held.
+func (e *Executor) backoffStatus(st *ServiceStatus, s *manifest.Service, rels []release.Release) {
+	if f := e.fails[s.SpecHash()]; f != nil {
+		if f.Stalled {
+			return
+		}
+		st.Failures, st.RetryAt = f.Failures, f.RetryAt
+		st.Message = fmt.Sprintf("%s backing off until %s: failed %d time(s): %s",
+			f.Release, f.RetryAt.UTC().Format(time.RFC3339), f.Failures, f.Reason)
+		return
+	}
+	if t, ok := find(rels, s.ReleaseName()); ok && t.State == release.StateFailed && t.Failures > 0 {
+		st.Failures, st.RetryAt = t.Failures, t.FailedAt.Add(Backoff(t.Failures))
+	}
 }
