@@ -37,6 +37,31 @@ type storeAnswer struct {
 	code int
 }
 
+// serveFromFlakyStore puts e's artifacts behind a flakyStore that the
+// policy allows, deploys hello v1 from it and waits until v1 is served. It
+// returns the store and the manifest of a version fetched from it.
+func (e *env) serveFromFlakyStore(t *testing.T) (*flakyStore, func(v string) string) {
+	t.Helper()
+	store := newFlakyStore(t, filepath.Join(e.dir, "artifacts"))
+	cfg, err := os.ReadFile(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = append(cfg, []byte("policy: {artifact_hosts: [\""+store.URL+"/\"]}\n")...)
+	if err := os.WriteFile(e.cfgPath, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	manifest := func(v string) string {
+		m := e.helloManifest("hello", v, "")
+		fileURL, _ := e.artifact(v)
+		return strings.Replace(m, fileURL, store.URL+"/hello-"+v, 1)
+	}
+	e.commit("hello v1", map[string]string{"services/hello.yaml": manifest("v1")})
+	e.runAgent()
+	e.waitVersion("hello", "v1", 60*time.Second)
+	return store, manifest
+}
+
 func newFlakyStore(t *testing.T, dir string) *flakyStore {
 	t.Helper()
 	s := &flakyStore{}
@@ -128,23 +153,7 @@ func (e *env) load(svc string) (stop func() (ok, failed int64, last string)) {
 // after the store is back.
 func TestE2EArtifactStoreOutage(t *testing.T) {
 	e := newEnv(t, "@every 1h")
-	store := newFlakyStore(t, filepath.Join(e.dir, "artifacts"))
-	cfg, err := os.ReadFile(e.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg = append(cfg, []byte("policy: {artifact_hosts: [\""+store.URL+"/\"]}\n")...)
-	if err := os.WriteFile(e.cfgPath, cfg, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	manifest := func(v string) string {
-		m := e.helloManifest("hello", v, "")
-		fileURL, _ := e.artifact(v)
-		return strings.Replace(m, fileURL, store.URL+"/hello-"+v, 1)
-	}
-	e.commit("hello v1", map[string]string{"services/hello.yaml": manifest("v1")})
-	e.runAgent()
-	e.waitVersion("hello", "v1", 60*time.Second)
+	store, manifest := e.serveFromFlakyStore(t)
 
 	stopLoad := e.load("hello")
 	store.down.Store(true)
@@ -431,23 +440,7 @@ func TestE2EDiskFullDuringExtraction(t *testing.T) {
 // and v2 goes live once fetched, with no retry and nothing blamed.
 func TestE2EArtifactStoreSlow(t *testing.T) {
 	e := newEnv(t, "@every 1h")
-	store := newFlakyStore(t, filepath.Join(e.dir, "artifacts"))
-	cfg, err := os.ReadFile(e.cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg = append(cfg, []byte("policy: {artifact_hosts: [\""+store.URL+"/\"]}\n")...)
-	if err := os.WriteFile(e.cfgPath, cfg, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	manifest := func(v string) string {
-		m := e.helloManifest("hello", v, "")
-		fileURL, _ := e.artifact(v)
-		return strings.Replace(m, fileURL, store.URL+"/hello-"+v, 1)
-	}
-	e.commit("hello v1", map[string]string{"services/hello.yaml": manifest("v1")})
-	e.runAgent()
-	e.waitVersion("hello", "v1", 60*time.Second)
+	store, manifest := e.serveFromFlakyStore(t)
 
 	stopLoad := e.load("hello")
 	store.slow.Store(int64(5 * time.Second))
