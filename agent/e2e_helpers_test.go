@@ -436,3 +436,45 @@ func (e *env) startHello() (stop func()) {
 	e.waitVersion("hello", "v1", 60*time.Second)
 	return stop
 }
+
+// load sends requests to svc through Caddy without pause from clients
+// goroutines until stop is called, which returns the counts of good and
+// failed (an error or not 200) requests and the last failure.
+func (e *env) load(svc string, clients int) (stop func() (ok, failed int64, last string)) {
+	var okN, bad atomic.Int64
+	var lastErr atomic.Value
+	lastErr.Store("")
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 10 * time.Second}
+	deadline := time.Now().Add(3 * time.Minute) // bounded even if the test hangs
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				code, body, err := e.through(client, svc, "/")
+				switch {
+				case err != nil:
+					bad.Add(1)
+					lastErr.Store(err.Error())
+				case code != 200:
+					bad.Add(1)
+					lastErr.Store(http.StatusText(code) + ": " + body)
+				default:
+					okN.Add(1)
+				}
+			}
+		}()
+	}
+	var once sync.Once
+	return func() (int64, int64, string) {
+		once.Do(func() { close(done); wg.Wait() })
+		return okN.Load(), bad.Load(), lastErr.Load().(string)
+	}
+}

@@ -102,47 +102,6 @@ func (s *flakyStore) answers(path string) []storeAnswer {
 	return out
 }
 
-// load sends requests to svc through Caddy without pause until stop is
-// called, which returns the counts of good and failed requests.
-func (e *env) load(svc string) (stop func() (ok, failed int64, last string)) {
-	var okN, bad atomic.Int64
-	var lastErr atomic.Value
-	lastErr.Store("")
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	client := &http.Client{Timeout: 10 * time.Second}
-	deadline := time.Now().Add(3 * time.Minute) // bounded even if the test hangs
-	for range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for time.Now().Before(deadline) {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				code, body, err := e.through(client, svc, "/")
-				switch {
-				case err != nil:
-					bad.Add(1)
-					lastErr.Store(err.Error())
-				case code != 200:
-					bad.Add(1)
-					lastErr.Store(http.StatusText(code) + ": " + body)
-				default:
-					okN.Add(1)
-				}
-			}
-		}()
-	}
-	var once sync.Once
-	return func() (int64, int64, string) {
-		once.Do(func() { close(done); wg.Wait() })
-		return okN.Load(), bad.Load(), lastErr.Load().(string)
-	}
-}
-
 // Issue 10, items 4 and 5: the artifact store answers 503 while v2 is
 // deployed. v1 serves on with no failed request; the agent retries on the
 // transient schedule (5s, then 10s, less up to a fifth of jitter), woken
@@ -155,7 +114,7 @@ func TestE2EArtifactStoreOutage(t *testing.T) {
 	e := newEnv(t, "@every 1h")
 	store, manifest := e.serveFromFlakyStore(t)
 
-	stopLoad := e.load("hello")
+	stopLoad := e.load("hello", 2)
 	store.down.Store(true)
 	e.commit("hello v2", map[string]string{"services/hello.yaml": manifest("v2")})
 	e.sync()
@@ -229,7 +188,7 @@ func TestE2EGitServerDown(t *testing.T) {
 		s, ok := e.serviceStatus("hello")
 		return ok && s.Converged
 	})
-	stopLoad := e.load("hello")
+	stopLoad := e.load("hello", 2)
 	away := e.remote + ".away"
 	if err := os.Rename(e.remote, away); err != nil {
 		t.Fatal(err)
@@ -319,7 +278,7 @@ func TestE2ECaddyAdminDownDuringSwitch(t *testing.T) {
 		s, ok := e.serviceStatus("hello")
 		return ok && s.Converged
 	})
-	stopLoad := e.load("hello")
+	stopLoad := e.load("hello", 2)
 	gate.down.Store(true)
 	e.commit("hello v2", map[string]string{"services/hello.yaml": e.helloManifest("hello", "v2", "")})
 	e.sync()
@@ -403,7 +362,7 @@ func TestE2EDiskFullDuringExtraction(t *testing.T) {
 		return ok && s.Converged
 	})
 	dirs := e.releaseDirs()
-	stopLoad := e.load("hello")
+	stopLoad := e.load("hello", 2)
 	e.commit("hello v2", map[string]string{"services/hello.yaml": e.helloManifest("hello", "v2", "")})
 	e.sync()
 	var msg string
@@ -442,7 +401,7 @@ func TestE2EArtifactStoreSlow(t *testing.T) {
 	e := newEnv(t, "@every 1h")
 	store, manifest := e.serveFromFlakyStore(t)
 
-	stopLoad := e.load("hello")
+	stopLoad := e.load("hello", 2)
 	store.slow.Store(int64(5 * time.Second))
 	e.commit("hello v2", map[string]string{"services/hello.yaml": manifest("v2")})
 	e.sync()
