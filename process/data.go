@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -251,15 +250,17 @@ func dataPath(root, ds string) (service, name string, ok bool) {
 	return service, name, true
 }
 
-// ErrDataInUse: a data set was to be destroyed while a release of its
-// service runs.
-var ErrDataInUse = errors.New("a release of the service is running")
+// ErrDataInUse: a data set was to be destroyed while the service still
+// has releases on the host.
+var ErrDataInUse = errors.New("the service still has releases on this host")
 
 // DestroyData destroys the data set name of service, snapshots and all:
 // the directory (copy mode) or `zfs destroy -r` of its dataset. It is
-// refused (ErrDataInUse) while any release of the service runs. A data set
-// that does not exist is release.ErrNotFound. Nothing else ever destroys
-// data: not Destroy, not pruning a service.
+// refused (ErrDataInUse) while the service has any release here, running
+// or not: a retained one would get the data back empty on a rollback.
+// Remove the service's manifest, let the agent prune it, then destroy its
+// data. A data set that does not exist is release.ErrNotFound. Nothing
+// else ever destroys data: not Destroy, not pruning a service.
 func (p *Runtime) DestroyData(ctx context.Context, service, name string) error {
 	if err := release.ValidService(service); err != nil {
 		return err
@@ -271,9 +272,15 @@ func (p *Runtime) DestroyData(ctx context.Context, service, name string) error {
 	if err != nil {
 		return err
 	}
-	if i := slices.IndexFunc(rels, func(r release.Release) bool { return r.Service == service && r.Running }); i >= 0 {
-		return fmt.Errorf("destroy data %s/%s: %w: %s (stop it, or remove the service's manifest and let the agent prune it)",
-			service, name, ErrDataInUse, rels[i].Name)
+	var mine []string
+	for _, r := range rels {
+		if r.Service == service {
+			mine = append(mine, r.Name)
+		}
+	}
+	if len(mine) > 0 {
+		return fmt.Errorf("destroy data %s/%s: %w: %s (remove its manifest and let the agent prune it first)",
+			service, name, ErrDataInUse, strings.Join(mine, ", "))
 	}
 	dir := p.dataDir(service, name)
 	if p.cfg.Dataset != "" {

@@ -98,6 +98,14 @@ func TestProcessDataOutlivesReleases(t *testing.T) {
 	if err := p.Stop(ctx, r3.Name); err != nil {
 		t.Fatal(err)
 	}
+	if err := p.DestroyData(ctx, "shell", "uploads"); !errors.Is(err, process.ErrDataInUse) {
+		t.Errorf("DestroyData while %s is kept, stopped: %v, want ErrDataInUse", r3.Name, err)
+	}
+	for _, r := range []string{r2.Name, r3.Name} {
+		if err := p.Destroy(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := p.DestroyData(ctx, "shell", "uploads"); err != nil {
 		t.Fatal(err)
 	}
@@ -107,15 +115,8 @@ func TestProcessDataOutlivesReleases(t *testing.T) {
 	if err := p.DestroyData(ctx, "shell", "uploads"); !errors.Is(err, release.ErrNotFound) {
 		t.Errorf("DestroyData again: %v, want ErrNotFound", err)
 	}
-	// A release that still lists it gets it again, empty, when it starts.
-	if err := p.Start(ctx, r3.Name); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Stop(ctx, r3.Name); err != nil {
-		t.Fatal(err)
-	}
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		t.Errorf("data directory after a start: %v", err)
+	if _, err := os.Stat(filepath.Join(root, "data", "shell", "cache_db")); err != nil {
+		t.Errorf("the other data set went with uploads: %v", err)
 	}
 	for _, bad := range [][2]string{{"Shell", "uploads"}, {"shell", "../x"}, {"shell", "Up"}} {
 		if err := p.DestroyData(ctx, bad[0], bad[1]); err == nil {
