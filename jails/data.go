@@ -300,3 +300,19 @@ func (f *FreeBSD) DestroyData(ctx context.Context, service, name string) error {
 	}
 	return nil
 }
+
+// clearDataMounts unmounts, before a stopped release with data starts
+// again, what an earlier `jail -r` could not unmount below its root (a
+// busy data mount): jail -c would mount the data again on top of it, and
+// every restart would leave one more. A release without `mount` lines in
+// its conf has none and costs nothing.
+func (f *FreeBSD) clearDataMounts(ctx context.Context, name, conf string) error {
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		return fmt.Errorf("jail conf: %w", err)
+	}
+	if !strings.Contains(string(b), "\tmount += ") {
+		return nil
+	}
+	return f.unmountBelow(ctx, f.root(name))
+}

@@ -140,8 +140,23 @@ func TestFreeBSDDataDeploy(t *testing.T) {
 	}
 
 	// jail -r could not unmount v2's data (busy): the mount is left below
-	// its root. Destroy unmounts it before zfs destroy, which would
-	// otherwise fail busy; the data dataset is not below the release's.
+	// its root. A start unmounts it before jail -c mounts the data again,
+	// so restarts never stack mounts.
+	if err := f.Stop(ctx, v2.Name); err != nil {
+		t.Fatal(err)
+	}
+	host.AddMount(uploads, root2+"/var/db/hello", "nullfs")
+	if err := f.Start(ctx, v2.Name); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{root2 + "/var/cache/hello", root2 + "/var/db/hello"}; !cmp.Equal(want, nullfsMounts(host)) {
+		t.Errorf("nullfs mounts after a restart over a leftover: %v, want %v", nullfsMounts(host), want)
+	}
+	step("v2's data mount outlives its jail -r (busy); start v2 again")
+
+	// The same leftover before a destroy: Destroy unmounts it before zfs
+	// destroy, which would otherwise fail busy; the data dataset is not
+	// below the release's.
 	if err := f.Stop(ctx, v2.Name); err != nil {
 		t.Fatal(err)
 	}
