@@ -24,6 +24,7 @@ import (
 	"github.com/jailkeeper/jailkeeper/manifest"
 	"github.com/jailkeeper/jailkeeper/process"
 	"github.com/jailkeeper/jailkeeper/reconcile"
+	"github.com/jailkeeper/jailkeeper/release"
 )
 
 // Agent is the daemon. New wires it from a Config; Run drives it.
@@ -33,6 +34,7 @@ type Agent struct {
 	source  *gitsource.Source
 	proxy   *caddy.Client
 	exec    *reconcile.Executor
+	rt      reconcile.Runtime // the executor's, for the data /status lists
 	metrics *Metrics
 	notify  *Notifier // nil without notify.url
 	store   *artifact.Store
@@ -63,6 +65,10 @@ type Status struct {
 	// show (deploys in flight, failed creates in backoff, stalled specs):
 	// `jailkeeper plan` plans with it.
 	Memory reconcile.Memory `json:"memory,omitzero"`
+	// OrphanedData are the data sets of services no manifest names any
+	// more (pruned, or moved to other hosts): kept until `jailkeeper data
+	// destroy SERVICE NAME --yes`.
+	OrphanedData []release.DataSet `json:"orphaned_data,omitempty"`
 }
 
 // New builds the agent's parts from cfg. It changes nothing on the host.
@@ -98,6 +104,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	}
 	a.proxy = proxy
 	a.store = store
+	a.rt = rt
 	a.metrics = NewMetrics()
 	a.notify = NewNotifier(cfg.Notify, log)
 	a.exec = reconcile.NewExecutor(reconcile.Options{
@@ -424,9 +431,14 @@ func (a *Agent) pass(ctx context.Context, d reconcile.Desired) {
 	a.metrics.passDone(res, err, a.now().Sub(start))
 	a.logChange("pass", "pass finished with errors", err)
 	a.pruneCache(d)
+	orphans, oerr := orphanedData(ctx, a.rt, d)
+	a.logChange("data", "list data", oerr)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.passes++
+	if oerr == nil {
+		a.status.OrphanedData = orphans
+	}
 	a.status.Revision = d.Revision
 	if res.Services != nil || err == nil {
 		a.status.Services = res.Services

@@ -66,7 +66,7 @@ func (f *FreeBSD) checkSpec(spec release.Spec) error {
 	if spec.Artifact == "" {
 		return errors.New("no artifact")
 	}
-	return nil
+	return checkData(spec.Data)
 }
 
 // allowRE matches allow.* parameter names without the prefix (jail(8):
@@ -133,6 +133,10 @@ func (f *FreeBSD) create(ctx context.Context, spec release.Spec) (_ release.Rele
 		return release.Release{}, err
 	}
 	cpCreateInstalled.Hit()
+	mounts, err := f.prepareData(ctx, spec, r)
+	if err != nil {
+		return release.Release{}, err
+	}
 	conf := jailConf{
 		Name:        r.Name,
 		Service:     r.Service,
@@ -143,6 +147,7 @@ func (f *FreeBSD) create(ctx context.Context, spec release.Spec) (_ release.Rele
 		ExecTimeout: f.cfg.ExecTimeout,
 		StopTimeout: f.cfg.StopTimeout,
 		Allow:       spec.Allow,
+		Mounts:      mounts,
 	}
 	// Written to a temporary file and renamed: jail(8) never reads half a
 	// conf, and the temporary name (a leading dot, no .conf suffix) matches

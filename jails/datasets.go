@@ -23,4 +23,10 @@ type Datasets interface {
 	Inventory(ctx context.Context, root string) ([]zfs.Dataset, error)
 	// Snapshots returns the snapshots of dataset, oldest first.
 	Snapshots(ctx context.Context, dataset string) ([]zfs.SnapshotInfo, error)
+	// Create creates the filesystem name with props (persistent data).
+	Create(ctx context.Context, name string, props map[string]string) error
+	// Exists reports whether the dataset or snapshot name exists.
+	Exists(ctx context.Context, name string) (bool, error)
+	// Snapshot creates the snapshot name ("pool/ds@snap").
+	Snapshot(ctx context.Context, name string) error
 }

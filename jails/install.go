@@ -70,6 +70,9 @@ func (f *FreeBSD) install(ctx context.Context, spec release.Spec, r release.Rele
 			env[k] = v
 		}
 	}
+	for _, d := range spec.Data { // the mount point, as the process runtime passes its directory
+		env[release.DataEnv(d.Name)] = d.Path
+	}
 	env["PORT"] = strconv.Itoa(r.Port)
 	env["HOST"] = r.IP.String()
 	env["ADDR"] = r.Addr()

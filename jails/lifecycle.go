@@ -58,6 +58,9 @@ func (f *FreeBSD) start(ctx context.Context, name string) error {
 		}
 	}
 
+	if err := f.clearDataMounts(ctx, name, conf); err != nil {
+		return err
+	}
 	f.net.RLock()
 	defer f.net.RUnlock()
 	if err := f.clearAlias(ctx, name, r.IP); err != nil {

@@ -35,6 +35,7 @@ type jailConf struct {
 	ExecTimeout time.Duration
 	StopTimeout time.Duration
 	Allow       []string // without "allow."
+	Mounts      []nullfsMount
 }
 
 // hostname is the release name with '_' turned into '-': underscores are
@@ -65,6 +66,12 @@ func (c jailConf) render() []byte {
 	param("exec.consolelog", c.ConsoleLog)
 	flag("exec.clean")
 	flag("mount.devfs")
+	// Persistent data: jail.conf(5) appends to a list parameter with +=,
+	// and jail(8) mounts each `mount` line, an fstab(5) line, before the
+	// jail is created and unmounts it after the jail is removed.
+	for _, m := range c.Mounts {
+		fmt.Fprintf(&b, "\tmount += %s;\n", jailConfQuote(m.fstab()))
+	}
 	param("exec.timeout", fmt.Sprint(int(c.ExecTimeout.Round(time.Second)/time.Second)))
 	param("stop.timeout", fmt.Sprint(int(c.StopTimeout.Round(time.Second)/time.Second)))
 	allow := slices.Clone(c.Allow)

@@ -218,4 +218,49 @@ func (z *fakeZFS) prop(name, key string) string {
 	return z.props[name][key]
 }
 
+// Create makes the filesystem and its directory (persistent data).
+func (z *fakeZFS) Create(ctx context.Context, name string, props map[string]string) error {
+	argv := []string{"zfs", "create"}
+	for _, kv := range sortedProps(props) {
+		if !strings.HasSuffix(kv, "=") {
+			argv = append(argv, "-o", kv)
+		}
+	}
+	if err := z.run(ctx, append(argv, name)...); err != nil {
+		return err
+	}
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if _, ok := z.props[name]; ok {
+		return fmt.Errorf("%w: cannot create '%s': dataset already exists", zfs.ErrExists, name)
+	}
+	z.props[name] = map[string]string{}
+	return os.MkdirAll(z.mountpoint(name), 0o755)
+}
+
+func (z *fakeZFS) Exists(ctx context.Context, name string) (bool, error) {
+	if err := z.run(ctx, "zfs", "list", "-H", "-o", "name", name); err != nil {
+		return false, err
+	}
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	ds, snap, isSnap := strings.Cut(name, "@")
+	if !isSnap {
+		_, ok := z.props[name]
+		return ok, nil
+	}
+	return slices.ContainsFunc(z.snaps[ds], func(s zfs.SnapshotInfo) bool { return s.Name == ds+"@"+snap }), nil
+}
+
+func (z *fakeZFS) Snapshot(ctx context.Context, name string) error {
+	if err := z.run(ctx, "zfs", "snapshot", name); err != nil {
+		return err
+	}
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	ds, _, _ := strings.Cut(name, "@")
+	z.snaps[ds] = append(z.snaps[ds], zfs.SnapshotInfo{Name: name, CreateTxg: uint64(200 + len(z.snaps[ds]))})
+	return nil
+}
+
 var _ jails.Datasets = (*fakeZFS)(nil)

@@ -86,7 +86,8 @@ func (p *Runtime) execCommand(ctx context.Context, name string, req release.Exec
 
 // releaseEnv is the environment of a release's command, for Start and
 // Exec: PATH, then the manifest's env sorted by key, then the env file's
-// lines, then PORT, HOST and ADDR (later ones win).
+// lines, then DATA_<NAME> per data set, then PORT, HOST and ADDR (later
+// ones win).
 func releaseEnv(dir string, r release.Release, ps commandSpec) ([]string, error) {
 	env := []string{"PATH=" + defaultPATH}
 	keys := make([]string, 0, len(ps.Env))
@@ -110,6 +111,9 @@ func releaseEnv(dir string, r release.Release, ps commandSpec) ([]string, error)
 		env = append(env, lines...)
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, err
+	}
+	for _, d := range ps.Data { // after the env file: jailkeeper's own
+		env = append(env, release.DataEnv(d.Name)+"="+d.Dir)
 	}
 	return append(env,
 		"PORT="+strconv.Itoa(r.Port),

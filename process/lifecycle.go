@@ -27,7 +27,10 @@ import (
 // jailkeeper:managed=yes -o jailkeeper:service=S -o mountpoint=ROOT SNAP
 // DATASET/releases/NAME`), the artifact installed with artifact.Install
 // (errors wrap artifact.ErrUnsafe for a refused tarball), the env file copied
-// with mode 0600, then state ready, not running. On error the clone is
+// with mode 0600, the spec's data sets made where missing (ensureData:
+// <Root>/data/<service>/<name>, shared with every release of the service
+// and never removed here, not even on error), then state ready, not
+// running. On error the clone is
 // destroyed and the directory removed (should the clone resist, the
 // directory stays in state creating, and Destroy or the next Create removes
 // both). A template dataset without a snapshot, or none, is
@@ -75,7 +78,7 @@ func (p *Runtime) checkSpec(spec release.Spec) error {
 			return fmt.Errorf("env: %w", err)
 		}
 	}
-	return nil
+	return checkData(spec.Data)
 }
 
 // commandPath turns command[0] into a path relative to the release root.
@@ -168,7 +171,11 @@ func (p *Runtime) create(ctx context.Context, spec release.Spec) (_ release.Rele
 			return release.Release{}, err
 		}
 	}
-	ps, err := json.MarshalIndent(commandSpec{Command: spec.Command, Env: spec.Env}, "", "  ")
+	data := p.dataMounts(spec.Service, spec.Data)
+	if err := p.ensureData(ctx, spec.Service, data); err != nil {
+		return release.Release{}, err
+	}
+	ps, err := json.MarshalIndent(commandSpec{Command: spec.Command, Env: spec.Env, Data: data}, "", "  ")
 	if err != nil {
 		return release.Release{}, err
 	}
@@ -329,6 +336,9 @@ func (p *Runtime) start(ctx context.Context, name string) error {
 		return err
 	}
 	root := filepath.Join(dir, rootDir)
+	if err := p.ensureData(ctx, r.Service, ps.Data); err != nil {
+		return err
+	}
 
 	env, err := releaseEnv(dir, r, ps)
 	if err != nil {

@@ -147,6 +147,7 @@ func New(cfg Config) (*Runtime, error) {
 type commandSpec struct {
 	Command []string          `json:"command"`
 	Env     map[string]string `json:"env,omitempty"`
+	Data    []dataMount       `json:"data,omitempty"` // see data.go
 }
 
 func (p *Runtime) dir(name string) string { return filepath.Join(p.cfg.Root, name) }

@@ -57,6 +57,7 @@ var deploySteps = []deployStep{
 	{name: "create", run: createTarget, preemptible: true, slot: true, fail: createFailed},
 	{name: "start", run: startTarget, preemptible: true, slot: true, fail: startFailed},
 	{name: "gate", run: gateTarget, preemptible: true, fail: gateFailed},
+	{name: "snapshot", run: snapshotData, preemptible: true, fail: snapshotFailed},
 	{name: "switch", run: switchRoute},
 	{name: "watch", run: watchTarget, fail: switchBack},
 	{name: "promote", run: promoteTarget},
@@ -204,6 +205,7 @@ func createTarget(ctx context.Context, dp *deployment) error {
 		Template: s.Template,
 		Allow:    s.Allow,
 		Artifact: path,
+		Data:     dataSpecs(s),
 		Created:  e.now(),
 	}
 	if s.EnvFile != "" {

@@ -71,6 +71,7 @@ type Spec struct {
 	Template string            // template name (jail runtime)
 	Allow    []string          // jail allow.* parameters, without the "allow." prefix
 	Artifact string            // local path of the verified artifact
+	Data     []Data            // persistent data sets, shared by every release of the service
 	Created  time.Time
 }
 

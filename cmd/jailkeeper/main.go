@@ -70,6 +70,7 @@ func newRootCmd() *cobra.Command {
 		newStatusCmd(),
 		newLogsCmd(),
 		newExecCmd(),
+		newDataCmd(),
 		newSyncCmd(),
 		newRunCaddyCmd(),
 		newHostCmd(),

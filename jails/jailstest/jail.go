@@ -26,9 +26,10 @@ type jail struct {
 	hostname string
 	path     string
 	ip4      []netip.Addr
-	ifname   string // the interface of ip4.addr "IF|ADDR", whose alias jail(8) owns
-	devfs    bool   // mount.devfs: path/dev is mounted
-	cpuset   int    // 0: jid+3
+	ifname   string   // the interface of ip4.addr "IF|ADDR", whose alias jail(8) owns
+	devfs    bool     // mount.devfs: path/dev is mounted
+	nullfs   []string // the mount points of its jail.conf `mount` lines, mounted
+	cpuset   int      // 0: jid+3
 	// dying counts the `jls -d` listings a removed jail still shows up in
 	// with state DYING (see SetDying); 0 for a live jail.
 	dying int
@@ -278,6 +279,14 @@ func (h *Host) jailCreate(argv []string, conf, name string) result {
 			undo = append(undo, func() { h.delAlias(ifc, p.Addr()) })
 		}
 	}
+	for line := range strings.Lines(params["mount"]) {
+		mnt, r := h.jailMount(argv, name, j.path, strings.TrimSuffix(line, "\n"))
+		if r.exit != 0 {
+			return rollback(r)
+		}
+		j.nullfs = append(j.nullfs, mnt)
+		undo = append(undo, func() { h.unmountNullfs(mnt) })
+	}
 	if _, ok := params["mount.devfs"]; ok {
 		dev := filepath.Join(j.path, "dev")
 		if fi, err := os.Lstat(dev); err != nil || !fi.IsDir() {
@@ -310,6 +319,11 @@ func (h *Host) jailRemove(name string) result {
 		return fail(`jail: "` + name + `" not found` + "\n")
 	}
 	j.devfs = false
+	// stopcommands: devfs, then the mount lines, then the address.
+	for _, mnt := range slices.Backward(j.nullfs) {
+		h.unmountNullfs(mnt)
+	}
+	j.nullfs = nil
 	if ifc := h.iface(j.ifname); ifc != nil {
 		for _, a := range j.ip4 {
 			h.delAlias(ifc, a)
@@ -346,6 +360,18 @@ func readJailConf(path, name string) (map[string]string, error) {
 		if !ok {
 			return nil, fmt.Errorf("%s: %q does not end in ';'", path, l)
 		}
+		if k, v, isList := strings.Cut(l, " += "); isList {
+			// jail.conf(5): "+=" appends to a list parameter; the
+			// fake keeps the values one per line.
+			if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
+				return nil, fmt.Errorf("%s: %s: value %s is not a double-quoted string", path, k, v)
+			}
+			if params[k] != "" {
+				params[k] += "\n"
+			}
+			params[k] += unquoteJailConf(v[1 : len(v)-1])
+			continue
+		}
 		k, v, isParam := strings.Cut(l, " = ")
 		if !isParam {
 			params[l] = "true"
@@ -354,9 +380,14 @@ func readJailConf(path, name string) (map[string]string, error) {
 		if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
 			return nil, fmt.Errorf("%s: %s: value %s is not a double-quoted string", path, k, v)
 		}
-		params[k] = strings.NewReplacer(`\\`, `\`, `\"`, `"`, `\$`, `$`, `\n`, "\n", `\t`, "\t").Replace(v[1 : len(v)-1])
+		params[k] = unquoteJailConf(v[1 : len(v)-1])
 	}
 	return params, nil
+}
+
+// unquoteJailConf undoes the escapes of a double-quoted jail.conf string.
+func unquoteJailConf(s string) string {
+	return strings.NewReplacer(`\\`, `\`, `\"`, `"`, `\$`, `$`, `\n`, "\n", `\t`, "\t").Replace(s)
 }
 
 // ifconfig answers `ifconfig -a`, `ifconfig IF`, `ifconfig IF create` and

@@ -274,12 +274,12 @@ func (h *Host) zfs(argv, args []string) result {
 }
 
 // props parses -o k=v options. The fake models user properties
-// (module:name, zfsprops(7)) and mountpoint.
+// (module:name, zfsprops(7)), mountpoint and quota (kept, not enforced).
 func parseProps(argv []string, kvs []string) (map[string]string, *result) {
 	props := map[string]string{}
 	for _, kv := range kvs {
 		k, v, ok := strings.Cut(kv, "=")
-		if !ok || (k != "mountpoint" && !strings.Contains(k, ":")) {
+		if !ok || (k != "mountpoint" && k != "quota" && !strings.Contains(k, ":")) {
 			r := unsupported(argv, "property "+strconv.Quote(kv))
 			return nil, &r
 		}
@@ -421,6 +421,12 @@ func (h *Host) busy(d *dataset) bool {
 	}
 	for _, m := range h.allMounts() {
 		if strings.HasPrefix(m.Path, mp+"/") && m.FSType != "zfs" {
+			return true
+		}
+		// A nullfs mount of the dataset's files holds it too: dounmount
+		// refuses a file system with upper (nullfs) mounts with EBUSY
+		// (DERIVED: sys/kern/vfs_mount.c, mnt_uppers).
+		if m.FSType == "nullfs" && (m.Device == mp || strings.HasPrefix(m.Device, mp+"/")) {
 			return true
 		}
 	}
