@@ -56,6 +56,7 @@ var deploySteps = []deployStep{
 	{name: "prepare", run: prepare, preemptible: true},
 	{name: "create", run: createTarget, preemptible: true, slot: true, fail: createFailed},
 	{name: "start", run: startTarget, preemptible: true, slot: true, fail: startFailed},
+	{name: "migrate", run: migrateTarget, preemptible: true, fail: migrateFailed}, // migrate.go
 	{name: "gate", run: gateTarget, preemptible: true, fail: gateFailed},
 	{name: "switch", run: switchRoute},
 	{name: "watch", run: watchTarget, fail: switchBack},
