@@ -96,6 +96,11 @@ func migrateTarget(ctx context.Context, dp *deployment) error {
 	if timeout <= 0 {
 		timeout = manifest.DefaultMigrateTimeout
 	}
+	// An app that died at once (its address held: the host's fault) is
+	// reported as the gate would, before and after the migration.
+	if err := dp.e.checkRunning(ctx, dp.target.Name); err != nil {
+		return err
+	}
 	argv := dp.spec.Migrate
 	dp.log.Info("running migration", "step", "migrate", "command", command.Quote(argv), "timeout", timeout)
 	out := &tailBuffer{max: migrateTail}
@@ -105,6 +110,9 @@ func migrateTarget(ctx context.Context, dp *deployment) error {
 		if ctx.Err() != nil {
 			return ctx.Err() // preempted or shutting down: no verdict
 		}
+		if err := dp.e.checkRunning(ctx, dp.target.Name); err != nil {
+			return err
+		}
 		if errors.Is(mctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("not done within %s (killed): %w", timeout, err)
 		}
@@ -113,29 +121,51 @@ func migrateTarget(ctx context.Context, dp *deployment) error {
 	cpMigrateRan.Hit()
 	now := dp.e.now()
 	if err := m.SetMigrated(ctx, dp.target.Name, now); err != nil {
-		return fmt.Errorf("record migration of %s: %w", dp.target.Name, err)
+		return &recordError{fmt.Errorf("record migration of %s: %w", dp.target.Name, err)}
 	}
 	dp.target.Migrated = now
 	dp.log.Info("migration finished", "step", "migrate")
 	return nil
 }
 
-// migrateFailed: a migration that failed fails the release, with its last
-// output lines in the reason; traffic never moved to it. Any other error
-// (recording the migration, a fault of the host) stops the target and
-// marks nothing: the next pass runs the migration again.
+// recordError: the migration finished, and storing that failed. It is
+// not the release's fault.
+type recordError struct{ err error }
+
+func (e *recordError) Error() string { return e.err.Error() }
+func (e *recordError) Unwrap() error { return e.err }
+
+// checkRunning returns nil while the release runs, else why it stopped
+// (notRunning), as the gate reports it.
+func (e *Executor) checkRunning(ctx context.Context, name string) error {
+	running, err := e.rt.Running(ctx, name)
+	if err != nil {
+		return fmt.Errorf("check %s: %w", name, err)
+	}
+	if !running {
+		return e.notRunning(ctx, name)
+	}
+	return nil
+}
+
+// migrateFailed: a migration that failed, or a release whose app died
+// before it ended, fails the release, with the last output lines or why
+// the app died in the reason; traffic never moved to it. An app that died
+// of a fault of the host is hostFailed, as at the gate. A migration that
+// finished and could not be recorded stops the target and marks nothing:
+// the next pass runs the migration again.
 func migrateFailed(ctx context.Context, dp *deployment, err error) error {
-	var me *migrationError
+	var re *recordError
 	switch {
 	case hostFault(err):
 		return dp.e.hostFailed(ctx, dp, fmt.Errorf("migrate: %w", err))
-	case errors.As(err, &me):
-		return dp.e.fail(ctx, dp, fmt.Errorf("migrate %s: %w", command.Quote(dp.spec.Migrate), err), false)
+	case errors.As(err, &re):
+		if serr := dp.e.rt.Stop(ctx, dp.target.Name); serr != nil {
+			return errors.Join(err, fmt.Errorf("stop %s: %w", dp.target.Name, serr))
+		}
+		return fmt.Errorf("migrate: %w", err)
 	}
-	if serr := dp.e.rt.Stop(ctx, dp.target.Name); serr != nil {
-		return errors.Join(err, fmt.Errorf("stop %s: %w", dp.target.Name, serr))
-	}
-	return fmt.Errorf("migrate: %w", err)
+	return dp.e.fail(ctx, dp, fmt.Errorf("migrate %s: %w", command.Quote(dp.spec.Migrate), err), false)
 }
 
 // migrateTail bounds the output a migration keeps: its last bytes, enough

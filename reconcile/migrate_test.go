@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -42,7 +43,10 @@ func (m *migratingRuntime) Migrate(ctx context.Context, name string, argv []stri
 	m.fakeRuntime.mu.Lock()
 	m.record("migrate %s", name)
 	if r := m.rels[name]; r == nil || !r.Running {
+		// As both runtimes do: a migration needs its release running.
 		m.notRun[name] = true
+		m.fakeRuntime.mu.Unlock()
+		return fmt.Errorf("migrate %s: release is not running", name)
 	}
 	m.fakeRuntime.mu.Unlock()
 	m.mu.Lock()
@@ -423,5 +427,49 @@ func TestTailBuffer(t *testing.T) {
 	b.Write([]byte("defghij"))
 	if got := string(b.bytes()); got != "cdefghij" {
 		t.Errorf("tail = %q, want %q", got, "cdefghij")
+	}
+}
+
+// A release whose app died at once because a stray holds its address is
+// the host's fault, migration or not: nothing is migrated in it, nothing
+// is marked failed, and the deploy goes on on another address.
+func TestMigrateAddressInUse(t *testing.T) {
+	h, m := newMigrateHarness()
+	v1 := migrating(svc("hello", sha1))
+	h.rt.held[netip.MustParseAddr("127.77.0.11")] = true // the first address handed out
+	if _, err := h.pass(t, v1); err != nil {
+		t.Fatalf("pass: %v", err)
+	}
+	r := mustState(t, h, v1.ReleaseName(), release.StateLive, true)
+	if r.IP.String() == "127.77.0.11" {
+		t.Fatalf("live on the held address %s", r.IP)
+	}
+	if got := failedMarks(h); got != nil {
+		t.Errorf("marked failed: %v", got)
+	}
+	if len(m.notRun) > 0 {
+		t.Errorf("migrations tried in releases that were not running: %v", m.notRun)
+	}
+	if n := countPrefix(h.rt.history(), "migrate "+v1.ReleaseName()); n != 1 {
+		t.Errorf("migrations = %d, want 1 (in the release on a free address)", n)
+	}
+}
+
+// A release whose app died before its migration fails with why it died,
+// not with the migration's complaint.
+func TestMigrateAppDied(t *testing.T) {
+	h, m := newMigrateHarness()
+	v1 := migrating(svc("hello", sha1))
+	h.rt.dieOnStart["hello"] = true
+	h.rt.exits[v1.ReleaseName()] = errors.New("exit status 2; log: hello: bad config")
+	if _, err := h.pass(t, v1); err == nil {
+		t.Fatal("pass succeeded")
+	}
+	r := mustState(t, h, v1.ReleaseName(), release.StateFailed, false)
+	if want := "migrate /usr/local/bin/hello migrate: " + v1.ReleaseName() + " is not running: exit status 2; log: hello: bad config"; r.Reason != want {
+		t.Errorf("reason = %q\nwant     %q", r.Reason, want)
+	}
+	if len(m.notRun) > 0 {
+		t.Errorf("migrations tried in releases that were not running: %v", m.notRun)
 	}
 }
