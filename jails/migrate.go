@@ -78,10 +78,12 @@ func (f *FreeBSD) envFile(name string) (string, error) {
 const migrateWaitDelay = 5 * time.Second
 
 // attachMigrate runs argv as attachExec does, in a process group of its
-// own: jexec execs the command after jail_attach(2), in the same process
-// and group, and the command's children inherit the group, so ctx ending
-// kills the migration and every process it started (kill(2) with a
-// negative pid; the host's root may signal jailed processes).
+// own. jexec calls jail_attach(2), then setusercontext without
+// LOGIN_SETLOGIN (no new session), then execvp(3) the command
+// (usr.sbin/jexec/jexec.c): the migration is the same process, in the same
+// group, and its children inherit the group. So ctx ending kills the
+// migration and every process it started (kill(2) with a negative pid;
+// the host's root may signal jailed processes).
 func attachMigrate(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = jexecEnv("")
