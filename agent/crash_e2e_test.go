@@ -30,7 +30,7 @@ import (
 // TestE2ECrashPoints kills a real agent (the jailkeeper binary, run as a
 // child with JAILKEEPER_CRASH_AT) at each crash point of the executor and
 // the process runtime in turn, each during a deploy of the next hello
-// version with retain: 0, so every deploy creates, starts, gates,
+// version with retain: 0, so every deploy creates, starts, migrates, gates,
 // switches, watches, promotes, retires, and destroys the release it
 // replaced. After each kill an agent without the variable starts on the
 // same state dir, and once it settles the test asserts: the last commit
@@ -62,7 +62,9 @@ func TestE2ECrashPoints(t *testing.T) {
 	e := newEnv(t, "@every 1s")
 	versions := []string{"v1", "v2", "v3"}
 	manifest := func(v string) map[string]string {
-		m := e.helloManifest("hello", v, "")
+		// With a migration (that migrates nothing), so reconcile.migrate.*
+		// are reached too.
+		m := e.helloManifest("hello", v, "migrate: [/usr/local/bin/hello, migrate]\n")
 		m = strings.Replace(m, "retain: 2", "retain: 0", 1)
 		m = strings.Replace(m, "drain: 1s", "drain: 200ms", 1)
 		return map[string]string{"services/hello.yaml": m}

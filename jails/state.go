@@ -96,7 +96,8 @@ func releaseFromProps(name string, p map[string]string) (release.Release, error)
 		}
 		r.Failures = n
 	}
-	for prop, t := range map[string]*time.Time{release.PropCreated: &r.Created, release.PropFailedAt: &r.FailedAt} {
+	for prop, t := range map[string]*time.Time{release.PropCreated: &r.Created, release.PropFailedAt: &r.FailedAt,
+		release.PropMigrated: &r.Migrated} {
 		if s := fromProp(p[prop]); s != "" {
 			v, err := time.Parse(time.RFC3339Nano, s)
 			if err != nil {

@@ -44,7 +44,7 @@ func dataSpecs(s *manifest.Service) []release.Data {
 // next pass tries again.
 func snapshotData(ctx context.Context, dp *deployment) error {
 	ds, ok := dp.e.rt.(DataSnapshotter)
-	if !ok || len(dp.spec.Data) == 0 {
+	if !ok || len(dp.spec.Data) == 0 || dp.snapped {
 		return nil
 	}
 	names := make([]string, len(dp.spec.Data))
@@ -54,6 +54,7 @@ func snapshotData(ctx context.Context, dp *deployment) error {
 	if err := ds.SnapshotData(ctx, dp.spec.Service, dp.target.Name, names, max(dp.spec.Retain, 1)); err != nil {
 		return fmt.Errorf("snapshot data: %w", err)
 	}
+	dp.snapped = true
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -117,5 +118,48 @@ func TestDataSnapshotFailureKeepsTraffic(t *testing.T) {
 	}
 	if !slices.Contains(h.kinds(), "deploy_started hello") || slices.Contains(h.kinds(), "failed hello") {
 		t.Errorf("events = %v", h.kinds())
+	}
+}
+
+// migratingSnapRuntime runs migrations and keeps data on ZFS; a snapshot
+// is recorded in the call history beside the migrations.
+type migratingSnapRuntime struct {
+	*migratingRuntime
+}
+
+func (m migratingSnapRuntime) SnapshotData(_ context.Context, service, target string, names []string, keep int) error {
+	m.fakeRuntime.mu.Lock()
+	defer m.fakeRuntime.mu.Unlock()
+	m.record("snapshot %s %v", target, names)
+	return nil
+}
+
+// A migration changes the data, so the deploy's one snapshot is taken
+// before it runs: the data a rollback by hand goes back to.
+func TestDataSnapshotBeforeMigration(t *testing.T) {
+	h := newHarness()
+	m := migratingSnapRuntime{newMigratingRuntime()}
+	h.rt = m.fakeRuntime
+	o := h.options()
+	o.Runtime = m
+	h.exec = NewExecutor(o)
+	v1 := migrating(withData(svc("hello", sha1)))
+	if _, err := h.pass(t, v1); err != nil {
+		t.Fatal(err)
+	}
+	mustState(t, h, v1.ReleaseName(), release.StateLive, true)
+	var got []string
+	for _, c := range h.rt.history() {
+		if strings.HasPrefix(c, "snapshot ") || strings.HasPrefix(c, "migrate") {
+			got = append(got, c)
+		}
+	}
+	want := []string{
+		"snapshot " + v1.ReleaseName() + " [uploads db]",
+		"migrate " + v1.ReleaseName(),
+		"migrated " + v1.ReleaseName(),
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("snapshots and migrations (-want +got):\n%s", diff)
 	}
 }

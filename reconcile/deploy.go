@@ -29,6 +29,7 @@ type deployment struct {
 	prev     release.Release   // the release live before, when hasPrev
 	hasPrev  bool
 	started  bool        // the start step ran
+	snapped  bool        // the data snapshot of this deploy is taken
 	switched time.Time   // when traffic moved to the target
 	clock    *phaseClock // the phases timed so far; nil before the first
 }
@@ -56,6 +57,7 @@ var deploySteps = []deployStep{
 	{name: "prepare", run: prepare, preemptible: true},
 	{name: "create", run: createTarget, preemptible: true, slot: true, fail: createFailed},
 	{name: "start", run: startTarget, preemptible: true, slot: true, fail: startFailed},
+	{name: "migrate", run: migrateTarget, preemptible: true, fail: migrateFailed}, // migrate.go
 	{name: "gate", run: gateTarget, preemptible: true, fail: gateFailed},
 	{name: "snapshot", run: snapshotData, preemptible: true, fail: snapshotFailed},
 	{name: "switch", run: switchRoute},

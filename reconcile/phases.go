@@ -8,8 +8,8 @@ import (
 )
 
 // Phase names where a deploy's time goes: the phase label of
-// jailkeeper_deploy_phase_seconds and the keys of a LastDeploy. A phase the
-// code has no step for (migrate) is added with that step.
+// jailkeeper_deploy_phase_seconds and the keys of a LastDeploy.
+// PhaseMigrate is in migrate.go, with its step.
 type Phase string
 
 // The phases of a deploy, in order.
@@ -24,17 +24,18 @@ const (
 )
 
 // Phases lists every Phase, in deploy order.
-var Phases = []Phase{PhaseFetch, PhaseCreate, PhaseStart, PhaseGate, PhaseSwitch, PhaseWatch, PhaseDrain}
+var Phases = []Phase{PhaseFetch, PhaseCreate, PhaseStart, PhaseMigrate, PhaseGate, PhaseSwitch, PhaseWatch, PhaseDrain}
 
 // stepPhase maps a deploy step to the phase it times; steps not listed
 // (prepare, promote, report, collect) are bookkeeping and time no phase.
 var stepPhase = map[string]Phase{
-	"create": PhaseCreate,
-	"start":  PhaseStart,
-	"gate":   PhaseGate,
-	"switch": PhaseSwitch,
-	"watch":  PhaseWatch,
-	"retire": PhaseDrain,
+	"create":  PhaseCreate,
+	"start":   PhaseStart,
+	"migrate": PhaseMigrate,
+	"gate":    PhaseGate,
+	"switch":  PhaseSwitch,
+	"watch":   PhaseWatch,
+	"retire":  PhaseDrain,
 }
 
 // PhaseTiming is one phase of one deploy, as it ends (whether its step
@@ -88,7 +89,8 @@ func (t timedFetcher) Fetch(ctx context.Context, url, sum string) (string, error
 // timeStep runs step s of dp and reports the phase it times.
 func (e *Executor) timeStep(ctx context.Context, dp *deployment, s deployStep, run func(context.Context) error) error {
 	p, timed := stepPhase[s.name]
-	if !timed || (p == PhaseCreate && dp.st.Existing) || (p == PhaseDrain && !dp.hasPrev) {
+	if !timed || (p == PhaseCreate && dp.st.Existing) || (p == PhaseDrain && !dp.hasPrev) ||
+		(p == PhaseMigrate && !dp.migrates()) {
 		return run(ctx)
 	}
 	if dp.clock == nil {

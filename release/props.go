@@ -21,4 +21,5 @@ const (
 	PropReason   = PropPrefix + "reason"
 	PropFailures = PropPrefix + "failures"
 	PropFailedAt = PropPrefix + "failed_at"
+	PropMigrated = PropPrefix + "migrated_at" // when the migration finished (RFC 3339)
 )

@@ -40,6 +40,10 @@ type Release struct {
 	Reason   string     `json:"reason,omitempty"`
 	Failures int        `json:"failures,omitempty"` // consecutive failed gates of this spec
 	FailedAt time.Time  `json:"failed_at,omitzero"`
+	// Migrated is when the release's migration (the manifest's migrate)
+	// finished; zero when it has none or it has not finished. Stored
+	// apart from Status (SetMigrated), so no state change clears it.
+	Migrated time.Time `json:"migrated_at,omitzero"`
 	// Running is observed (jls, or the pidfile's process), never stored.
 	Running bool `json:"-"`
 }

@@ -16,6 +16,8 @@
 //
 //	HELLO_FAIL_UP=1                 /up answers 503 always
 //	HELLO_FAIL_UP_AFTER=<duration>  /up answers 503 once that long has passed since start
+//
+// `hello migrate` is the demo's migration (see migrate.go).
 package main
 
 import (
@@ -157,6 +159,9 @@ func run(ctx context.Context, c config, stderr io.Writer) error {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "migrate" {
+		os.Exit(migrate(os.Getenv, os.Stdout, os.Stderr))
+	}
 	c, err := parseConfig(os.Getenv, time.Now)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hello:", err)

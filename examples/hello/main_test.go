@@ -204,3 +204,31 @@ func TestBinary(t *testing.T) {
 		t.Error("hello still answers after it exited")
 	}
 }
+
+// TestMigrate: `hello migrate` appends one line per run to
+// HELLO_MIGRATE_LOG, and fails on purpose without appending.
+func TestMigrate(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "migrations")
+	vars := map[string]string{"ADDR": "127.0.0.1:1", "HELLO_MIGRATE_LOG": log}
+	var out, errb strings.Builder
+	for range 2 {
+		if code := migrate(env(vars), &out, &errb); code != 0 {
+			t.Fatalf("migrate = %d, stderr %q", code, errb.String())
+		}
+	}
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "dev 127.0.0.1:1\ndev 127.0.0.1:1\n"; string(b) != want {
+		t.Errorf("log = %q, want %q", b, want)
+	}
+	vars["HELLO_MIGRATE_FAIL"] = "1"
+	out.Reset()
+	if code := migrate(env(vars), &out, &errb); code != 3 || !strings.Contains(out.String(), "step 6 of 6") {
+		t.Errorf("failing migrate = %d, stdout %q", code, out.String())
+	}
+	if b2, _ := os.ReadFile(log); string(b2) != string(b) {
+		t.Errorf("a failed migration appended: %q", b2)
+	}
+}
