@@ -42,29 +42,45 @@ func BenchmarkSwitch(b *testing.B) {
 	}
 }
 
-// BenchmarkRequestsLostAtSwitch measures a Caddy behaviour, not the client:
+// BenchmarkRequestsLostAtSwitch measures what a switch costs the clients:
 // while switches run, 4 goroutines send requests through Caddy, and
-// lost/switch reports how many failed (EOF or reset) per switch. Each reload
-// makes Caddy shut its old http.Server down, and net/http may close a
-// connection it accepted at that moment after reading its request
-// (golang/go#65802); on Linux every reload also binds a new SO_REUSEPORT
-// socket and drops what is queued on the old one, which an inherited socket
-// (fd/3) avoids. Sub-benchmarks: fresh connection per request or keep-alive,
-// Caddy binding the address or inheriting the socket.
+// lost/switch reports how many failed (EOF or reset) per switch.
+//
+// The mechanism, when the switch is an admin write (reload): Caddy builds
+// new servers for the new config and calls Shutdown on the old ones.
+// net/http's Server.Shutdown sets inShutdown before it closes the listener,
+// and conn.serve, after reading a request, returns without answering when
+// shuttingDown() (net/http server.go, golang/go#65802). So a connection the
+// old server accepted just before its listener closed (or had idle) gets
+// its request read and then closed: the client sees EOF before any byte of
+// an answer. Over a kept-alive connection net/http's client retries such a
+// request by itself; over a new one it cannot know it is safe, and fails.
+// On Linux each reload of a Caddy that binds the address itself also binds
+// a new SO_REUSEPORT socket and drops what is queued on the old one, which
+// an inherited socket (fd/3) avoids.
+//
+// Sub-benchmarks: new connection per request or keep-alive; Caddy binding
+// the address, inheriting the socket, or inheriting it with switches done
+// through upstream files (Config.UpstreamDir: no reload at all).
 func BenchmarkRequestsLostAtSwitch(b *testing.B) {
 	for _, keepAlive := range []bool{false, true} {
 		name := "fresh"
 		if keepAlive {
 			name = "keepalive"
 		}
-		b.Run(name+"/address", func(b *testing.B) { benchFreshConnections(b, keepAlive) })
-		b.Run(name+"/fd", func(b *testing.B) { benchFreshConnections(b, keepAlive, caddytest.InheritListener()) })
+		b.Run(name+"/address", func(b *testing.B) { benchFreshConnections(b, keepAlive, false) })
+		b.Run(name+"/fd", func(b *testing.B) { benchFreshConnections(b, keepAlive, false, caddytest.InheritListener()) })
+		b.Run(name+"/fd+file", func(b *testing.B) { benchFreshConnections(b, keepAlive, true, caddytest.InheritListener()) })
 	}
 }
 
-func benchFreshConnections(b *testing.B, keepAlive bool, opts ...caddytest.Option) {
+func benchFreshConnections(b *testing.B, keepAlive, file bool, opts ...caddytest.Option) {
 	in := caddytest.Start(b, opts...)
-	c := newClient(b, in)
+	newC := newClient
+	if file {
+		newC = newFileClient
+	}
+	c := newC(b, in)
 	ups := []string{backend(b, "A"), backend(b, "B")}
 	if err := c.Set(b.Context(), route("web", ups[0])); err != nil {
 		b.Fatal(err)

@@ -6,10 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
+	"time"
+
+	"github.com/jailkeeper/jailkeeper/internal/atomicfile"
 )
 
 // op is one Set, Remove or Ensure call waiting for the writer.
@@ -122,26 +127,187 @@ func (c *Client) submit(ctx context.Context, o *op) error {
 	}
 }
 
-// writer is the one goroutine that writes Caddy's config.
+// ReloadWindow is the least time between two admin writes of different
+// batches when the client has an UpstreamDir: calls that need Caddy to
+// reload its config (a new route, a removed one, other hostnames, Ensure)
+// and come within it of the last write wait for its end, and go out
+// together as one write. The first write after a quiet spell goes at once.
+//
+// Why a window at all: every admin write re-provisions Caddy's whole config
+// (about 1 ms at 1 route, 140 ms at 1,000) and restarts its servers, and
+// each restart can drop a request that arrives on a new connection at that
+// moment, on every site Caddy serves (see the package doc). When many
+// services deploy at once (a fleet-wide change, `parallel` gates ending
+// together) a window turns a stream of reloads into a few. Why 200 ms: it
+// is longer than one reload at 1,000 routes, so reloads never keep Caddy
+// busy more than about 70 % of the time, and it adds at most 200 ms to a
+// route creation, which follows a health gate of threshold × interval
+// (seconds by default).
+//
+// What never waits for it: a switch. With an UpstreamDir, a call that only
+// changes upstreams of routes that are in place is a file write with no
+// reload, done at once while other calls wait out the window (unless one
+// of them is for the same service: calls for a service keep their order).
+// A rollback, a switch back to a release that still runs, is such a call.
+// Without an UpstreamDir every switch is a reload itself, so there is no
+// window: calls pending while a write is in flight are merged, as before.
+const ReloadWindow = 200 * time.Millisecond
+
+// reloadWindowFor is the Client's window for Config.UpstreamDir dir.
+func reloadWindowFor(dir string) time.Duration {
+	if dir == "" {
+		return 0
+	}
+	return ReloadWindow
+}
+
+// writer is the one goroutine that writes Caddy's config (and the upstream
+// files). Switches that need no reload are done as they come (switchNow);
+// the other calls are held until ReloadWindow has passed since the last
+// write, then merged into one batch.
 func (c *Client) writer() {
 	defer close(c.done)
+	var (
+		held   []*op
+		window <-chan time.Time
+	)
 	for {
 		select {
 		case <-c.ctx.Done():
+			for _, o := range held {
+				o.finish(ErrClosed)
+			}
 			return
 		case <-c.wake:
+		case <-window:
+			window = nil
 		}
-		for {
-			c.mu.Lock()
-			ops := c.pending
-			c.pending = nil
-			c.mu.Unlock()
-			if len(ops) == 0 {
-				break
+		c.mu.Lock()
+		ops := c.pending
+		c.pending = nil
+		c.mu.Unlock()
+		held = c.switchNow(held, ops)
+		if len(held) == 0 {
+			continue
+		}
+		if wait := time.Until(c.lastWrite.Add(c.window)); wait > 0 {
+			if window == nil {
+				window = time.After(wait)
 			}
-			c.batch(ops)
+			continue
+		}
+		window = nil
+		writes := c.stats.writes.Load()
+		c.batch(held)
+		held = nil
+		if c.stats.writes.Load() != writes {
+			c.lastWrite = time.Now()
 		}
 	}
+}
+
+// switchNow carries out at once the ops that only switch upstreams of
+// routes that are in place, which with an UpstreamDir is a file write and
+// no reload, and returns held with the other ops appended in order. An op
+// for a service that a held op also names is held too, so that the later
+// call still wins. Without an UpstreamDir it holds every op.
+func (c *Client) switchNow(held, ops []*op) []*op {
+	dir := c.cfg.UpstreamDir
+	if dir == "" {
+		return append(held, ops...)
+	}
+	waiting := map[string]bool{}
+	note := func(o *op) {
+		for _, r := range o.set {
+			waiting[r.Service] = true
+		}
+		for _, s := range o.remove {
+			waiting[s] = true
+		}
+	}
+	for _, o := range held {
+		note(o)
+	}
+	hold := func(o *op) {
+		held = append(held, o)
+		note(o)
+	}
+	var (
+		infos   []routeInfo
+		read    bool
+		readErr error
+	)
+	for _, o := range ops {
+		if err := o.ctx.Err(); err != nil {
+			o.finish(err)
+			continue
+		}
+		now := !o.ensure && len(o.remove) == 0 && len(o.set) > 0
+		for _, r := range o.set {
+			now = now && !waiting[r.Service]
+		}
+		if now && !read {
+			infos, _, readErr = c.readRoutes(c.ctx)
+			read = true
+		}
+		var files []fileWrite
+		if now {
+			// A failed read holds the op: the batch reads again and
+			// reports the error, or re-creates a missing server.
+			files, now = switchFiles(infos, o.set, dir)
+			now = now && readErr == nil
+		}
+		if !now {
+			hold(o)
+			continue
+		}
+		var err error
+		for _, f := range files {
+			if err = c.writeUpstream(f.service, f.upstream); err != nil {
+				break
+			}
+		}
+		o.finish(err)
+	}
+	return held
+}
+
+// fileWrite is one upstream file to write: service's upstream host:port.
+type fileWrite struct{ service, upstream string }
+
+// switchFiles returns the file writes that make the routes in set live,
+// and ok when nothing else is needed: each route is in Caddy's config as
+// Set would write it for dir, so only its upstream file may change. Files
+// that already hold the upstream are not rewritten.
+func switchFiles(infos []routeInfo, set []Route, dir string) (files []fileWrite, ok bool) {
+	byService := map[string]routeInfo{}
+	for _, ri := range infos {
+		if ri.service != "" {
+			if _, dup := byService[ri.service]; !dup {
+				byService[ri.service] = ri
+			}
+		}
+	}
+	current := map[string]string{}
+	for _, r := range set {
+		ri, exists := byService[r.Service]
+		if !exists || !ri.file {
+			return nil, false
+		}
+		want, err := r.renderIn(dir)
+		if err != nil || !sameJSON(ri.raw, want) {
+			return nil, false
+		}
+		cur, seen := current[r.Service]
+		if !seen {
+			cur = ri.route.Upstream
+		}
+		if cur != r.Upstream {
+			files = append(files, fileWrite{r.Service, r.Upstream})
+			current[r.Service] = r.Upstream
+		}
+	}
+	return files, true
 }
 
 // batch merges the ops and applies them as one.
@@ -245,7 +411,7 @@ func (c *Client) apply(ctx context.Context, ensure bool, changes []change) error
 		if err != nil {
 			return err
 		}
-		p, err := plan(infos, changes)
+		p, err := planIn(infos, changes, c.cfg.UpstreamDir)
 		if err != nil {
 			return err
 		}
@@ -259,19 +425,40 @@ func (c *Client) apply(ctx context.Context, ensure bool, changes []change) error
 			}
 			return err
 		}
-		body, err := json.Marshal(p.routes)
-		if err != nil {
-			return fmt.Errorf("caddy set routes: %w", err)
-		}
-		err = c.write(ctx, http.MethodPatch, routesPath, body, etag)
-		if isStatus(err, http.StatusPreconditionFailed) || errors.Is(err, ErrNotFound) {
-			if isStatus(err, http.StatusPreconditionFailed) {
-				c.stats.conflicts.Add(1)
+		// Files no route in Caddy reads yet go first, so that a route is
+		// never live before its file; files that live routes read go
+		// after the routes write (they are the switch), so that a write
+		// Caddy refuses leaves the traffic where it was.
+		for _, f := range p.before {
+			if err := c.writeUpstream(f.service, f.upstream); err != nil {
+				return err
 			}
-			continue
 		}
-		if err != nil {
-			return fmt.Errorf("caddy set routes: %w", err)
+		if p.routes != nil {
+			body, err := json.Marshal(p.routes)
+			if err != nil {
+				return fmt.Errorf("caddy set routes: %w", err)
+			}
+			err = c.write(ctx, http.MethodPatch, routesPath, body, etag)
+			if isStatus(err, http.StatusPreconditionFailed) || errors.Is(err, ErrNotFound) {
+				if isStatus(err, http.StatusPreconditionFailed) {
+					c.stats.conflicts.Add(1)
+				}
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("caddy set routes: %w", err)
+			}
+		}
+		for _, f := range p.after {
+			if err := c.writeUpstream(f.service, f.upstream); err != nil {
+				return err
+			}
+		}
+		for _, s := range p.gone {
+			if err := c.removeUpstream(s); err != nil {
+				return err
+			}
 		}
 		return nil
 	}
@@ -282,13 +469,26 @@ func (c *Client) apply(ctx context.Context, ensure bool, changes []change) error
 type routePlan struct {
 	changed    bool
 	switchOnly *Route            // set when the one change is an upstream switch
-	routes     []json.RawMessage // the whole new routes array otherwise
+	routes     []json.RawMessage // the whole new routes array, or nil: no routes write
+	// With an UpstreamDir: upstream files to write before the routes
+	// write (no route in Caddy reads them yet) and after it (live routes
+	// read them: the switch), and services whose file goes once their
+	// route is gone.
+	before, after []fileWrite
+	gone          []string
 }
 
 // plan computes the new routes array from the current one. Routes that are
 // not jailkeeper's keep their place and content; changed routes keep their
 // place; new routes go at the end, and the fallback route after them.
 func plan(infos []routeInfo, changes []change) (routePlan, error) {
+	return planIn(infos, changes, "")
+}
+
+// planIn is plan for Config.UpstreamDir dir. With dir, routes dial their
+// upstream files, and a change of upstream alone is a file write, not a
+// routes write.
+func planIn(infos []routeInfo, changes []change, dir string) (routePlan, error) {
 	idx := make(map[string]int, len(infos))
 	fallback := -1
 	for i, ri := range infos {
@@ -314,29 +514,45 @@ func plan(infos []routeInfo, changes []change) (routePlan, error) {
 			if exists && !removed[i] {
 				removed[i] = true
 				n++
+				if dir != "" {
+					p.gone = append(p.gone, ch.service)
+				}
 			}
 			continue
 		}
-		want, err := ch.route.render()
+		want, err := ch.route.renderIn(dir)
 		if err != nil {
 			return routePlan{}, fmt.Errorf("caddy route %s: %w", ch.service, err)
 		}
+		file := fileWrite{ch.service, ch.route.Upstream}
 		if !exists {
 			added = append(added, want)
 			n++
+			if dir != "" {
+				p.before = append(p.before, file)
+			}
 			continue
 		}
 		cur := infos[i]
+		if dir != "" {
+			switch {
+			case !cur.file:
+				p.before = append(p.before, file)
+			case cur.route.Upstream != ch.route.Upstream:
+				p.after = append(p.after, file)
+			}
+		}
 		if sameJSON(cur.raw, want) {
 			continue
 		}
-		if onlyUpstreamDiffers(cur.route, *ch.route) {
+		if dir == "" && onlyUpstreamDiffers(cur.route, *ch.route) {
 			sw = ch.route
 		}
 		routes[i] = want
 		n++
 	}
 	if n == 0 {
+		p.changed = len(p.after) > 0
 		return p, nil
 	}
 	if err := claimedOnce(infos, changes, removed); err != nil {
@@ -477,11 +693,57 @@ func (c *Client) readRoutes(ctx context.Context) ([]routeInfo, string, error) {
 	if b := bytes.TrimSpace(resp.body); bytes.Equal(b, []byte("null")) {
 		return nil, "", errServerMissing
 	}
-	infos, err := parseRoutes(resp.body)
+	infos, err := parseRoutesIn(resp.body, c.cfg.UpstreamDir)
 	if err != nil {
 		return nil, "", fmt.Errorf("caddy read routes: %w", err)
 	}
+	for i := range infos {
+		if infos[i].file {
+			if infos[i].route.Upstream, err = c.readUpstream(infos[i].service); err != nil {
+				return nil, "", fmt.Errorf("caddy read routes: %w", err)
+			}
+		}
+	}
 	return infos, resp.etag, nil
+}
+
+// readUpstream returns the content of service's upstream file as Caddy
+// reads it (one trailing newline trimmed), or "" when there is no file.
+func (c *Client) readUpstream(service string) (string, error) {
+	b, err := os.ReadFile(UpstreamFile(c.cfg.UpstreamDir, service))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("upstream of %s: %w", service, err)
+	}
+	s := strings.TrimSuffix(string(b), "\n")
+	return strings.TrimSuffix(s, "\r"), nil
+}
+
+// writeUpstream replaces service's upstream file with upstream, atomically
+// (internal/atomicfile: write, fsync, rename), so that Caddy reads either
+// the old address or the new one, never a part. From the next request on,
+// Caddy dials the new one; requests in flight finish where they are.
+func (c *Client) writeUpstream(service, upstream string) error {
+	if err := os.MkdirAll(c.cfg.UpstreamDir, 0o755); err != nil {
+		return fmt.Errorf("caddy switch %s: %w", service, err)
+	}
+	if err := atomicfile.WriteFile(UpstreamFile(c.cfg.UpstreamDir, service), []byte(upstream+"\n"), 0o644); err != nil {
+		return fmt.Errorf("caddy switch %s: %w", service, err)
+	}
+	c.stats.files.Add(1)
+	return nil
+}
+
+// removeUpstream deletes service's upstream file once no route reads it.
+// A missing file is not an error.
+func (c *Client) removeUpstream(service string) error {
+	err := os.Remove(UpstreamFile(c.cfg.UpstreamDir, service))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("caddy remove %s: %w", service, err)
+	}
+	return nil
 }
 
 func isStatus(err error, status int) bool {
