@@ -13,32 +13,49 @@ import (
 )
 
 // BenchmarkSwitch measures one upstream switch (Set of one route whose only
-// change is its upstream: GET routes, GET upstreams, PATCH with If-Match and
-// Caddy's reload) with 1 and 100 routes in the server.
+// change is its upstream) with 1 and 100 routes in the server: "reload" is
+// GET routes, GET upstreams, PATCH with If-Match and Caddy's reload; "file"
+// (Config.UpstreamDir) is GET routes and an atomic rename of the upstream
+// file, with no reload.
 func BenchmarkSwitch(b *testing.B) {
-	for _, n := range []int{1, 100} {
-		b.Run(fmt.Sprintf("routes=%d", n), func(b *testing.B) {
-			in := caddytest.Start(b)
-			c := newClient(b, in)
-			ups := []string{backend(b, "A"), backend(b, "B")}
-			routes := make([]caddy.Route, n)
-			for i := range routes {
-				routes[i] = route(fmt.Sprintf("svc%03d", i), ups[0])
+	for _, file := range []bool{false, true} {
+		for _, n := range []int{1, 100} {
+			mode := "reload"
+			if file {
+				mode = "file"
 			}
-			if err := c.Set(b.Context(), routes...); err != nil {
-				b.Fatal(err)
-			}
-			i := 0
-			for b.Loop() {
-				i++
-				if err := c.Set(b.Context(), route("svc000", ups[i%2])); err != nil {
+			b.Run(fmt.Sprintf("%s/routes=%d", mode, n), func(b *testing.B) {
+				in := caddytest.Start(b)
+				newC := newClient
+				if file {
+					newC = newFileClient
+				}
+				c := newC(b, in)
+				ups := []string{backend(b, "A"), backend(b, "B")}
+				routes := make([]caddy.Route, n)
+				for i := range routes {
+					routes[i] = route(fmt.Sprintf("svc%03d", i), ups[0])
+				}
+				if err := c.Set(b.Context(), routes...); err != nil {
 					b.Fatal(err)
 				}
-			}
-			if st := c.Stats(); st.Switches < uint64(i) {
-				b.Fatalf("%d switches by PATCH for %d Set calls", st.Switches, i)
-			}
-		})
+				st := c.Stats()
+				i := 0
+				for b.Loop() {
+					i++
+					if err := c.Set(b.Context(), route("svc000", ups[i%2])); err != nil {
+						b.Fatal(err)
+					}
+				}
+				after := c.Stats()
+				if done := after.Switches + after.Files - st.Switches - st.Files; done < uint64(i) {
+					b.Fatalf("%d switches for %d Set calls", done, i)
+				}
+				if file && after.Writes != st.Writes {
+					b.Fatalf("%d admin writes for %d file switches", after.Writes-st.Writes, i)
+				}
+			})
+		}
 	}
 }
 
