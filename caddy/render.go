@@ -241,13 +241,11 @@ type routeInfo struct {
 	file bool
 }
 
-// parseRoutes reads the server's routes array. Routes without a jailkeeper
-// @id are kept as they are and never touched.
-func parseRoutes(b []byte) ([]routeInfo, error) { return parseRoutesIn(b, "") }
-
-// parseRoutesIn is parseRoutes for Config.UpstreamDir dir: a route that
-// dials its service's upstream file under dir is not drifted, and is
-// marked file (its Upstream is left empty for the caller to read).
+// parseRoutesIn reads the server's routes array as a client with
+// Config.UpstreamDir dir sees it. Routes without a jailkeeper @id are kept
+// as they are and never touched. With dir, a route that dials its
+// service's upstream file under dir is not drifted, and is marked file
+// (its Upstream is left empty for the caller to read).
 func parseRoutesIn(b []byte, dir string) ([]routeInfo, error) {
 	var raws []json.RawMessage
 	if err := json.Unmarshal(b, &raws); err != nil {
