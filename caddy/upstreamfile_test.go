@@ -1,6 +1,7 @@
 package caddy_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -258,6 +259,15 @@ func TestReloadWindow(t *testing.T) {
 	wantBody(t, in, "svc13.example.com", "A")
 }
 
+// heldByWriter waits until c has had calls calls and the writer has taken
+// them all.
+func heldByWriter(t *testing.T, c *caddy.Client, calls uint64) {
+	t.Helper()
+	for c.Stats().Calls < calls || caddy.Pending(c) != 0 {
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestRollbackNotHeldByWindow: a switch back to a running release is done
 // while a route creation waits out the reload window, and never waits for
 // it.
@@ -275,10 +285,9 @@ func TestRollbackNotHeldByWindow(t *testing.T) {
 	wantBody(t, in, "web.example.com", "B")
 	// The Set of web made a write just now: a new route waits ~3 s.
 	created := make(chan error, 1)
+	calls := c.Stats().Calls
 	go func() { created <- c.Set(t.Context(), route("late", a)) }()
-	for caddy.Pending(c) != 0 {
-		time.Sleep(time.Millisecond)
-	}
+	heldByWriter(t, c, calls+1)
 	// Roll back: web to A again.
 	if err := c.Set(t.Context(), route("web", a)); err != nil {
 		t.Fatal(err)
@@ -292,6 +301,35 @@ func TestRollbackNotHeldByWindow(t *testing.T) {
 	if err != nil || st != 200 || body != "A" {
 		t.Fatalf("after rollback: GET %d %q %v, want 200 A", st, body, err)
 	}
+	if err := <-created; err != nil {
+		t.Fatal(err)
+	}
+	wantBody(t, in, "late.example.com", "A")
+}
+
+// TestSwitchWithReloadNotHeld: a switch that needs a reload too (new
+// hostnames with the old release back) does not wait out the window, and
+// takes what was held with it.
+func TestSwitchWithReloadNotHeld(t *testing.T) {
+	in := caddytest.Start(t)
+	c := newFileClient(t, in)
+	caddy.SetReloadWindow(c, time.Hour) // held calls would outlive the test
+	a, b := backend(t, "A"), backend(t, "B")
+	if err := c.Set(t.Context(), route("web", a)); err != nil {
+		t.Fatal(err)
+	}
+	created := make(chan error, 1)
+	calls := c.Stats().Calls
+	go func() { created <- c.Set(t.Context(), route("late", a)) }()
+	heldByWriter(t, c, calls+1)
+	back := route("web", b)
+	back.Hostnames = append(back.Hostnames, "www.web.example.com")
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := c.Set(ctx, back); err != nil {
+		t.Fatalf("switch with new hostnames: %v (held by the window?)", err)
+	}
+	wantBody(t, in, "www.web.example.com", "B")
 	if err := <-created; err != nil {
 		t.Fatal(err)
 	}

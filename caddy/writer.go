@@ -149,6 +149,9 @@ func (c *Client) submit(ctx context.Context, o *op) error {
 // reload, done at once while other calls wait out the window (unless one
 // of them is for the same service: calls for a service keep their order).
 // A rollback, a switch back to a release that still runs, is such a call.
+// A call that switches an existing route's upstream and needs a reload
+// too (a revert that restores hostnames with the release) does not wait
+// either: it and whatever is held go out at once.
 // Without an UpstreamDir every switch is a reload itself, so there is no
 // window: calls pending while a write is in flight are merged, as before.
 const ReloadWindow = 200 * time.Millisecond
@@ -169,6 +172,7 @@ func (c *Client) writer() {
 	defer close(c.done)
 	var (
 		held   []*op
+		urgent bool // a held op moves traffic: no waiting
 		window <-chan time.Time
 	)
 	for {
@@ -186,11 +190,11 @@ func (c *Client) writer() {
 		ops := c.pending
 		c.pending = nil
 		c.mu.Unlock()
-		held = c.switchNow(held, ops)
+		held, urgent = c.switchNow(held, ops, urgent)
 		if len(held) == 0 {
 			continue
 		}
-		if wait := time.Until(c.lastWrite.Add(c.window)); wait > 0 {
+		if wait := time.Until(c.lastWrite.Add(c.window)); wait > 0 && !urgent {
 			if window == nil {
 				window = time.After(wait)
 			}
@@ -199,7 +203,7 @@ func (c *Client) writer() {
 		window = nil
 		writes := c.stats.writes.Load()
 		c.batch(held)
-		held = nil
+		held, urgent = nil, false
 		if c.stats.writes.Load() != writes {
 			c.lastWrite = time.Now()
 		}
@@ -210,11 +214,16 @@ func (c *Client) writer() {
 // routes that are in place, which with an UpstreamDir is a file write and
 // no reload, and returns held with the other ops appended in order. An op
 // for a service that a held op also names is held too, so that the later
-// call still wins. Without an UpstreamDir it holds every op.
-func (c *Client) switchNow(held, ops []*op) []*op {
+// call still wins. urgent becomes true when a held op moves traffic too
+// (it switches an existing route's upstream and changes more, such as a
+// revert that restores both a release and its hostnames) or when Caddy's
+// routes could not be read (nothing to gain from waiting): the writer then
+// writes without waiting out the window. Without an UpstreamDir it holds
+// every op.
+func (c *Client) switchNow(held, ops []*op, urgent bool) ([]*op, bool) {
 	dir := c.cfg.UpstreamDir
 	if dir == "" {
-		return append(held, ops...)
+		return append(held, ops...), urgent
 	}
 	waiting := map[string]bool{}
 	note := func(o *op) {
@@ -246,7 +255,7 @@ func (c *Client) switchNow(held, ops []*op) []*op {
 		for _, r := range o.set {
 			now = now && !waiting[r.Service]
 		}
-		if now && !read {
+		if len(o.set) > 0 && !read {
 			infos, _, readErr = c.readRoutes(c.ctx)
 			read = true
 		}
@@ -258,6 +267,7 @@ func (c *Client) switchNow(held, ops []*op) []*op {
 			now = now && readErr == nil
 		}
 		if !now {
+			urgent = urgent || (len(o.set) > 0 && (readErr != nil || movesTraffic(infos, o.set)))
 			hold(o)
 			continue
 		}
@@ -269,7 +279,20 @@ func (c *Client) switchNow(held, ops []*op) []*op {
 		}
 		o.finish(err)
 	}
-	return held
+	return held, urgent
+}
+
+// movesTraffic reports whether a route in set exists in infos with another
+// upstream: setting it is a switch, whatever else it changes.
+func movesTraffic(infos []routeInfo, set []Route) bool {
+	for _, r := range set {
+		for _, ri := range infos {
+			if ri.service == r.Service && ri.route.Upstream != r.Upstream {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // fileWrite is one upstream file to write: service's upstream host:port.
