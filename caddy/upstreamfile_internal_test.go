@@ -144,3 +144,48 @@ func TestNewUpstreamDir(t *testing.T) {
 		}
 	}
 }
+
+// TestSwitchFiles: only routes in place as Set writes them switch without
+// a reload; a file already holding the upstream is not rewritten, judged
+// by what was written since the routes were read when there is such a
+// write (a switch there and back in one round writes twice).
+func TestSwitchFiles(t *testing.T) {
+	const dir = "/up"
+	route := func(svc, up string) Route {
+		return Route{Service: svc, Hostnames: []string{svc + ".example"}, Upstream: up}.Normalize()
+	}
+	inFile := func(r Route) routeInfo {
+		raw, err := r.renderIn(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return routeInfo{raw: raw, service: r.Service, route: r, file: true}
+	}
+	a1, a2 := route("a", "127.0.0.1:1"), route("a", "127.0.0.1:2")
+	aHosts := a2
+	aHosts.Hostnames = []string{"www.a.example"}
+	infos := []routeInfo{inFile(a1)}
+	for _, tc := range []struct {
+		name    string
+		infos   []routeInfo
+		written map[string]string
+		set     []Route
+		files   []fileWrite
+		ok      bool
+	}{
+		{"as it is", infos, nil, []Route{a1}, nil, true},
+		{"switch", infos, nil, []Route{a2}, []fileWrite{{"a", "127.0.0.1:2"}}, true},
+		{"back after a write this round", infos, map[string]string{"a": "127.0.0.1:2"}, []Route{a1}, []fileWrite{{"a", "127.0.0.1:1"}}, true},
+		{"there and back in one call", infos, nil, []Route{a2, a1}, []fileWrite{{"a", "127.0.0.1:2"}, {"a", "127.0.0.1:1"}}, true},
+		{"new route", infos, nil, []Route{route("b", "127.0.0.1:1")}, nil, false},
+		{"hostnames change", infos, nil, []Route{aHosts}, nil, false},
+		{"address route", []routeInfo{{raw: mustRender(t, a1), service: "a", route: a1}}, nil, []Route{a2}, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			files, ok := switchFiles(tc.infos, tc.written, tc.set, dir)
+			if ok != tc.ok || !cmp.Equal(files, tc.files, cmp.AllowUnexported(fileWrite{})) {
+				t.Errorf("switchFiles = %v, %v; want %v, %v", files, ok, tc.files, tc.ok)
+			}
+		})
+	}
+}

@@ -245,6 +245,9 @@ func (c *Client) switchNow(held, ops []*op, urgent bool) ([]*op, bool) {
 		infos   []routeInfo
 		read    bool
 		readErr error
+		// written holds the files written in this round: infos, read
+		// once, does not show them.
+		written = map[string]string{}
 	)
 	for _, o := range ops {
 		if err := o.ctx.Err(); err != nil {
@@ -263,7 +266,7 @@ func (c *Client) switchNow(held, ops []*op, urgent bool) ([]*op, bool) {
 		if now {
 			// A failed read holds the op: the batch reads again and
 			// reports the error, or re-creates a missing server.
-			files, now = switchFiles(infos, o.set, dir)
+			files, now = switchFiles(infos, written, o.set, dir)
 			now = now && readErr == nil
 		}
 		if !now {
@@ -276,6 +279,7 @@ func (c *Client) switchNow(held, ops []*op, urgent bool) ([]*op, bool) {
 			if err = c.writeUpstream(f.service, f.upstream); err != nil {
 				break
 			}
+			written[f.service] = f.upstream
 		}
 		o.finish(err)
 	}
@@ -301,8 +305,9 @@ type fileWrite struct{ service, upstream string }
 // switchFiles returns the file writes that make the routes in set live,
 // and ok when nothing else is needed: each route is in Caddy's config as
 // Set would write it for dir, so only its upstream file may change. Files
-// that already hold the upstream are not rewritten.
-func switchFiles(infos []routeInfo, set []Route, dir string) (files []fileWrite, ok bool) {
+// that already hold the upstream are not rewritten; written, the files
+// written since infos was read, says what they hold where infos is stale.
+func switchFiles(infos []routeInfo, written map[string]string, set []Route, dir string) (files []fileWrite, ok bool) {
 	byService := map[string]routeInfo{}
 	for _, ri := range infos {
 		if ri.service != "" {
@@ -322,6 +327,9 @@ func switchFiles(infos []routeInfo, set []Route, dir string) (files []fileWrite,
 			return nil, false
 		}
 		cur, seen := current[r.Service]
+		if !seen {
+			cur, seen = written[r.Service]
+		}
 		if !seen {
 			cur = ri.route.Upstream
 		}
