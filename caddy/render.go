@@ -174,7 +174,8 @@ func (r Route) renderIn(dir string) ([]byte, error) {
 func UpstreamFile(dir, service string) string { return filepath.Join(dir, service) }
 
 // filePlaceholder is the dial of a service's upstream under dir: Caddy's
-// global {file.*} placeholder, which reads the file (up to 1 MiB, one
+// global {file.*} placeholder (since 2.8.0, caddyserver/caddy#5463, so in
+// every Caddy jailkeeper supports), which reads the file (up to 1 MiB, one
 // trailing newline trimmed) each time it is replaced; reverse_proxy
 // replaces the placeholders of a dial once per request and per retry
 // (Upstream.fillDialInfo).
