@@ -23,7 +23,11 @@
 // reads after Server.Shutdown began (golang/go#65802). A connection the old
 // server accepted just before, or had idle, thus loses its request; a client
 // on a new connection sees EOF (BenchmarkRequestsLostAtSwitch: 0.41 per
-// switch with a connection per request, even on an inherited socket). With
+// switch with a connection per request, even on an inherited socket). No
+// Caddy setting closes that gap: the http app's shutdown_delay is honoured
+// only for listeners that close (caddyhttp App.stop checks ListenerUsage),
+// not on a reload that keeps them, and grace_period bounds how long old
+// connections may take, not which requests are read. With
 // an UpstreamDir, each route dials {file.<dir>/<service>}, a placeholder
 // reverse_proxy resolves per request, and a switch renames a new file over
 // that one: no admin write, no reload, no request lost. Writes that still
