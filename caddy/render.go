@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -166,21 +165,6 @@ func (r Route) renderIn(dir string) ([]byte, error) {
 		return r.render()
 	}
 	return r.renderDial(filePlaceholder(dir, r.Service))
-}
-
-// UpstreamFile is the file that holds a service's upstream (host:port)
-// under Config.UpstreamDir dir. Caddy reads it on every request through
-// the dial placeholder {file.<UpstreamFile>}.
-func UpstreamFile(dir, service string) string { return filepath.Join(dir, service) }
-
-// filePlaceholder is the dial of a service's upstream under dir: Caddy's
-// global {file.*} placeholder (since 2.8.0, caddyserver/caddy#5463, so in
-// every Caddy jailkeeper supports), which reads the file (up to 1 MiB, one
-// trailing newline trimmed) each time it is replaced; reverse_proxy
-// replaces the placeholders of a dial once per request and per retry
-// (Upstream.fillDialInfo).
-func filePlaceholder(dir, service string) string {
-	return "{file." + UpstreamFile(dir, service) + "}"
 }
 
 // renderDial returns the route as Caddy config JSON with dial as its
