@@ -98,7 +98,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	proxy, err := caddy.New(caddy.Config{Admin: cfg.Caddy.Admin, Server: cfg.Caddy.Server, Listen: cfg.Caddy.Listen})
+	proxy, err := caddy.New(cfg.Caddy.client())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: caddy: %w", ErrConfig, cfg.File, err)
 	}

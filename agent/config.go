@@ -17,6 +17,7 @@ import (
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
 
+	"github.com/jailkeeper/jailkeeper/caddy"
 	"github.com/jailkeeper/jailkeeper/manifest"
 	"github.com/jailkeeper/jailkeeper/process"
 	"github.com/jailkeeper/jailkeeper/release"
@@ -140,6 +141,16 @@ type CaddyConfig struct {
 	Admin  string   `yaml:"admin"`
 	Server string   `yaml:"server"`
 	Listen []string `yaml:"listen"`
+	// UpstreamDir holds one file per service with its live upstream,
+	// which Caddy reads on every request: a switch is a file rename, not
+	// a config reload (caddy.Config.UpstreamDir). Caddy must be able to
+	// read it. Default <state_dir>/upstreams.
+	UpstreamDir string `yaml:"upstream_dir"`
+}
+
+// client is the caddy package's Config for c.
+func (c CaddyConfig) client() caddy.Config {
+	return caddy.Config{Admin: c.Admin, Server: c.Server, Listen: c.Listen, UpstreamDir: c.UpstreamDir}
 }
 
 // NotifyConfig is the optional outgoing webhook for deploy events.
@@ -300,6 +311,7 @@ func (c *Config) setDefaults() {
 	if len(c.Caddy.Listen) == 0 {
 		c.Caddy.Listen = []string{":8080"}
 	}
+	def(&c.Caddy.UpstreamDir, filepath.Join(c.StateDir, "upstreams"))
 	def(&c.Listen, "127.0.0.1:9180")
 	if c.Parallel == 0 {
 		c.Parallel = 4
@@ -357,6 +369,9 @@ func (c *Config) validate() error {
 	}
 	if !filepath.IsAbs(c.StateDir) {
 		bad("state_dir", "%q is not an absolute path", c.StateDir)
+	}
+	if d := c.Caddy.UpstreamDir; !filepath.IsAbs(d) || filepath.Clean(d) != d || strings.ContainsAny(d, "{}\\") {
+		bad("caddy.upstream_dir", "%q is not an absolute, clean path without '{', '}' or '\\'", d)
 	}
 	if _, err := netip.ParsePrefix(c.Jails.Pool); err != nil {
 		bad("jails.pool", "%v", err)

@@ -41,6 +41,7 @@ func TestConfigDefaults(t *testing.T) {
 		{"jails.interface", c.Jails.Interface, "lo1"},
 		{"caddy.admin", c.Caddy.Admin, "unix//var/run/caddy/admin.sock"},
 		{"caddy.server", c.Caddy.Server, "jailkeeper"},
+		{"caddy.upstream_dir", c.Caddy.UpstreamDir, "/var/db/jailkeeper/upstreams"},
 		{"listen", c.Listen, "127.0.0.1:9180"},
 		{"secrets", c.SecretsDir(), filepath.Join(filepath.Dir(p), "secrets")},
 	} {
@@ -91,6 +92,8 @@ func TestConfigErrorsNameFileAndField(t *testing.T) {
 		{"process dataset and template dir", "repo: {url: x}\nprocess: {dataset: tank/jk, template: /srv/t}\n", "process.template"},
 		{"process template name", "repo: {url: x}\nprocess: {dataset: tank/jk, template_name: ../x}\n", "process.template_name"},
 		{"bad listen", "repo: {url: x}\nlisten: localhost\n", "listen"},
+		{"relative upstream dir", "repo: {url: x}\ncaddy: {upstream_dir: up}\n", "caddy.upstream_dir"},
+		{"placeholder in upstream dir", "repo: {url: x}\ncaddy: {upstream_dir: \"/x/{env.HOME}\"}\n", "caddy.upstream_dir"},
 		{"parallel too high", "repo: {url: x}\nparallel: 1000\n", "parallel"},
 		{"bad notify url", "repo: {url: x}\nnotify: {url: ftp://x}\n", "notify.url"},
 		{"wrong type", "repo: {url: x}\nparallel: many\n", "parallel"},

@@ -59,9 +59,10 @@ func TestE2EUpgradeUnderLoad(t *testing.T) {
 		t.Fatalf("hello processes = %d, want 1", n)
 	}
 
-	// Caddy serves on a socket it inherits (run-caddy), so the reload at the
-	// switch drops nothing queued; keep-alive clients, as browsers and load
-	// balancers use, see every request answered.
+	// A switch is an upstream file write that reloads nothing in Caddy
+	// (caddy.upstream_dir), so no Caddy server shuts down under the
+	// clients: keep-alive clients, as browsers and load balancers use,
+	// see every request answered.
 	stopLoad := e.load("hello", 4)
 	// Two upgrades, each kept under load through its drain and the stop of
 	// the release it replaced.

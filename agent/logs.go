@@ -79,7 +79,7 @@ func newOperator(cfg *Config) (*operator, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %s: runtime %q has no logs or exec", ErrConfig, cfg.File, cfg.Runtime)
 	}
-	proxy, err := caddy.New(caddy.Config{Admin: cfg.Caddy.Admin, Server: cfg.Caddy.Server, Listen: cfg.Caddy.Listen})
+	proxy, err := caddy.New(cfg.Caddy.client())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: caddy: %w", ErrConfig, cfg.File, err)
 	}

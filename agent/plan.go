@@ -53,7 +53,7 @@ func PlanOnce(ctx context.Context, cfg *Config, warn io.Writer) (*reconcile.Desi
 	if err != nil {
 		return nil, nil, err
 	}
-	proxy, err := caddy.New(caddy.Config{Admin: cfg.Caddy.Admin, Server: cfg.Caddy.Server, Listen: cfg.Caddy.Listen})
+	proxy, err := caddy.New(cfg.Caddy.client())
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %s: caddy: %w", ErrConfig, cfg.File, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -90,6 +91,19 @@ type Config struct {
 	GracePeriod time.Duration
 	// Timeout bounds each admin request. Default DefaultTimeout.
 	Timeout time.Duration
+	// UpstreamDir, when set, makes a switch a file write instead of a
+	// config reload. Each route's upstream is then dialled as
+	// {file.<UpstreamDir>/<service>}, a placeholder Caddy resolves on
+	// every request by reading that file, and Set switches the upstream
+	// by replacing the file atomically (write, fsync, rename): Caddy's
+	// config, and so its servers, stay as they are. Without it every
+	// switch is an admin write, and every admin write restarts Caddy's
+	// servers, which drops a request on a connection the old server had
+	// just accepted (see the package doc). Caddy must run on this host and
+	// be able to read the directory; Set creates it (0755: the files hold
+	// addresses, nothing secret). An absolute, clean path without '{',
+	// '}' or '\'.
+	UpstreamDir string
 }
 
 var serverNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -110,12 +124,17 @@ type Client struct {
 	pending []*op
 	closed  bool
 	wake    chan struct{}
-	ctx     context.Context
-	cancel  context.CancelFunc
-	done    chan struct{}
+	// window is the least time between two admin writes of different
+	// batches (ReloadWindow with an UpstreamDir, else 0); lastWrite is
+	// when the writer last wrote. Both belong to the writer goroutine.
+	window    time.Duration
+	lastWrite time.Time
+	ctx       context.Context
+	cancel    context.CancelFunc
+	done      chan struct{}
 
 	stats struct {
-		calls, batches, writes, switches, conflicts atomic.Uint64
+		calls, batches, writes, switches, files, conflicts atomic.Uint64
 	}
 
 	// testHookBeforeWrite, when set, runs before every admin write request
@@ -146,9 +165,13 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
+	if d := cfg.UpstreamDir; d != "" && (!filepath.IsAbs(d) || filepath.Clean(d) != d || strings.ContainsAny(d, "{}\\")) {
+		return nil, fmt.Errorf("caddy config: upstream dir %q: want an absolute, clean path without '{', '}' or '\\': %w", d, ErrInvalid)
+	}
 	c := &Client{
 		cfg:     cfg,
 		srvPath: "/config/apps/http/servers/" + cfg.Server,
+		window:  reloadWindowFor(cfg.UpstreamDir),
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
@@ -219,6 +242,7 @@ type Stats struct {
 	Batches   uint64 // groups of calls the writer handled together
 	Writes    uint64 // admin write requests (POST, PUT, PATCH, DELETE) sent
 	Switches  uint64 // upstream switches done by PATCHing a handler's upstreams
+	Files     uint64 // upstream files written (Config.UpstreamDir): switches without a reload
 	Conflicts uint64 // writes refused with 412 and retried
 }
 
@@ -229,6 +253,7 @@ func (c *Client) Stats() Stats {
 		Batches:   c.stats.batches.Load(),
 		Writes:    c.stats.writes.Load(),
 		Switches:  c.stats.switches.Load(),
+		Files:     c.stats.files.Load(),
 		Conflicts: c.stats.conflicts.Load(),
 	}
 }

@@ -17,6 +17,23 @@
 // If-Match, so a concurrent change by someone else makes Caddy answer 412 and
 // the client reads again instead of overwriting it.
 //
+// Switches without a reload (Config.UpstreamDir): every admin write makes
+// Caddy re-provision its config, start new servers and Shutdown the old
+// ones, and net/http's conn.serve returns without answering a request it
+// reads after Server.Shutdown began (golang/go#65802). A connection the old
+// server accepted just before, or had idle, thus loses its request; a client
+// on a new connection sees EOF (BenchmarkRequestsLostAtSwitch: 0.41 per
+// switch with a connection per request, even on an inherited socket). No
+// Caddy setting closes that gap: the http app's shutdown_delay is honoured
+// only for listeners that close (caddyhttp App.stop checks ListenerUsage),
+// not on a reload that keeps them, and grace_period bounds how long old
+// connections may take, not which requests are read. With
+// an UpstreamDir, each route dials {file.<dir>/<service>}, a placeholder
+// reverse_proxy resolves per request, and a switch renames a new file over
+// that one: no admin write, no reload, no request lost. Writes that still
+// reload (routes added, removed or changed, Ensure) are held for
+// ReloadWindow after the previous one and merged; switches never wait.
+//
 // Every handler is written with an explicit transport, a stream_close_delay
 // and load_balancing try_duration/try_interval, and without active health
 // checks; DESIGN.md ("Caddy") has the measurements behind each. The package

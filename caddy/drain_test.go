@@ -44,8 +44,16 @@ func slowBackend(t *testing.T) (addr string, started <-chan struct{}, release fu
 }
 
 // TestDrainWaitsForInFlightRequest: a request still in flight to the old
-// upstream after the switch keeps Drain waiting until it is answered.
+// upstream after the switch keeps Drain waiting until it is answered, both
+// when the switch is a config write and when it is an upstream file
+// (Config.UpstreamDir): Caddy 2.11.2+ counts in-flight requests by the
+// address it dialled, placeholder resolved.
 func TestDrainWaitsForInFlightRequest(t *testing.T) {
+	t.Run("reload", func(t *testing.T) { testDrainWaits(t, newClient) })
+	t.Run("file", func(t *testing.T) { testDrainWaits(t, newFileClient) })
+}
+
+func testDrainWaits(t *testing.T, newClient func(testing.TB, *caddytest.Instance) *caddy.Client) {
 	in := caddytest.Start(t)
 	c := newClient(t, in)
 	slowAddr, started, release := slowBackend(t)

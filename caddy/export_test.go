@@ -1,5 +1,7 @@
 package caddy
 
+import "time"
+
 // Test hooks for the external tests. Set them before the first call that
 // writes; the writer goroutine reads them.
 
@@ -15,3 +17,7 @@ func Pending(c *Client) int {
 	defer c.mu.Unlock()
 	return len(c.pending)
 }
+
+// SetReloadWindow sets c's reload window (ReloadWindow with an
+// UpstreamDir). Call it before the first call that writes.
+func SetReloadWindow(c *Client, d time.Duration) { c.window = d }

@@ -153,8 +153,23 @@ func (r Route) Normalize() Route {
 	return r
 }
 
-// render returns the route as Caddy config JSON (compact).
-func (r Route) render() ([]byte, error) {
+// render returns the route as Caddy config JSON (compact), its upstream
+// dialled at r.Upstream.
+func (r Route) render() ([]byte, error) { return r.renderDial(r.Upstream) }
+
+// renderIn renders the route as Set writes it for Config.UpstreamDir dir:
+// with dir, its upstream is dialled at the file placeholder (UpstreamFile);
+// without, at r.Upstream.
+func (r Route) renderIn(dir string) ([]byte, error) {
+	if dir == "" {
+		return r.render()
+	}
+	return r.renderDial(filePlaceholder(dir, r.Service))
+}
+
+// renderDial returns the route as Caddy config JSON with dial as its
+// upstream's dial address.
+func (r Route) renderDial(dial string) ([]byte, error) {
 	r = r.Normalize()
 	rj := routeJSON{
 		ID:    RouteID(r.Service),
@@ -162,7 +177,7 @@ func (r Route) render() ([]byte, error) {
 		Handle: []handlerJSON{{
 			ID:               HandlerID(r.Service),
 			Handler:          "reverse_proxy",
-			Upstreams:        []upstreamJSON{{Dial: r.Upstream}},
+			Upstreams:        []upstreamJSON{{Dial: dial}},
 			Transport:        transportJSON{Protocol: "http", DialTimeout: formatDuration(DialTimeout)},
 			LoadBalancing:    lbJSON{TryDuration: formatDuration(TryDuration), TryInterval: formatDuration(TryInterval)},
 			StreamCloseDelay: formatDuration(r.StreamCloseDelay),
@@ -206,11 +221,17 @@ type routeInfo struct {
 	service string // "" when the route is not jailkeeper's
 	route   Route  // parsed, when service != ""
 	legacy  bool   // written with the @ids of before the change (legacyPrefix)
+	// file: the route dials its service's upstream file (UpstreamFile);
+	// route.Upstream is then that file's content, "" when it is missing.
+	file bool
 }
 
-// parseRoutes reads the server's routes array. Routes without a jailkeeper
-// @id are kept as they are and never touched.
-func parseRoutes(b []byte) ([]routeInfo, error) {
+// parseRoutesIn reads the server's routes array as a client with
+// Config.UpstreamDir dir sees it. Routes without a jailkeeper @id are kept
+// as they are and never touched. With dir, a route that dials its
+// service's upstream file under dir is not drifted, and is marked file
+// (its Upstream is left empty for the caller to read).
+func parseRoutesIn(b []byte, dir string) ([]routeInfo, error) {
 	var raws []json.RawMessage
 	if err := json.Unmarshal(b, &raws); err != nil {
 		return nil, fmt.Errorf("decoding routes: %w", err)
@@ -218,8 +239,11 @@ func parseRoutes(b []byte) ([]routeInfo, error) {
 	out := make([]routeInfo, 0, len(raws))
 	for _, raw := range raws {
 		ri := routeInfo{raw: raw}
-		if svc, r, legacy, ok := parseRoute(raw); ok {
+		if svc, r, legacy, ok := parseRouteIn(raw, dir); ok {
 			ri.service, ri.route, ri.legacy = svc, r, legacy
+			if dir != "" && r.Upstream == filePlaceholder(dir, svc) {
+				ri.file, ri.route.Upstream = true, ""
+			}
 		}
 		out = append(out, ri)
 	}
@@ -243,6 +267,13 @@ func serviceOfID(id string) (service string, legacy, ok bool) {
 // from what Set would write for the parsed values has Drifted set; so has
 // every legacy route.
 func parseRoute(raw json.RawMessage) (service string, r Route, legacy, ok bool) {
+	return parseRouteIn(raw, "")
+}
+
+// parseRouteIn is parseRoute with drift judged against what Set writes for
+// Config.UpstreamDir dir. Upstream is the dial as written, placeholder
+// included.
+func parseRouteIn(raw json.RawMessage, dir string) (service string, r Route, legacy, ok bool) {
 	var head struct {
 		ID     string                    `json:"@id"`
 		Match  []struct{ Host []string } `json:"match"`
@@ -277,7 +308,9 @@ func parseRoute(raw json.RawMessage) (service string, r Route, legacy, ok bool) 
 		r.StreamCloseDelay = d
 	}
 	if !drifted {
-		want, err := r.render()
+		// With dir, a route that dials an address, not its file, is
+		// drifted: the next Set moves it to the file.
+		want, err := r.renderIn(dir)
 		if err != nil {
 			drifted = true
 		} else if !sameJSON(raw, want) {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 )
 
 // op is one Set, Remove or Ensure call waiting for the writer.
@@ -122,24 +123,48 @@ func (c *Client) submit(ctx context.Context, o *op) error {
 	}
 }
 
-// writer is the one goroutine that writes Caddy's config.
+// writer is the one goroutine that writes Caddy's config (and the upstream
+// files). Switches that need no reload are done as they come (switchNow);
+// the other calls are held until ReloadWindow has passed since the last
+// write, then merged into one batch.
 func (c *Client) writer() {
 	defer close(c.done)
+	var (
+		held   []*op
+		urgent bool // a held op moves traffic: no waiting
+		window <-chan time.Time
+	)
 	for {
 		select {
 		case <-c.ctx.Done():
+			for _, o := range held {
+				o.finish(ErrClosed)
+			}
 			return
 		case <-c.wake:
+		case <-window:
+			window = nil
 		}
-		for {
-			c.mu.Lock()
-			ops := c.pending
-			c.pending = nil
-			c.mu.Unlock()
-			if len(ops) == 0 {
-				break
+		c.mu.Lock()
+		ops := c.pending
+		c.pending = nil
+		c.mu.Unlock()
+		held, urgent = c.switchNow(held, ops, urgent)
+		if len(held) == 0 {
+			continue
+		}
+		if wait := time.Until(c.lastWrite.Add(c.window)); wait > 0 && !urgent {
+			if window == nil {
+				window = time.After(wait)
 			}
-			c.batch(ops)
+			continue
+		}
+		window = nil
+		writes := c.stats.writes.Load()
+		c.batch(held)
+		held, urgent = nil, false
+		if c.stats.writes.Load() != writes {
+			c.lastWrite = time.Now()
 		}
 	}
 }
@@ -245,7 +270,7 @@ func (c *Client) apply(ctx context.Context, ensure bool, changes []change) error
 		if err != nil {
 			return err
 		}
-		p, err := plan(infos, changes)
+		p, err := planIn(infos, changes, c.cfg.UpstreamDir)
 		if err != nil {
 			return err
 		}
@@ -259,19 +284,40 @@ func (c *Client) apply(ctx context.Context, ensure bool, changes []change) error
 			}
 			return err
 		}
-		body, err := json.Marshal(p.routes)
-		if err != nil {
-			return fmt.Errorf("caddy set routes: %w", err)
-		}
-		err = c.write(ctx, http.MethodPatch, routesPath, body, etag)
-		if isStatus(err, http.StatusPreconditionFailed) || errors.Is(err, ErrNotFound) {
-			if isStatus(err, http.StatusPreconditionFailed) {
-				c.stats.conflicts.Add(1)
+		// Files no route in Caddy reads yet go first, so that a route is
+		// never live before its file; files that live routes read go
+		// after the routes write (they are the switch), so that a write
+		// Caddy refuses leaves the traffic where it was.
+		for _, f := range p.before {
+			if err := c.writeUpstream(f.service, f.upstream); err != nil {
+				return err
 			}
-			continue
 		}
-		if err != nil {
-			return fmt.Errorf("caddy set routes: %w", err)
+		if p.routes != nil {
+			body, err := json.Marshal(p.routes)
+			if err != nil {
+				return fmt.Errorf("caddy set routes: %w", err)
+			}
+			err = c.write(ctx, http.MethodPatch, routesPath, body, etag)
+			if isStatus(err, http.StatusPreconditionFailed) || errors.Is(err, ErrNotFound) {
+				if isStatus(err, http.StatusPreconditionFailed) {
+					c.stats.conflicts.Add(1)
+				}
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("caddy set routes: %w", err)
+			}
+		}
+		for _, f := range p.after {
+			if err := c.writeUpstream(f.service, f.upstream); err != nil {
+				return err
+			}
+		}
+		for _, s := range p.gone {
+			if err := c.removeUpstream(s); err != nil {
+				return err
+			}
 		}
 		return nil
 	}
@@ -282,13 +328,26 @@ func (c *Client) apply(ctx context.Context, ensure bool, changes []change) error
 type routePlan struct {
 	changed    bool
 	switchOnly *Route            // set when the one change is an upstream switch
-	routes     []json.RawMessage // the whole new routes array otherwise
+	routes     []json.RawMessage // the whole new routes array, or nil: no routes write
+	// With an UpstreamDir: upstream files to write before the routes
+	// write (no route in Caddy reads them yet) and after it (live routes
+	// read them: the switch), and services whose file goes once their
+	// route is gone.
+	before, after []fileWrite
+	gone          []string
 }
 
 // plan computes the new routes array from the current one. Routes that are
 // not jailkeeper's keep their place and content; changed routes keep their
 // place; new routes go at the end, and the fallback route after them.
 func plan(infos []routeInfo, changes []change) (routePlan, error) {
+	return planIn(infos, changes, "")
+}
+
+// planIn is plan for Config.UpstreamDir dir. With dir, routes dial their
+// upstream files, and a change of upstream alone is a file write, not a
+// routes write.
+func planIn(infos []routeInfo, changes []change, dir string) (routePlan, error) {
 	idx := make(map[string]int, len(infos))
 	fallback := -1
 	for i, ri := range infos {
@@ -314,29 +373,45 @@ func plan(infos []routeInfo, changes []change) (routePlan, error) {
 			if exists && !removed[i] {
 				removed[i] = true
 				n++
+				if dir != "" {
+					p.gone = append(p.gone, ch.service)
+				}
 			}
 			continue
 		}
-		want, err := ch.route.render()
+		want, err := ch.route.renderIn(dir)
 		if err != nil {
 			return routePlan{}, fmt.Errorf("caddy route %s: %w", ch.service, err)
 		}
+		file := fileWrite{ch.service, ch.route.Upstream}
 		if !exists {
 			added = append(added, want)
 			n++
+			if dir != "" {
+				p.before = append(p.before, file)
+			}
 			continue
 		}
 		cur := infos[i]
+		if dir != "" {
+			switch {
+			case !cur.file:
+				p.before = append(p.before, file)
+			case cur.route.Upstream != ch.route.Upstream:
+				p.after = append(p.after, file)
+			}
+		}
 		if sameJSON(cur.raw, want) {
 			continue
 		}
-		if onlyUpstreamDiffers(cur.route, *ch.route) {
+		if dir == "" && onlyUpstreamDiffers(cur.route, *ch.route) {
 			sw = ch.route
 		}
 		routes[i] = want
 		n++
 	}
 	if n == 0 {
+		p.changed = len(p.after) > 0
 		return p, nil
 	}
 	if err := claimedOnce(infos, changes, removed); err != nil {
@@ -477,9 +552,16 @@ func (c *Client) readRoutes(ctx context.Context) ([]routeInfo, string, error) {
 	if b := bytes.TrimSpace(resp.body); bytes.Equal(b, []byte("null")) {
 		return nil, "", errServerMissing
 	}
-	infos, err := parseRoutes(resp.body)
+	infos, err := parseRoutesIn(resp.body, c.cfg.UpstreamDir)
 	if err != nil {
 		return nil, "", fmt.Errorf("caddy read routes: %w", err)
+	}
+	for i := range infos {
+		if infos[i].file {
+			if infos[i].route.Upstream, err = c.readUpstream(infos[i].service); err != nil {
+				return nil, "", fmt.Errorf("caddy read routes: %w", err)
+			}
+		}
 	}
 	return infos, resp.etag, nil
 }

@@ -17,8 +17,10 @@ func newRunCaddyCmd() *cobra.Command {
 		Long: `run-caddy opens a TCP listening socket for each --listen address and runs
 CADDY with them as file descriptors 3, 4, ...; set the agent's caddy.listen
 to ["fd/3"] to serve on the first. The socket then stays the same across
-Caddy's config reloads, so a switch drops no queued connection. Signals are
-passed on to Caddy; the exit status is Caddy's.`,
+Caddy's config reloads, so a reload drops no queued connection. (A switch
+reloads nothing: the agent writes the new upstream to a file Caddy reads on
+every request, caddy.upstream_dir.) Signals are passed on to Caddy; the
+exit status is Caddy's.`,
 		Args: cobra.MinimumNArgs(1),
 	}
 	listen := c.Flags().StringArray("listen", nil, "address to listen on, e.g. :8080 (repeatable)")

@@ -1,0 +1,239 @@
+package caddy
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jailkeeper/jailkeeper/internal/atomicfile"
+)
+
+// Upstream files (Config.UpstreamDir): one file per service holding its
+// live upstream, which Caddy reads on every request, so that a switch is a
+// rename and not a config reload. See the package doc for why.
+
+// ReloadWindow is the least time between two admin writes of different
+// batches when the client has an UpstreamDir: calls that need Caddy to
+// reload its config (a new route, a removed one, other hostnames, Ensure)
+// and come within it of the last write wait for its end, and go out
+// together as one write. The first write after a quiet spell goes at once.
+//
+// Why a window at all: every admin write re-provisions Caddy's whole config
+// (about 1 ms at 1 route, 140 ms at 1,000) and restarts its servers, and
+// each restart can drop a request that arrives on a new connection at that
+// moment, on every site Caddy serves (see the package doc). When many
+// services deploy at once (a fleet-wide change, `parallel` gates ending
+// together) a window turns a stream of reloads into a few. Why 200 ms: it
+// is longer than one reload at 1,000 routes, so reloads never keep Caddy
+// busy more than about 70 % of the time, and it adds at most 200 ms to a
+// route creation, which follows a health gate of threshold × interval
+// (seconds by default).
+//
+// What never waits for it: a switch. With an UpstreamDir, a call that only
+// changes upstreams of routes that are in place is a file write with no
+// reload, done at once while other calls wait out the window (unless one
+// of them is for the same service: calls for a service keep their order).
+// A rollback, a switch back to a release that still runs, is such a call.
+// A call that switches an existing route's upstream and needs a reload
+// too (a revert that restores hostnames with the release) does not wait
+// either: it and whatever is held go out at once.
+// Without an UpstreamDir every switch is a reload itself, so there is no
+// window: calls pending while a write is in flight are merged, as before.
+const ReloadWindow = 200 * time.Millisecond
+
+// reloadWindowFor is the Client's window for Config.UpstreamDir dir.
+func reloadWindowFor(dir string) time.Duration {
+	if dir == "" {
+		return 0
+	}
+	return ReloadWindow
+}
+
+// UpstreamFile is the file that holds a service's upstream (host:port)
+// under Config.UpstreamDir dir. Caddy reads it on every request through
+// the dial placeholder {file.<UpstreamFile>}.
+func UpstreamFile(dir, service string) string { return filepath.Join(dir, service) }
+
+// filePlaceholder is the dial of a service's upstream under dir: Caddy's
+// global {file.*} placeholder (since 2.8.0, caddyserver/caddy#5463, so in
+// every Caddy jailkeeper supports), which reads the file (up to 1 MiB, one
+// trailing newline trimmed) each time it is replaced; reverse_proxy
+// replaces the placeholders of a dial once per request and per retry
+// (Upstream.fillDialInfo).
+func filePlaceholder(dir, service string) string {
+	return "{file." + UpstreamFile(dir, service) + "}"
+}
+
+// switchNow carries out at once the ops that only switch upstreams of
+// routes that are in place, which with an UpstreamDir is a file write and
+// no reload, and returns held with the other ops appended in order. An op
+// for a service that a held op also names is held too, so that the later
+// call still wins. urgent becomes true when a held op moves traffic too
+// (it switches an existing route's upstream and changes more, such as a
+// revert that restores both a release and its hostnames) or when Caddy's
+// routes could not be read (nothing to gain from waiting): the writer then
+// writes without waiting out the window. Without an UpstreamDir it holds
+// every op.
+func (c *Client) switchNow(held, ops []*op, urgent bool) ([]*op, bool) {
+	dir := c.cfg.UpstreamDir
+	if dir == "" {
+		return append(held, ops...), urgent
+	}
+	waiting := map[string]bool{}
+	note := func(o *op) {
+		for _, r := range o.set {
+			waiting[r.Service] = true
+		}
+		for _, s := range o.remove {
+			waiting[s] = true
+		}
+	}
+	for _, o := range held {
+		note(o)
+	}
+	hold := func(o *op) {
+		held = append(held, o)
+		note(o)
+	}
+	var (
+		infos   []routeInfo
+		read    bool
+		readErr error
+		// written holds the files written in this round: infos, read
+		// once, does not show them.
+		written = map[string]string{}
+	)
+	for _, o := range ops {
+		if err := o.ctx.Err(); err != nil {
+			o.finish(err)
+			continue
+		}
+		now := !o.ensure && len(o.remove) == 0 && len(o.set) > 0
+		for _, r := range o.set {
+			now = now && !waiting[r.Service]
+		}
+		if len(o.set) > 0 && !read {
+			infos, _, readErr = c.readRoutes(c.ctx)
+			read = true
+		}
+		var files []fileWrite
+		if now {
+			// A failed read holds the op: the batch reads again and
+			// reports the error, or re-creates a missing server.
+			files, now = switchFiles(infos, written, o.set, dir)
+			now = now && readErr == nil
+		}
+		if !now {
+			urgent = urgent || (len(o.set) > 0 && (readErr != nil || movesTraffic(infos, o.set)))
+			hold(o)
+			continue
+		}
+		var err error
+		for _, f := range files {
+			if err = c.writeUpstream(f.service, f.upstream); err != nil {
+				break
+			}
+			written[f.service] = f.upstream
+		}
+		o.finish(err)
+	}
+	return held, urgent
+}
+
+// movesTraffic reports whether a route in set exists in infos with another
+// upstream: setting it is a switch, whatever else it changes.
+func movesTraffic(infos []routeInfo, set []Route) bool {
+	for _, r := range set {
+		for _, ri := range infos {
+			if ri.service == r.Service && ri.route.Upstream != r.Upstream {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// fileWrite is one upstream file to write: service's upstream host:port.
+type fileWrite struct{ service, upstream string }
+
+// switchFiles returns the file writes that make the routes in set live,
+// and ok when nothing else is needed: each route is in Caddy's config as
+// Set would write it for dir, so only its upstream file may change. Files
+// that already hold the upstream are not rewritten; written, the files
+// written since infos was read, says what they hold where infos is stale.
+func switchFiles(infos []routeInfo, written map[string]string, set []Route, dir string) (files []fileWrite, ok bool) {
+	byService := map[string]routeInfo{}
+	for _, ri := range infos {
+		if ri.service != "" {
+			if _, dup := byService[ri.service]; !dup {
+				byService[ri.service] = ri
+			}
+		}
+	}
+	current := map[string]string{}
+	for _, r := range set {
+		ri, exists := byService[r.Service]
+		if !exists || !ri.file {
+			return nil, false
+		}
+		want, err := r.renderIn(dir)
+		if err != nil || !sameJSON(ri.raw, want) {
+			return nil, false
+		}
+		cur, seen := current[r.Service]
+		if !seen {
+			cur, seen = written[r.Service]
+		}
+		if !seen {
+			cur = ri.route.Upstream
+		}
+		if cur != r.Upstream {
+			files = append(files, fileWrite{r.Service, r.Upstream})
+			current[r.Service] = r.Upstream
+		}
+	}
+	return files, true
+}
+
+// readUpstream returns the content of service's upstream file as Caddy
+// reads it (one trailing newline trimmed), or "" when there is no file.
+func (c *Client) readUpstream(service string) (string, error) {
+	b, err := os.ReadFile(UpstreamFile(c.cfg.UpstreamDir, service))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("upstream of %s: %w", service, err)
+	}
+	s := strings.TrimSuffix(string(b), "\n")
+	return strings.TrimSuffix(s, "\r"), nil
+}
+
+// writeUpstream replaces service's upstream file with upstream, atomically
+// (internal/atomicfile: write, fsync, rename), so that Caddy reads either
+// the old address or the new one, never a part. From the next request on,
+// Caddy dials the new one; requests in flight finish where they are.
+func (c *Client) writeUpstream(service, upstream string) error {
+	if err := os.MkdirAll(c.cfg.UpstreamDir, 0o755); err != nil {
+		return fmt.Errorf("caddy switch %s: %w", service, err)
+	}
+	if err := atomicfile.WriteFile(UpstreamFile(c.cfg.UpstreamDir, service), []byte(upstream+"\n"), 0o644); err != nil {
+		return fmt.Errorf("caddy switch %s: %w", service, err)
+	}
+	c.stats.files.Add(1)
+	return nil
+}
+
+// removeUpstream deletes service's upstream file once no route reads it.
+// A missing file is not an error.
+func (c *Client) removeUpstream(service string) error {
+	err := os.Remove(UpstreamFile(c.cfg.UpstreamDir, service))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("caddy remove %s: %w", service, err)
+	}
+	return nil
+}
