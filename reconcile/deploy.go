@@ -225,9 +225,17 @@ func createTarget(ctx context.Context, dp *deployment) error {
 
 // createFailed records a failed fetch or create: nothing is on disk to
 // carry it, so the Executor remembers it, Plan backs it off like a failed
-// gate (or stalls it), and a change of reason is reported once.
+// gate (or stalls it), and a change of reason is reported once. A fault of
+// the host (a full disk) is remembered and retried the same way, but is no
+// verdict: nothing is reported failed.
 func createFailed(_ context.Context, dp *deployment, err error) error {
 	err, changed := dp.e.recordCreateFailure(dp, err)
+	if hostFault(err) {
+		if changed {
+			dp.log.Info("host fault; release not marked failed", "step", "create", "reason", err.Error())
+		}
+		return &HostError{Err: err}
+	}
 	if changed {
 		dp.e.emit(Event{Kind: EventFailed, Service: dp.spec.Service, Release: dp.st.Target, SHA: dp.spec.SHA,
 			Revision: dp.d.Revision, Reason: err.Error(), Duration: dp.e.now().Sub(dp.start)})
