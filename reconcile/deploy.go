@@ -245,7 +245,13 @@ func createFailed(_ context.Context, dp *deployment, err error) error {
 
 func startTarget(ctx context.Context, dp *deployment) error {
 	dp.started = true
-	return dp.e.rt.Start(ctx, dp.target.Name)
+	if err := dp.e.rt.Start(ctx, dp.target.Name); err != nil {
+		return err
+	}
+	if dp.st.Kind == KindRollback {
+		cpRollbackStarted.Hit()
+	}
+	return nil
 }
 
 // startFailed: a release that has served before is not failed by a start
@@ -306,6 +312,7 @@ func switchBack(ctx context.Context, dp *deployment, err error) error {
 	if err := e.markFailed(ctx, target, cause); err != nil {
 		return errors.Join(cause, err)
 	}
+	cpSwitchBackMarked.Hit()
 	var back error
 	if dp.hasPrev {
 		running, err := e.rt.Running(ctx, prev.Name)
@@ -329,6 +336,7 @@ func switchBack(ctx context.Context, dp *deployment, err error) error {
 	if back != nil {
 		return errors.Join(cause, fmt.Errorf("switch back: %w", back))
 	}
+	cpSwitchBackRouted.Hit()
 	if err := e.rt.Stop(ctx, target.Name); err != nil {
 		return errors.Join(cause, fmt.Errorf("stop %s: %w", target.Name, err))
 	}
@@ -422,6 +430,7 @@ func (e *Executor) fail(ctx context.Context, dp *deployment, cause error, health
 	if err := e.markFailed(ctx, target, cause); err != nil {
 		return errors.Join(cause, err)
 	}
+	cpFailMarked.Hit()
 	if err := e.rt.Stop(ctx, target.Name); err != nil {
 		return errors.Join(cause, fmt.Errorf("stop failed %s: %w", target.Name, err))
 	}
