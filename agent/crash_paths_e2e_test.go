@@ -327,4 +327,3 @@ func (e *env) checkPathInvariants(t *testing.T, want map[string]string, broken m
 		}
 	}
 }
-
