@@ -27,10 +27,10 @@ func (e *StalledError) Unwrap() error { return e.Err }
 // HostError is a failure of the host, not of the release: its address
 // held by another process (release.ErrAddressInUse), an executable busy
 // (release.ErrHostBusy), a full disk (ENOSPC, EDQUOT). The release is not
-// marked failed. A deploy whose
-// address was in use is retried at once on another address, AddressTries
-// times in all, then backs off like a failed create; one that met a busy
-// host is tried again by the next pass.
+// marked failed. A deploy whose address was in use is retried at once on
+// another address, AddressTries times in all, then backs off like a failed
+// create; one that met a busy host is tried again by the next pass; a
+// create that met a full disk is retried on TransientBackoff's schedule.
 type HostError struct {
 	Err error
 	// readdress: the target was destroyed so that a new create picks
