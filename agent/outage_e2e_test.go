@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jailkeeper/jailkeeper/reconcile"
+	"github.com/jailkeeper/jailkeeper/release"
 )
 
 // flakyStore is an artifact store on loopback that serves the env's hello
@@ -372,6 +373,12 @@ func TestE2EDiskFullDuringExtraction(t *testing.T) {
 		return strings.Contains(msg, "no space left")
 	})
 	t.Logf("status message: %s", msg)
+	// The host's fault, not the release's: retried on the transient
+	// schedule, with no failure verdict.
+	if fs := e.status().Memory.CreateFailures; len(fs) != 1 || !fs[0].Transient ||
+		fs[0].RetryAt.Sub(fs[0].FailedAt) > reconcile.TransientBackoff(fs[0].Failures) {
+		t.Errorf("create failures %+v, want one, transient, retried within %s", fs, reconcile.TransientBackoff(1))
+	}
 	if got := e.releaseDirs(); strings.Join(got, ",") != strings.Join(dirs, ",") {
 		t.Errorf("release dirs %v -> %v: the half-written create was left", dirs, got)
 	}
@@ -381,8 +388,10 @@ func TestE2EDiskFullDuringExtraction(t *testing.T) {
 	if out, err := exec.Command("mount", "-o", "remount,size=67108864", releases).CombinedOutput(); err != nil {
 		t.Fatalf("grow the tmpfs: %v: %s", err, out)
 	}
-	// A failed create backs off a minute.
+	grown := time.Now()
+	// Retried like a transient fetch: within 5s, doubling to at most 5m.
 	e.waitVersion("hello", "v2", 2*time.Minute)
+	t.Logf("v2 live %s after the disk had room", time.Since(grown).Round(time.Millisecond))
 	e.waitFor("v1 stopped", 30*time.Second, func() bool { return e.helloProcesses() == 1 })
 	ok, bad, last := stopLoad()
 	t.Logf("%d requests ok, %d failed", ok, bad)
@@ -391,6 +400,22 @@ func TestE2EDiskFullDuringExtraction(t *testing.T) {
 	}
 	if ok < 50 {
 		t.Errorf("only %d requests ok: the load shows nothing", ok)
+	}
+	b, err := os.ReadFile(filepath.Join(e.dir, "agent.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "event=failed") {
+		t.Errorf("a release was blamed for the full disk:\n%s", tail(string(b), 40))
+	}
+	rels, err := e.processRuntime(t).List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rels {
+		if r.State == release.StateFailed {
+			t.Errorf("%s marked failed for a full disk: %s", r.Name, r.Reason)
+		}
 	}
 }
 

@@ -22,6 +22,7 @@ var (
 	cpStopSignalled    = crashpoint.New("process.stop.signalled")    // SIGTERM sent, not waited for
 	cpStopGone         = crashpoint.New("process.stop.gone")         // the app exited, pidfile still there
 	cpDestroyStopped   = crashpoint.New("process.destroy.stopped")   // stopped, directory still there
+	cpDestroyDataset   = crashpoint.New("process.destroy.dataset")   // ZFS mode: clone destroyed, directory still there
 )
 
 // killStrays kills the strays of release r (see strays), each with its

@@ -553,7 +553,13 @@ func (p *Runtime) Destroy(ctx context.Context, name string) error {
 		return fmt.Errorf("destroy %s: %w", name, err)
 	}
 	cpDestroyStopped.Hit()
-	if err := p.remove(ctx, name); err != nil {
+	if p.cfg.Dataset != "" {
+		if err := p.destroyClone(ctx, name); err != nil {
+			return fmt.Errorf("destroy %s: %w", name, err)
+		}
+		cpDestroyDataset.Hit()
+	}
+	if err := p.removeDir(name); err != nil {
 		return fmt.Errorf("destroy %s: %w", name, err)
 	}
 	p.setExit(name, nil)

@@ -229,9 +229,17 @@ func createTarget(ctx context.Context, dp *deployment) error {
 
 // createFailed records a failed fetch or create: nothing is on disk to
 // carry it, so the Executor remembers it, Plan backs it off like a failed
-// gate (or stalls it), and a change of reason is reported once.
+// gate (or stalls it), and a change of reason is reported once. A fault of
+// the host (a full disk) is remembered and retried the same way, but is no
+// verdict: nothing is reported failed.
 func createFailed(_ context.Context, dp *deployment, err error) error {
 	err, changed := dp.e.recordCreateFailure(dp, err)
+	if hostFault(err) {
+		if changed {
+			dp.log.Info("host fault; release not marked failed", "step", "create", "reason", err.Error())
+		}
+		return &HostError{Err: err}
+	}
 	if changed {
 		dp.e.emit(Event{Kind: EventFailed, Service: dp.spec.Service, Release: dp.st.Target, SHA: dp.spec.SHA,
 			Revision: dp.d.Revision, Reason: err.Error(), Duration: dp.e.now().Sub(dp.start)})
@@ -241,7 +249,13 @@ func createFailed(_ context.Context, dp *deployment, err error) error {
 
 func startTarget(ctx context.Context, dp *deployment) error {
 	dp.started = true
-	return dp.e.rt.Start(ctx, dp.target.Name)
+	if err := dp.e.rt.Start(ctx, dp.target.Name); err != nil {
+		return err
+	}
+	if dp.st.Kind == KindRollback {
+		cpRollbackStarted.Hit()
+	}
+	return nil
 }
 
 // startFailed: a release that has served before is not failed by a start
@@ -302,6 +316,7 @@ func switchBack(ctx context.Context, dp *deployment, err error) error {
 	if err := e.markFailed(ctx, target, cause); err != nil {
 		return errors.Join(cause, err)
 	}
+	cpSwitchBackMarked.Hit()
 	var back error
 	if dp.hasPrev {
 		running, err := e.rt.Running(ctx, prev.Name)
@@ -325,6 +340,7 @@ func switchBack(ctx context.Context, dp *deployment, err error) error {
 	if back != nil {
 		return errors.Join(cause, fmt.Errorf("switch back: %w", back))
 	}
+	cpSwitchBackRouted.Hit()
 	if err := e.rt.Stop(ctx, target.Name); err != nil {
 		return errors.Join(cause, fmt.Errorf("stop %s: %w", target.Name, err))
 	}
@@ -418,6 +434,7 @@ func (e *Executor) fail(ctx context.Context, dp *deployment, cause error, health
 	if err := e.markFailed(ctx, target, cause); err != nil {
 		return errors.Join(cause, err)
 	}
+	cpFailMarked.Hit()
 	if err := e.rt.Stop(ctx, target.Name); err != nil {
 		return errors.Join(cause, fmt.Errorf("stop failed %s: %w", target.Name, err))
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jailkeeper/jailkeeper/release"
@@ -25,10 +26,11 @@ func (e *StalledError) Unwrap() error { return e.Err }
 
 // HostError is a failure of the host, not of the release: its address
 // held by another process (release.ErrAddressInUse), an executable busy
-// (release.ErrHostBusy). The release is not marked failed. A deploy whose
-// address was in use is retried at once on another address, AddressTries
-// times in all, then backs off like a failed create; one that met a busy
-// host is tried again by the next pass.
+// (release.ErrHostBusy), a full disk (ENOSPC, EDQUOT). The release is not
+// marked failed. A deploy whose address was in use is retried at once on
+// another address, AddressTries times in all, then backs off like a failed
+// create; one that met a busy host is tried again by the next pass; a
+// create that met a full disk is retried on TransientBackoff's schedule.
 type HostError struct {
 	Err error
 	// readdress: the target was destroyed so that a new create picks
@@ -45,7 +47,15 @@ const AddressTries = 3
 
 // hostFault reports whether err is the host's fault, not the release's.
 func hostFault(err error) bool {
-	return errors.Is(err, release.ErrAddressInUse) || errors.Is(err, release.ErrHostBusy)
+	return errors.Is(err, release.ErrAddressInUse) || errors.Is(err, release.ErrHostBusy) || diskFull(err)
+}
+
+// diskFull reports whether err is a full disk or an exceeded quota
+// (ENOSPC, EDQUOT: the artifact cache, a release's files): the host's
+// fault, which passes once an operator makes room, so it is retried on
+// TransientBackoff's schedule and never blamed on the release.
+func diskFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // DefaultCreateTimeout bounds one Runtime.Create. It is no agent config

@@ -71,15 +71,15 @@ func (e *Executor) Memory() Memory {
 
 // recordCreateFailure counts a failed fetch or create of dp's target and
 // sets when it is tried again: a transient fetch failure (the store down,
-// the artifact not yet published) on TransientBackoff's schedule, shortened
-// by up to TransientJitter so that agents do not retry in step; any other
-// on Backoff's; a stalled spec never. The Executor asks to be woken then
+// the artifact not yet published) or a full disk on TransientBackoff's
+// schedule, shortened by up to TransientJitter so that agents do not retry
+// in step; any other on Backoff's; a stalled spec never. The Executor asks to be woken then
 // (Options.Kick). It returns the error to report (a *StalledError when
 // retrying cannot help) and whether its text differs from the last
 // failure's, so that a lasting failure is reported once.
 func (e *Executor) recordCreateFailure(dp *deployment, err error) (error, bool) {
 	stalled := errors.Is(err, artifact.ErrChecksum) || errors.Is(err, artifact.ErrUnsafe)
-	transient := !stalled && errors.Is(err, artifact.ErrTransient)
+	transient := !stalled && (errors.Is(err, artifact.ErrTransient) || diskFull(err))
 	reason := err.Error()
 	if stalled {
 		err = &StalledError{Err: err}

@@ -1,8 +1,11 @@
 package reconcile
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -196,6 +199,52 @@ func TestPlanUsesStoredRetryAt(t *testing.T) {
 			}
 			if steps[0].Kind != tt.want {
 				t.Errorf("step %s, want %s", steps[0], tt.want)
+			}
+		})
+	}
+}
+
+// A full disk (ENOSPC or EDQUOT, from the artifact cache or from the
+// runtime writing a release) is the host's fault: the spec is retried on
+// the transient schedule, no failure is reported for the release, and
+// /status says why it waits.
+func TestDiskFullIsNoVerdict(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want string // in the status message
+	}{
+		{"fetch ENOSPC", fmt.Errorf("fetch artifact: %w", &fs.PathError{Op: "write", Path: "/var/db/jailkeeper/cache/x", Err: syscall.ENOSPC}),
+			syscall.ENOSPC.Error()},
+		{"create EDQUOT", fmt.Errorf("create hello_x: install: %w", &fs.PathError{Op: "write", Path: "root/usr/local/bin/hello", Err: syscall.EDQUOT}),
+			syscall.EDQUOT.Error()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness()
+			h.fetcher.err = tt.err
+			res, err := h.pass(t, svc("hello", sha1))
+			if err == nil {
+				t.Fatal("pass succeeded with a full disk")
+			}
+			var he *HostError
+			if !errors.As(err, &he) {
+				t.Errorf("pass = %v, want a *HostError", err)
+			}
+			f := onlyFailure(t, h)
+			if !f.Transient || f.Stalled {
+				t.Errorf("failure = %+v, want transient", f)
+			}
+			if got := f.RetryAt.Sub(f.FailedAt); got != TransientBackoff(1) {
+				t.Errorf("retry after %s, want %s", got, TransientBackoff(1))
+			}
+			for _, k := range h.kinds() {
+				if strings.HasPrefix(k, "failed ") {
+					t.Errorf("events %v report a failure", h.kinds())
+				}
+			}
+			if msg := res.Services[0].Message; !strings.Contains(msg, tt.want) {
+				t.Errorf("status message %q does not say the disk is full", msg)
 			}
 		})
 	}

@@ -44,6 +44,7 @@ func (e *Executor) prune(ctx context.Context, dp *deployment) error {
 	if err := e.proxy.Remove(ctx, st.Service); err != nil {
 		return fmt.Errorf("remove route: %w", err)
 	}
+	cpPruneUnrouted.Hit()
 	for _, n := range st.Destroy {
 		if err := e.rt.Destroy(ctx, n); err != nil {
 			return fmt.Errorf("destroy %s: %w", n, err)
@@ -102,9 +103,11 @@ func (e *Executor) restore(ctx context.Context, dp *deployment) error {
 			return fmt.Errorf("restore %s: health gate: %w", r.Name, err)
 		}
 	}
+	cpRestoreGated.Hit()
 	if err := e.proxy.Set(ctx, DesiredRoute(s, r)); err != nil {
 		return fmt.Errorf("restore %s: set route: %w", r.Name, err)
 	}
+	cpRestoreRouted.Hit()
 	dp.log.Debug("restored last known-good", "release", r.Name, "step", "restore")
 	e.emit(Event{Kind: EventRouteRestored, Service: s.Service, Release: r.Name, SHA: r.SHA, Revision: dp.d.Revision,
 		Reason: "last known-good routed again"})
