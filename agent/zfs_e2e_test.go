@@ -140,15 +140,9 @@ func TestE2ECrashPointsZFS(t *testing.T) {
 	if len(killed) != len(points) {
 		t.Errorf("killed at %v of %v", killed, points)
 	}
-	// The Caddy reload gap, as in TestE2ECrashPoints.
-	reloads := caddyReloads(t, e.caddy.LogPath)
+	// Not one request may fail: a switch reloads nothing in Caddy (see
+	// TestE2ECrashPoints).
 	for _, f := range failures {
-		if f.freshEOF && slices.ContainsFunc(reloads, func(r time.Time) bool {
-			return !f.at.Before(r.Add(-50*time.Millisecond)) && f.at.Before(r.Add(500*time.Millisecond))
-		}) {
-			t.Logf("dropped by a Caddy reload, not a crash: %s", f)
-			continue
-		}
 		t.Errorf("lost request: %s", f)
 	}
 	if ok < 100 {
