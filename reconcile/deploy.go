@@ -203,6 +203,7 @@ func createTarget(ctx context.Context, dp *deployment) error {
 		User:     s.User,
 		Template: s.Template,
 		Allow:    s.Allow,
+		Limits:   release.Limits(s.Limits),
 		Artifact: path,
 		Created:  e.now(),
 	}

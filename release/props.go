@@ -21,4 +21,7 @@ const (
 	PropReason   = PropPrefix + "reason"
 	PropFailures = PropPrefix + "failures"
 	PropFailedAt = PropPrefix + "failed_at"
+	// PropLimits is Limits.String(), set by the clone when the release
+	// has limits (the jail runtime reads it at start for its rctl rules).
+	PropLimits = PropPrefix + "limits"
 )

@@ -40,6 +40,8 @@ type Release struct {
 	Reason   string     `json:"reason,omitempty"`
 	Failures int        `json:"failures,omitempty"` // consecutive failed gates of this spec
 	FailedAt time.Time  `json:"failed_at,omitzero"`
+	// Limits are the release's resource limits, stored at create.
+	Limits Limits `json:"limits,omitzero"`
 	// Running is observed (jls, or the pidfile's process), never stored.
 	Running bool `json:"-"`
 }
@@ -71,6 +73,7 @@ type Spec struct {
 	Template string            // template name (jail runtime)
 	Allow    []string          // jail allow.* parameters, without the "allow." prefix
 	Artifact string            // local path of the verified artifact
+	Limits   Limits            // resource limits; zero: none
 	Created  time.Time
 }
 
@@ -89,5 +92,6 @@ func (s Spec) NewRelease(now time.Time) Release {
 		Port:    s.Port,
 		State:   StateCreating,
 		Created: created.UTC(),
+		Limits:  s.Limits,
 	}
 }

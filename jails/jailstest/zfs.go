@@ -274,12 +274,13 @@ func (h *Host) zfs(argv, args []string) result {
 }
 
 // props parses -o k=v options. The fake models user properties
-// (module:name, zfsprops(7)) and mountpoint.
+// (module:name, zfsprops(7)) and mountpoint; quota is kept as a local
+// property (Dataset shows it) and not enforced.
 func parseProps(argv []string, kvs []string) (map[string]string, *result) {
 	props := map[string]string{}
 	for _, kv := range kvs {
 		k, v, ok := strings.Cut(kv, "=")
-		if !ok || (k != "mountpoint" && !strings.Contains(k, ":")) {
+		if !ok || (k != "mountpoint" && k != "quota" && !strings.Contains(k, ":")) {
 			r := unsupported(argv, "property "+strconv.Quote(kv))
 			return nil, &r
 		}
