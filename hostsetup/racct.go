@@ -8,12 +8,12 @@ import (
 	"github.com/jailkeeper/jailkeeper/internal/command"
 )
 
-// RacctLine is the loader.conf(5) line that turns resource accounting on:
-// kern.racct.enable is a boot-time tunable (CTLFLAG_RDTUN in
-// sys/kern/kern_racct.c; rctl(8): "RACCT/RCTL support is disabled by
-// default. It can be enabled by setting the kern.racct.enable tunable to
-// 1"), so it takes a reboot, and sysctl(8) cannot set it on a running
-// system.
+// RacctLine is the loader.conf(5) line that turns resource accounting on.
+// kern.racct.enable is a loader tunable (rctl(4), LOADER TUNABLES: it
+// defaults to 1 unless the kernel has options RACCT_DEFAULT_TO_DISABLED,
+// which GENERIC has), read at boot (CTLFLAG_RDTUN in
+// sys/kern/kern_racct.c), so it takes a reboot: sysctl(8) cannot set it on
+// a running system.
 const RacctLine = "kern.racct.enable=1"
 
 // checkRacct tells whether rctl(8) limits will work: it reads

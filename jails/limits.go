@@ -12,8 +12,8 @@ import (
 )
 
 // ErrRacct: the kernel does not account resources, so rctl(8) cannot
-// limit a release: kern.racct.enable is 0 (the GENERIC kernel has RACCT
-// and RCTL compiled in, off by default) or the kernel lacks them. Set
+// limit a release: kern.racct.enable is 0 (GENERIC has options RACCT and
+// RCTL with RACCT_DEFAULT_TO_DISABLED; rctl(4)) or the kernel lacks them. Set
 // kern.racct.enable=1 in /boot/loader.conf and reboot (`jailkeeper host
 // init` says so). It wraps release.ErrHostBusy: the host's fault, never the
 // release's, so the release is not marked failed and the next pass tries
@@ -24,7 +24,9 @@ var ErrRacct = fmt.Errorf("resource limits need kern.racct.enable=1 in /boot/loa
 // memoryuse, pcpu, maxproc, openfiles: `jail:<name>:<resource>:deny=<amount>`.
 // rctl(8), RESOURCES: memoryuse is the resident set size in bytes, pcpu
 // the %CPU in percent of one CPU, maxproc the number of processes,
-// openfiles the file descriptor table size. Amounts are written as plain
+// openfiles the file descriptor table size. rctl(8): "limiting RSS may
+// kill the machine due to thrashing"; that is the operator's call.
+// Amounts are written as plain
 // numbers, never with rctl's expand_number(3) suffixes, so what runs is
 // exactly what the manifest's size parsed to. deny on memoryuse and pcpu
 // is enforced differently from the other resources (RSS is reclaimed by
