@@ -23,6 +23,8 @@ import (
 // jail(8) adds the release's alias itself, and fails with "SIOCAIFADDR:
 // File exists" when it is already there (testdata/freebsd/FACTS.md §3), so an alias of the
 // release's address that no jail holds, left by a crash, is removed first.
+// A release with limits gets its rctl rules just before jail -c (addRules);
+// a kernel without racct makes that ErrRacct.
 func (f *FreeBSD) Start(ctx context.Context, name string) error {
 	if err := release.ValidName(name); err != nil {
 		return err
@@ -132,6 +134,7 @@ func (f *FreeBSD) waitGone(ctx context.Context, name string) error {
 
 // Stop stops the release's jail with `jail -f CONF -r NAME`: exec.stop
 // runs /etc/rc.shutdown, remaining processes get SIGTERM and stop.timeout.
+// Then the release's rctl rules, if it has limits, are removed.
 // A jail that is not running, or only dying, is already stopped. A dying
 // jail is not waited for here: TCP sockets in TIME_WAIT keep a stopped jail
 // dying for about a minute, and nothing needs it gone until a start or a
