@@ -50,6 +50,8 @@ type Config struct {
 	// Policy is what manifests may ask for beyond their own jail; the
 	// zero value denies (manifest.Policy).
 	Policy manifest.Policy `yaml:"policy"`
+	// Defaults apply to manifests that do not say (defaults.go).
+	Defaults DefaultsConfig `yaml:"defaults"`
 
 	// Dir is the directory of the config file; secrets live in Dir/secrets.
 	Dir string `yaml:"-"`
@@ -419,6 +421,7 @@ func (c *Config) validate() error {
 			bad(field, "%s", msg)
 		}
 	}
+	errs = append(errs, c.validateDefaults()...)
 	if c.Notify.Retries < 0 {
 		bad("notify.retries", "must not be negative")
 	}

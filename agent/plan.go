@@ -48,6 +48,7 @@ func PlanOnce(ctx context.Context, cfg *Config, warn io.Writer) (*reconcile.Desi
 	if err != nil {
 		return nil, nil, err
 	}
+	cfg.applyDefaults(d)
 	// Only what observing needs: no artifact store, no HTTP listener.
 	rt, err := newRuntime(cfg)
 	if err != nil {

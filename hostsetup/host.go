@@ -44,7 +44,10 @@ type HostConfig struct {
 //     environment files with the apps' secrets among them);
 //   - ConfDir, and the line `.include "ConfDir/*.conf";` in JailConf
 //     (jail.conf(5), "Includes"), so rc.d/jail and jail(8) without -f see
-//     every release.
+//     every release;
+//   - a check of kern.racct.enable, which resource limits need: when it
+//     is 0 it prints the loader.conf line and that a reboot is needed, and
+//     changes nothing (checkRacct).
 //
 // Every command that changes something is printed to out before it runs.
 // With dryRun nothing is run, read or written: the checks are printed as
@@ -76,6 +79,7 @@ func HostInit(ctx context.Context, cfg HostConfig, r command.Runner, dryRun bool
 	if err := hostInit(h, cfg); err != nil {
 		return fmt.Errorf("host init: %w", err)
 	}
+	checkRacct(h)
 	printNAT(out, cfg.Pool)
 	return nil
 }

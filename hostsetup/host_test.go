@@ -43,6 +43,9 @@ func TestHostInitFresh(t *testing.T) {
 	for _, ds := range []string{"zroot/jails", "zroot/jails/media", "zroot/jails/templates", "zroot/jails/containers"} {
 		r.On([]string{"zfs", "list", "-H", "-o", "name", ds}, commandtest.Fail(1, "cannot open '"+ds+"': dataset does not exist\n"))
 	}
+	// GENERIC has options RACCT and RCTL, off by default (rctl(8)): the
+	// boolean tunable prints 0 (sys/kern/kern_racct.c).
+	r.On([]string{"sysctl", "-n", "kern.racct.enable"}, commandtest.OK("0\n"))
 	// What zfs create's mounts leave: the datasets' directories, mode 0755.
 	if err := os.MkdirAll(filepath.Join(cfg.Root, "containers"), 0o755); err != nil {
 		t.Fatal(err)
@@ -96,6 +99,7 @@ func TestHostInitIdempotent(t *testing.T) {
 	// (ifconfig-lo1-12.1.txt.source), without the "inet" host init writes.
 	r.On([]string{"sysrc", "-i", "-n", "ifconfig_lo1"}, commandtest.OK("172.31.255.17/32\n"))
 	r.On([]string{"ifconfig", "lo1"}, commandtest.File(t, "testdata/freebsd/ifconfig-lo1-12.1.txt"))
+	r.On([]string{"sysctl", "-n", "kern.racct.enable"}, commandtest.OK("1\n"))
 	// The fixture with the test's root as the mountpoint.
 	tsv := strings.Replace(string(fixture(t, "zfs-get-mountpoint.DERIVED.tsv")), "/usr/local/jails", cfg.Root, 1)
 	r.On([]string{"zfs", "get", "-Hp", "-o", "name,property,value,source", "mountpoint", "zroot/jails"}, commandtest.OK(tsv))
@@ -108,6 +112,7 @@ func TestHostInitIdempotent(t *testing.T) {
 	}
 	for _, c := range r.Calls() {
 		check := c.Argv[0] == "sysrc" && c.Argv[1] == "-i" || c.Argv[0] == "ifconfig" && len(c.Argv) == 2 ||
+			c.Argv[0] == "sysctl" && c.Argv[1] == "-n" ||
 			c.Argv[0] == "zfs" && (c.Argv[1] == "list" || c.Argv[1] == "get")
 		if !check {
 			t.Errorf("changed something on a ready host: %q", c.Argv)

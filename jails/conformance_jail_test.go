@@ -20,7 +20,16 @@ import (
 
 // The FreeBSD runtime passes the runtime conformance suite on the fake
 // FreeBSD host; its zfs commands go through the zfs client to the fake.
-func TestConformanceFreeBSD(t *testing.T) {
+func TestConformanceFreeBSD(t *testing.T) { conformanceFreeBSD(t, jkrelease.Limits{}) }
+
+// TestConformanceFreeBSDWithLimits: the same, every release with limits:
+// its rctl rules come and go with its jail, and none is left behind
+// (Residue lists them), crashes included.
+func TestConformanceFreeBSDWithLimits(t *testing.T) {
+	conformanceFreeBSD(t, jkrelease.Limits{Memory: 256 << 20, PCPU: 50, MaxProc: 100, OpenFiles: 1024, Disk: 1 << 30})
+}
+
+func conformanceFreeBSD(t *testing.T, limits jkrelease.Limits) {
 	testenv.Root(t) // install chowns the env file to the jail's www
 	runtimetest.Run(t, func(t *testing.T) *runtimetest.Harness {
 		dir := t.TempDir()
@@ -70,7 +79,7 @@ func TestConformanceFreeBSD(t *testing.T) {
 			Spec: func(t *testing.T) jkrelease.Spec {
 				return jkrelease.Spec{Name: releaseName("hello"), Service: "hello", SHA: strings.Repeat("ab", 20),
 					Spec: strings.Repeat("cd", 32), Port: 8080, Command: []string{"/usr/local/bin/hello"},
-					User: "www", Artifact: art}
+					User: "www", Artifact: art, Limits: limits}
 			},
 			Up: func(t *testing.T, r jkrelease.Release) bool {
 				up := slices.ContainsFunc(host.Jails(), func(j jailstest.JailInfo) bool {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -66,7 +67,10 @@ func (f *FreeBSD) checkSpec(spec release.Spec) error {
 	if spec.Artifact == "" {
 		return errors.New("no artifact")
 	}
-	return checkData(spec.Data)
+	if err := checkData(spec.Data); err != nil {
+		return err
+	}
+	return checkLimits(spec.Limits)
 }
 
 // allowRE matches allow.* parameter names without the prefix (jail(8):
@@ -187,7 +191,7 @@ func (f *FreeBSD) clone(ctx context.Context, snapshot string, r release.Release)
 	if err != nil {
 		return netip.Addr{}, err
 	}
-	d, err := f.cfg.Datasets.Clone(ctx, snapshot, ds, map[string]string{
+	props := map[string]string{
 		release.PropManaged: "yes",
 		release.PropService: r.Service,
 		release.PropSHA:     propValue(r.SHA),
@@ -196,7 +200,9 @@ func (f *FreeBSD) clone(ctx context.Context, snapshot string, r release.Release)
 		release.PropPort:    strconv.Itoa(r.Port),
 		release.PropState:   string(release.StateCreating),
 		release.PropCreated: r.Created.Format(time.RFC3339),
-	})
+	}
+	maps.Copy(props, limitProps(r.Limits))
+	d, err := f.cfg.Datasets.Clone(ctx, snapshot, ds, props)
 	if err != nil {
 		// zfs clone may have created the dataset before the error (zfs.Clone
 		// reads the clone back with a second command): remove whatever is

@@ -13,7 +13,9 @@
 // install.go and render.go (what goes into a jail), parse.go (jls, ifconfig
 // and mount output), logs.go and exec.go (`jailkeeper logs` and `exec`: the
 // app log read through an os.Root, jexec). testdata/freebsd/ holds the captured FreeBSD output
-// the tests replay, each with its source.
+// the tests replay, each with its source. limits.go turns a release's
+// limits into rctl(8) rules and the clone's ZFS quota; order.go lists the
+// running releases in start order, for `jailkeeper host shutdown`.
 //
 // The package returns errors and does not log. Every external command gets
 // typed argv through a command.Runner, except the interactive jexec of

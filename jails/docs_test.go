@@ -70,7 +70,7 @@ func TestDocsRCScripts(t *testing.T) {
 			t.Errorf("script %s: name or rcvar do not match PROVIDE", name)
 		}
 	}
-	if diff := cmp.Diff([]string{"jailkeeper_caddy", "jailkeeper"}, names); diff != "" {
+	if diff := cmp.Diff([]string{"jailkeeper_caddy", "jailkeeper", "jailkeeper_shutdown"}, names); diff != "" {
 		t.Errorf("rc.d scripts in docs/freebsd.md (-want +got):\n%s", diff)
 	}
 }

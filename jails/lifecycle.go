@@ -23,6 +23,8 @@ import (
 // jail(8) adds the release's alias itself, and fails with "SIOCAIFADDR:
 // File exists" when it is already there (testdata/freebsd/FACTS.md §3), so an alias of the
 // release's address that no jail holds, left by a crash, is removed first.
+// A release with limits gets its rctl rules just before jail -c (addRules);
+// a kernel without racct makes that ErrRacct.
 func (f *FreeBSD) Start(ctx context.Context, name string) error {
 	if err := release.ValidName(name); err != nil {
 		return err
@@ -33,7 +35,7 @@ func (f *FreeBSD) Start(ctx context.Context, name string) error {
 	return nil
 }
 
-func (f *FreeBSD) start(ctx context.Context, name string) error {
+func (f *FreeBSD) start(ctx context.Context, name string) (err error) {
 	rels, _, err := f.releases(ctx)
 	if err != nil {
 		return err
@@ -66,6 +68,16 @@ func (f *FreeBSD) start(ctx context.Context, name string) error {
 	if err := f.clearAlias(ctx, name, r.IP); err != nil {
 		return err
 	}
+	// The limits go on before the jail exists, so nothing in it ever runs
+	// unlimited; they come off again when it does not start.
+	if err := f.addRules(ctx, name, r.Limits); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, f.removeRules(context.WithoutCancel(ctx), name, r.Limits))
+		}
+	}()
 	if _, err := f.run(ctx, "jail", "-f", conf, "-c", name); err != nil {
 		// "already exists": started meanwhile by someone else (rc.d/jail?).
 		if strings.Contains(command.Stderr(err), "already exists") {
@@ -125,6 +137,7 @@ func (f *FreeBSD) waitGone(ctx context.Context, name string) error {
 
 // Stop stops the release's jail with `jail -f CONF -r NAME`: exec.stop
 // runs /etc/rc.shutdown, remaining processes get SIGTERM and stop.timeout.
+// Then the release's rctl rules, if it has limits, are removed.
 // A jail that is not running, or only dying, is already stopped. A dying
 // jail is not waited for here: TCP sockets in TIME_WAIT keep a stopped jail
 // dying for about a minute, and nothing needs it gone until a start or a
@@ -163,7 +176,18 @@ func (f *FreeBSD) stop(ctx context.Context, name string) error {
 	} else if ok && !j.Dying() {
 		return fmt.Errorf("jail %s still running after jail -r", name)
 	}
-	return nil
+	return f.dropRules(ctx, name)
+}
+
+// dropRules removes the rctl rules of the release's limits (removeRules),
+// read from its dataset; a release without limits, or without a dataset,
+// has none.
+func (f *FreeBSD) dropRules(ctx context.Context, name string) error {
+	rels, _, err := f.releases(ctx)
+	if err != nil {
+		return err
+	}
+	return f.removeRules(ctx, name, rels[name].Limits)
 }
 
 // Destroy stops the jail, waits for it to stop dying (its root stays busy
@@ -189,6 +213,10 @@ func (f *FreeBSD) destroy(ctx context.Context, name string) error {
 		return err
 	}
 	if err := f.waitGone(ctx, name); err != nil {
+		return err
+	}
+	// Rules left by a stop interrupted between jail -r and rctl -r.
+	if err := f.dropRules(ctx, name); err != nil {
 		return err
 	}
 	cpDestroyStopped.Hit()

@@ -96,6 +96,13 @@ func releaseFromProps(name string, p map[string]string) (release.Release, error)
 		}
 		r.Failures = n
 	}
+	if s := fromProp(p[release.PropLimits]); s != "" {
+		l, err := release.ParseLimits(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", release.PropLimits, err))
+		}
+		r.Limits = l
+	}
 	for prop, t := range map[string]*time.Time{release.PropCreated: &r.Created, release.PropFailedAt: &r.FailedAt,
 		release.PropMigrated: &r.Migrated} {
 		if s := fromProp(p[prop]); s != "" {

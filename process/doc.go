@@ -12,11 +12,12 @@
 // command[0] taken relative to root/, stdout and stderr appended to log.
 // Releases keep running when the agent exits; a new Runtime on the same
 // Root finds them again. In both modes release.json is the only record of
-// a release's state: a clone carries jailkeeper:managed=yes and
-// jailkeeper:service, nothing else.
+// a release's state: a clone carries jailkeeper:managed=yes,
+// jailkeeper:service and, with a disk limit, its quota, nothing else.
 //
 // There is no isolation: the command runs as the agent's user (Spec.User is
 // ignored) and sees the host's file system. Use the jail runtime for that.
+// Of a release's limits only the rlimits apply, on Linux (limits_linux.go).
 //
 // A release's process is known by its PID and an identity read from the
 // system when it starts: on Linux the boot id and the start time in

@@ -292,7 +292,9 @@ func isMountPoint(path string) (bool, error) {
 // bounds the preparation. An exec that fails with ETXTBSY (an executable
 // just written, whose write descriptor a child forked meanwhile still
 // holds) is tried again a few times; one that lasts is
-// release.ErrHostBusy. Exit tells why a started process is gone.
+// release.ErrHostBusy. Exit tells why a started process is gone. The
+// release's limits are set on the process right after it starts, on
+// Linux (applyLimits, LimitsApplied).
 func (p *Runtime) Start(ctx context.Context, name string) error {
 	if err := release.ValidName(name); err != nil {
 		return err
@@ -371,6 +373,8 @@ func (p *Runtime) start(ctx context.Context, name string) error {
 	}
 	p.setExit(name, rec)
 	pid := cmd.Process.Pid
+	// At once: the app runs unlimited until then (applyLimits).
+	limErr := applyLimits(pid, r.Limits)
 	cpStartForked.Hit()
 	// Identify the process before anything reaps it: until Wait, even a
 	// child that already exited is still there, a zombie.
@@ -397,6 +401,10 @@ func (p *Runtime) start(ctx context.Context, name string) error {
 		// a stranger later, so never be stopped: do not leave it.
 		signalGroup(pid, syscall.SIGKILL)
 		return fmt.Errorf("identify pid %d (killed it): %w", pid, idErr)
+	case limErr != nil:
+		// Never leave it running without its limits.
+		signalGroup(pid, syscall.SIGKILL)
+		return fmt.Errorf("resource limits of pid %d (killed it): %w", pid, limErr)
 	}
 	pidfile := fmt.Appendf(nil, "%d %s\n", pid, id)
 	if err := atomicfile.WriteFile(filepath.Join(dir, pidFile), pidfile, 0o644); err != nil {

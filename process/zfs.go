@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 
 	"github.com/jailkeeper/jailkeeper/release"
 	"github.com/jailkeeper/jailkeeper/zfs"
@@ -64,7 +65,8 @@ func (p *Runtime) templateSnapshot(ctx context.Context, template string) (string
 }
 
 // clone clones snapshot as the release's dataset mounted at root, with
-// jailkeeper:managed=yes and jailkeeper:service set by the clone itself,
+// jailkeeper:managed=yes, jailkeeper:service and the disk limit (quota) set
+// by the clone itself,
 // and checks that it is mounted there. It creates Dataset/releases first
 // when missing.
 func (p *Runtime) clone(ctx context.Context, snapshot string, spec release.Spec, root string) error {
@@ -79,11 +81,16 @@ func (p *Runtime) clone(ctx context.Context, snapshot string, spec release.Spec,
 		}
 	}
 	ds := p.dataset(spec.Name)
-	d, err := p.zfs.Clone(ctx, snapshot, ds, map[string]string{
+	props := map[string]string{
 		release.PropManaged: "yes",
 		release.PropService: spec.Service,
 		"mountpoint":        root,
-	})
+	}
+	if spec.Limits.Disk > 0 {
+		// The disk limit, as the jail runtime sets it (zfsprops(7), quota).
+		props["quota"] = strconv.FormatInt(spec.Limits.Disk, 10)
+	}
+	d, err := p.zfs.Clone(ctx, snapshot, ds, props)
 	if err != nil {
 		return err
 	}

@@ -279,3 +279,29 @@ func TestProcessZFSValidDataset(t *testing.T) {
 		}
 	}
 }
+
+// TestProcessZFSDiskLimit: in ZFS mode the disk limit is the clone's quota,
+// set by zfs clone itself, as the jail runtime does; and the release
+// records its limits in release.json.
+func TestProcessZFSDiskLimit(t *testing.T) {
+	parent := zfstest.Pool(t) + "/jk"
+	zfsTemplate(t, parent, "default", "motd\n")
+	root := filepath.Join(t.TempDir(), "releases")
+	p := newProcess(t, process.Config{Root: root, Dataset: parent})
+	spec := helloSpec(t, nil)
+	spec.Limits = release.Limits{Disk: 64 << 20, OpenFiles: 256}
+	r := create(t, p, spec)
+	if r.Limits != spec.Limits {
+		t.Errorf("Create = %+v, want the limits recorded", r.Limits)
+	}
+	props, err := testZFS().Get(context.Background(), parent+"/releases/"+spec.Name, "quota")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := props["quota"]; q.Value != "67108864" || q.Source != "local" {
+		t.Errorf("quota = %+v, want 67108864 set locally", q)
+	}
+	if got := list(t, p); len(got) != 1 || got[0].Limits != spec.Limits {
+		t.Errorf("List = %+v, want the limits read back from release.json", got)
+	}
+}

@@ -206,6 +206,7 @@ func createTarget(ctx context.Context, dp *deployment) error {
 		User:     s.User,
 		Template: s.Template,
 		Allow:    s.Allow,
+		Limits:   release.Limits(s.Limits),
 		Artifact: path,
 		Data:     dataSpecs(s),
 		Created:  e.now(),

@@ -22,4 +22,7 @@ const (
 	PropFailures = PropPrefix + "failures"
 	PropFailedAt = PropPrefix + "failed_at"
 	PropMigrated = PropPrefix + "migrated_at" // when the migration finished (RFC 3339)
+	// PropLimits is Limits.String(), set by the clone when the release
+	// has limits (the jail runtime reads it at start for its rctl rules).
+	PropLimits = PropPrefix + "limits"
 )

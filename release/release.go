@@ -44,6 +44,8 @@ type Release struct {
 	// finished; zero when it has none or it has not finished. Stored
 	// apart from Status (SetMigrated), so no state change clears it.
 	Migrated time.Time `json:"migrated_at,omitzero"`
+	// Limits are the release's resource limits, stored at create.
+	Limits Limits `json:"limits,omitzero"`
 	// Running is observed (jls, or the pidfile's process), never stored.
 	Running bool `json:"-"`
 }
@@ -76,6 +78,7 @@ type Spec struct {
 	Allow    []string          // jail allow.* parameters, without the "allow." prefix
 	Artifact string            // local path of the verified artifact
 	Data     []Data            // persistent data sets, shared by every release of the service
+	Limits   Limits            // resource limits; zero: none
 	Created  time.Time
 }
 
@@ -94,5 +97,6 @@ func (s Spec) NewRelease(now time.Time) Release {
 		Port:    s.Port,
 		State:   StateCreating,
 		Created: created.UTC(),
+		Limits:  s.Limits,
 	}
 }

@@ -11,14 +11,14 @@ import (
 	"github.com/jailkeeper/jailkeeper/internal/command"
 )
 
-// newHostCmd is `jailkeeper host`, with `host init`.
+// newHostCmd is `jailkeeper host`, with `host init` and `host shutdown`.
 func newHostCmd() *cobra.Command {
 	host := &cobra.Command{
 		Use:   "host",
 		Short: "Prepare this FreeBSD host for the jail runtime",
 		Args:  noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return usageError{fmt.Errorf("host needs a subcommand: init")}
+			return usageError{fmt.Errorf("host needs a subcommand: init or shutdown")}
 		},
 	}
 	initCmd := &cobra.Command{
@@ -48,7 +48,7 @@ With --dry-run it runs and writes nothing and prints every step.`,
 		}
 		return hostsetup.HostInit(c.Context(), hc, command.Exec{}, *dry, c.OutOrStdout())
 	}
-	host.AddCommand(initCmd)
+	host.AddCommand(initCmd, newHostShutdownCmd())
 	return host
 }
 

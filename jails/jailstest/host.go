@@ -35,6 +35,7 @@ type Host struct {
 	txg        uint64
 	fault      FaultFunc
 	calls      []Call
+	rctl       rctlState // rctl.go
 }
 
 // Mount is a file system mounted on the host that is neither a dataset
@@ -194,6 +195,8 @@ func (h *Host) dispatch(argv []string) result {
 		return h.umount(argv, args)
 	case "zfs":
 		return h.zfs(argv, args)
+	case "rctl":
+		return h.rctlCmd(argv, args)
 	}
 	return unsupported(argv, "unknown program")
 }
@@ -293,7 +296,7 @@ func (h *Host) Jails() []JailInfo {
 
 // Residue describes everything on the host that a release can leave
 // behind, one sorted line per item: "jail NAME [DYING]", "alias IF ADDR",
-// "dataset NAME", "snapshot NAME", "mount PATH (FSTYPE)", and "file PATH"
+// "dataset NAME", "snapshot NAME", "mount PATH (FSTYPE)", "rctl RULE", and "file PATH"
 // for every file and directory below each dir given (a jail.conf.d, a log
 // directory), relative to h.Dir().
 func (h *Host) Residue(dirs ...string) []string {
@@ -321,6 +324,11 @@ func (h *Host) Residue(dirs ...string) []string {
 	for _, m := range h.allMounts() {
 		if m.FSType != "zfs" {
 			out = append(out, "mount "+m.Path+" ("+m.FSType+")")
+		}
+	}
+	for _, rs := range h.rctl.rules {
+		for _, r := range rs {
+			out = append(out, "rctl "+r)
 		}
 	}
 	h.mu.Unlock()

@@ -28,9 +28,12 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # A stand-in for /etc/rc.subr with what rc.subr's run_rc_command does for
-# start and stop (libexec/rc/rc.subr): refuse unless ${rcvar} is YES, run
-# start_precmd, then eval "$command $rc_flags $command_args"; stop signals
-# the pidfile's process with SIGTERM. Commands print instead of running.
+# start and stop (libexec/rc/rc.subr): refuse unless ${rcvar} is YES; run
+# a custom ${1}_cmd (start_cmd, stop_cmd) instead of the default when the
+# script sets one; else for start run start_precmd, then eval "$command
+# $rc_flags $command_args", and for stop signal the pidfile's process with
+# SIGTERM. Commands print instead of running (in a function, a line that
+# runs the port's own binary is turned into an echo of it).
 cat >"$tmp/rc.subr" <<'SUBR'
 load_rc_config() { [ -r "$RC_CONF" ] && . "$RC_CONF"; return 0; }
 checkyesno() {
@@ -43,6 +46,11 @@ run_rc_command() {
 	if ! checkyesno "$rcvar"; then
 		echo "Cannot '$1' $name. Set $rcvar to YES in /etc/rc.conf or use 'one$1' instead of '$1'."
 		return 0
+	fi
+	eval _cmd=\$${1}_cmd
+	if [ -n "$_cmd" ]; then
+		eval "$_cmd"
+		return
 	fi
 	case $1 in
 	start)
@@ -71,7 +79,7 @@ for name in $rcsubr; do
 	grep -q "^# PROVIDE: $name\$" "$script" || err "files/$name.in: no '# PROVIDE: $name'"
 	grep -q "^name=$name\$" "$script" || err "files/$name.in: name is not $name"
 	grep -q "^rcvar=${name}_enable\$" "$script" || err "files/$name.in: rcvar is not ${name}_enable"
-	sed -i "s|^\. /etc/rc.subr\$|. $tmp/rc.subr|" "$script"
+	sed -i -e "s|^\. /etc/rc.subr\$|. $tmp/rc.subr|" -e "s|^\t$prefix/bin/|\techo $prefix/bin/|" "$script"
 	{
 		echo "## start, ${name}_enable=YES"
 		echo "${name}_enable=YES" >"$tmp/rc.conf"
