@@ -52,6 +52,7 @@ type Agent struct {
 	logged    map[string]string // last error logged per kind, see logChange
 	seq       uint64            // Seq of the last loaded desired state
 	passes    int
+	asked     ask // the first trigger since the last poll began
 }
 
 // Status is the body of GET /status.
@@ -111,7 +112,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		Events:     a.event,
 		Phases:     a.metrics.phase,
 		// A deploy that outlived its pass has ended: a pass reports it.
-		Kick: a.Trigger,
+		Kick: func() { a.triggerBy(triggerRetry) },
 	})
 	return a, nil
 }
@@ -125,15 +126,6 @@ func (a *Agent) Metrics() *Metrics { return a.metrics }
 // DefaultMinPoll is the least time between two polls of the deploy repo,
 // however many passes are asked for.
 const DefaultMinPoll = time.Second
-
-// Trigger asks for a pass as soon as possible; triggers that arrive while
-// one is pending coalesce. Safe for concurrent use.
-func (a *Agent) Trigger() {
-	select {
-	case a.trigger <- struct{}{}:
-	default:
-	}
-}
 
 // Status returns the status after the last pass, with the executor's
 // memory as it is now.
@@ -200,7 +192,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.listening(srv.addr)
 	}
 	a.log.Info("agent started", "repo", redact.URL(a.cfg.Repo.URL), "runtime", a.cfg.Runtime, "listen", srv.addr)
-	a.Trigger()
+	a.triggerBy(triggerStart)
 	minPoll := a.minPoll
 	if minPoll <= 0 {
 		minPoll = DefaultMinPoll
@@ -230,7 +222,8 @@ func (a *Agent) Run(ctx context.Context) error {
 				lastPoll = a.now()
 				ch := make(chan *reconcile.Desired, 1)
 				polled = ch
-				go func() { ch <- a.poll(ctx) }()
+				asked := a.takeAsked()
+				go func() { ch <- stamped(a.poll(ctx), asked, a.now()) }()
 			}
 		}
 		if next != nil && passDone == nil {
