@@ -53,6 +53,8 @@ type Agent struct {
 	seq       uint64            // Seq of the last loaded desired state
 	passes    int
 	asked     ask // the first trigger since the last poll began
+
+	loads loadCache // what the last polls parsed and hashed
 }
 
 // Status is the body of GET /status.
@@ -372,9 +374,11 @@ func (a *Agent) setError(msg string) {
 	a.mu.Unlock()
 }
 
-// load turns a snapshot into the desired state for this host.
+// load turns a snapshot into the desired state for this host, as
+// LoadDesired does, without parsing again a revision's manifests or
+// reading an unchanged env file (loadCache).
 func (a *Agent) load(snap gitsource.Snapshot) (*reconcile.Desired, error) {
-	return LoadDesired(snap.FS, a.cfg.Policy, a.cfg.Host, a.cfg.SecretsDir(), snap.Revision, snap.Time)
+	return a.loads.load(snap, a.cfg.Policy, a.cfg.Host, a.cfg.SecretsDir())
 }
 
 // LoadDesired reads the manifests in fsys, checked against the operator's
