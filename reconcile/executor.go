@@ -262,9 +262,11 @@ func (e *Executor) Pass(ctx context.Context, d Desired) (Result, error) {
 		}
 	}
 	errs := e.await(jobs, newer)
-	after, err := e.Observe(ctx)
-	if err != nil {
-		return res, errors.Join(append(errs, planErr, err)...)
+	after := obs
+	if !idle(steps) {
+		if after, err = e.Observe(ctx); err != nil {
+			return res, errors.Join(append(errs, planErr, err)...)
+		}
 	}
 	res.Releases = after.Releases
 	res.Services = e.statuses(d, after, planErr)
