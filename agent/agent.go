@@ -31,7 +31,7 @@ type Agent struct {
 	cfg     *Config
 	log     *slog.Logger
 	source  *gitsource.Source
-	proxy   *caddy.Client
+	proxy   *passProxy
 	exec    *reconcile.Executor
 	metrics *Metrics
 	notify  *Notifier // nil without notify.url
@@ -99,13 +99,13 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: caddy: %w", ErrConfig, cfg.File, err)
 	}
-	a.proxy = proxy
+	a.proxy = &passProxy{Client: proxy}
 	a.store = store
 	a.metrics = NewMetrics()
 	a.notify = NewNotifier(cfg.Notify, log)
 	a.exec = reconcile.NewExecutor(reconcile.Options{
 		Runtime:    rt,
-		Proxy:      proxy,
+		Proxy:      a.proxy,
 		Prober:     NewHTTPProber(),
 		Fetcher:    store,
 		Log:        log,
@@ -415,9 +415,11 @@ func (a *Agent) pass(ctx context.Context, d reconcile.Desired) {
 	start := a.now()
 	// Re-assert jailkeeper's server first: Caddy may have restarted without
 	// --resume or re-read a Caddyfile. A no-op when all is in place.
-	a.logChange("ensure", "caddy: ensure server", a.proxy.Ensure(ctx))
+	idleHost := len(a.exec.Memory().InFlight) == 0 // no step can move a route before the pass observes
+	a.logChange("ensure", "caddy: ensure server", a.proxy.ensure(ctx, idleHost))
 	a.metrics.desired(d)
 	res, err := a.exec.Pass(ctx, d)
+	a.proxy.forget()
 	a.metrics.passDone(res, err, a.now().Sub(start))
 	a.logChange("pass", "pass finished with errors", err)
 	a.pruneCache(d)

@@ -1,0 +1,63 @@
+package caddy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+)
+
+// EnsureRoutes is Ensure followed by Routes from one read of Caddy's
+// config: it reads the http app once, and when jailkeeper's server is in
+// place (what Ensure would find: nothing to write, the case of every pass
+// but the one after Caddy lost or changed its config) it returns the
+// server's routes from that read. Otherwise it runs Ensure and then Routes.
+// An agent pass that starts with it reads Caddy's config once (issue 11).
+// Safe for concurrent use.
+func (c *Client) EnsureRoutes(ctx context.Context) (map[string]Route, error) {
+	if routes, ok := c.ensuredRoutes(ctx); ok {
+		return routes, nil
+	}
+	if err := c.Ensure(ctx); err != nil {
+		return nil, err
+	}
+	return c.Routes(ctx)
+}
+
+// ensuredRoutes reads the http app and returns jailkeeper's routes when
+// Ensure has nothing to do; ok is false when it has, or the read failed
+// (Ensure and Routes then say why).
+func (c *Client) ensuredRoutes(ctx context.Context) (map[string]Route, bool) {
+	resp, err := c.do(ctx, http.MethodGet, "/config/apps/http", nil, "")
+	if err != nil || bytes.Equal(bytes.TrimSpace(resp.body), []byte("null")) {
+		return nil, false
+	}
+	var httpApp map[string]any
+	if err := json.Unmarshal(resp.body, &httpApp); err != nil {
+		return nil, false
+	}
+	// nextEnsureStep looks at the http app only.
+	root := map[string]any{"apps": map[string]any{"http": httpApp}}
+	if _, path, _, err := c.nextEnsureStep(root); err != nil || path != "" {
+		return nil, false
+	}
+	var app struct {
+		Servers map[string]struct {
+			Routes json.RawMessage `json:"routes"`
+		} `json:"servers"`
+	}
+	if err := json.Unmarshal(resp.body, &app); err != nil {
+		return nil, false
+	}
+	infos, err := parseRoutes(app.Servers[c.cfg.Server].Routes)
+	if err != nil {
+		return nil, false
+	}
+	out := make(map[string]Route, len(infos))
+	for _, ri := range infos {
+		if ri.service != "" {
+			out[ri.service] = ri.route
+		}
+	}
+	return out, true
+}
