@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"slices"
+	"sync"
 )
 
 // EnsureRoutes is Ensure followed by Routes from one read of Caddy's
@@ -49,7 +52,7 @@ func (c *Client) ensuredRoutes(ctx context.Context) (map[string]Route, bool) {
 	if err := json.Unmarshal(resp.body, &app); err != nil {
 		return nil, false
 	}
-	infos, err := parseRoutes(app.Servers[c.cfg.Server].Routes)
+	infos, err := c.memo.parseRoutes(app.Servers[c.cfg.Server].Routes)
 	if err != nil {
 		return nil, false
 	}
@@ -60,4 +63,45 @@ func (c *Client) ensuredRoutes(ctx context.Context) (map[string]Route, bool) {
 		}
 	}
 	return out, true
+}
+
+// routeMemo remembers what parseRoutes made of each route of the last
+// read, by the route's JSON. An idle pass reads the same routes every
+// time, and checking each for drift (rendering it again and comparing
+// canonical JSON) was most of the cost of a read of 1,000 routes (issue
+// 11). Only the last read's routes are kept. Safe for concurrent use.
+type routeMemo struct {
+	mu   sync.Mutex
+	last map[string]routeInfo
+}
+
+// parseRoutes is the package's parseRoutes, answering from the memo for
+// routes unchanged since the last call.
+func (m *routeMemo) parseRoutes(b []byte) ([]routeInfo, error) {
+	var raws []json.RawMessage
+	if err := json.Unmarshal(b, &raws); err != nil {
+		return nil, fmt.Errorf("decoding routes: %w", err)
+	}
+	m.mu.Lock()
+	prev := m.last
+	m.mu.Unlock()
+	next := make(map[string]routeInfo, len(raws))
+	out := make([]routeInfo, 0, len(raws))
+	for _, raw := range raws {
+		ri, ok := prev[string(raw)]
+		if !ok {
+			ri = routeInfo{raw: raw}
+			if svc, r, legacy, ok := parseRoute(raw); ok {
+				ri.service, ri.route, ri.legacy = svc, r, legacy
+			}
+		}
+		next[string(raw)] = ri
+		ri.raw = raw
+		ri.route.Hostnames = slices.Clone(ri.route.Hostnames) // the caller's own
+		out = append(out, ri)
+	}
+	m.mu.Lock()
+	m.last = next
+	m.mu.Unlock()
+	return out, nil
 }

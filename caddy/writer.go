@@ -477,7 +477,7 @@ func (c *Client) readRoutes(ctx context.Context) ([]routeInfo, string, error) {
 	if b := bytes.TrimSpace(resp.body); bytes.Equal(b, []byte("null")) {
 		return nil, "", errServerMissing
 	}
-	infos, err := parseRoutes(resp.body)
+	infos, err := c.memo.parseRoutes(resp.body)
 	if err != nil {
 		return nil, "", fmt.Errorf("caddy read routes: %w", err)
 	}
