@@ -309,7 +309,7 @@ func (a *Agent) poll(ctx context.Context) *reconcile.Desired {
 	a.mu.Unlock()
 	if prev == nil || prev.Revision != d.Revision {
 		a.log.Info("new revision", "revision", d.Revision)
-	} else if !sameSpecs(prev, d) {
+	} else if !sameEnvFiles(prev, d) {
 		a.log.Info("env file changed", "revision", d.Revision)
 	}
 	return d

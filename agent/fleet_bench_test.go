@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -114,12 +115,26 @@ func benchFleet(t *testing.T, n int) []string {
 	f.sync()
 	took := f.waitConverged(rev, start, 60*time.Minute)
 	okN, failed, last := stop()
-	var creates []float64
+	var creates, totals []float64
+	phases := map[string][]float64{}
 	for _, d := range f.lastDeploys() {
 		creates = append(creates, d.Phases["create"]+d.Phases["fetch"])
+		totals = append(totals, d.Total)
+		sum := 0.0
+		for p, v := range d.Phases {
+			phases[string(p)] = append(phases[string(p)], v)
+			sum += v
+		}
+		phases["waiting for a slot or Caddy"] = append(phases["waiting for a slot or Caddy"], d.Total-sum)
+	}
+	var breakdown []string
+	for _, p := range []string{"fetch", "create", "start", "gate", "switch", "watch", "drain", "waiting for a slot or Caddy"} {
+		breakdown = append(breakdown, fmt.Sprintf("%s %.3fs", p, median(phases[p])))
 	}
 	lines = append(lines, out("change of every service in one commit: %.1fs = %.2f × floor (floor %.1fs = gate %.2fs + watch %.1fs + %d × create %.3fs / %.0f cores; median create under the change %.3fs)",
 		took.Seconds(), took.Seconds()/floor, floor, gate, watch, n, create, cores, median(creates)))
+	lines = append(lines, out("the change's deploys, medians: %s; deploy total median %.1fs, max %.1fs",
+		strings.Join(breakdown, ", "), median(totals), slices.Max(append(totals, 0))))
 	lines = append(lines, out("requests through Caddy during the change: %d ok, %d failed %s", okN, failed, last))
 	if failed > 0 {
 		t.Errorf("%d requests failed during the change; last: %s", failed, last)

@@ -105,3 +105,18 @@ func (c *loadCache) envDigest(p string) (string, error) {
 	c.envs[p] = envStamp{info: fi, digest: digest}
 	return digest, nil
 }
+
+// sameEnvFiles reports whether two desired states of one revision hash
+// the same env files: within a revision only they can change what runs,
+// and comparing digests costs nothing where sameSpecs hashes every spec.
+func sameEnvFiles(a, b *reconcile.Desired) bool {
+	if len(a.Services) != len(b.Services) {
+		return false
+	}
+	for i := range a.Services {
+		if a.Services[i].Service != b.Services[i].Service || a.Services[i].EnvFileDigest != b.Services[i].EnvFileDigest {
+			return false
+		}
+	}
+	return true
+}

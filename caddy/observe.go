@@ -29,31 +29,61 @@ func (c *Client) EnsureRoutes(ctx context.Context) (map[string]Route, error) {
 
 // ensuredRoutes reads the http app and returns jailkeeper's routes when
 // Ensure has nothing to do; ok is false when it has, or the read failed
-// (Ensure and Routes then say why).
+// (Ensure and Routes then say why). The routes are decoded once, by the
+// memo; what Ensure checks is decoded without them, with each route
+// standing in as its @id (all nextEnsureStep looks at, except for legacy
+// routes, which make ok false).
 func (c *Client) ensuredRoutes(ctx context.Context) (map[string]Route, bool) {
 	resp, err := c.do(ctx, http.MethodGet, "/config/apps/http", nil, "")
 	if err != nil || bytes.Equal(bytes.TrimSpace(resp.body), []byte("null")) {
 		return nil, false
 	}
-	var httpApp map[string]any
-	if err := json.Unmarshal(resp.body, &httpApp); err != nil {
+	var app, servers, srv map[string]json.RawMessage
+	if json.Unmarshal(resp.body, &app) != nil || json.Unmarshal(app["servers"], &servers) != nil ||
+		json.Unmarshal(servers[c.cfg.Server], &srv) != nil || srv == nil || srv["routes"] == nil {
 		return nil, false
 	}
-	// nextEnsureStep looks at the http app only.
+	infos, err := c.memo.parseRoutes(srv["routes"])
+	if err != nil {
+		return nil, false
+	}
+	server := map[string]any{}
+	for k, raw := range srv {
+		if k == "routes" {
+			continue
+		}
+		var v any
+		if json.Unmarshal(raw, &v) != nil {
+			return nil, false
+		}
+		server[k] = v
+	}
+	stubs := make([]any, 0, len(infos))
+	for _, ri := range infos {
+		if ri.legacy {
+			return nil, false // Ensure rewrites it
+		}
+		id := RouteID(ri.service)
+		if ri.service == "" {
+			var head struct {
+				ID string `json:"@id"`
+			}
+			_ = json.Unmarshal(ri.raw, &head)
+			id = head.ID
+		}
+		stubs = append(stubs, map[string]any{"@id": id})
+	}
+	server["routes"] = stubs
+	httpApp := map[string]any{"servers": map[string]any{c.cfg.Server: server}}
+	if raw, ok := app["grace_period"]; ok {
+		var v any
+		if json.Unmarshal(raw, &v) != nil {
+			return nil, false
+		}
+		httpApp["grace_period"] = v
+	}
 	root := map[string]any{"apps": map[string]any{"http": httpApp}}
 	if _, path, _, err := c.nextEnsureStep(root); err != nil || path != "" {
-		return nil, false
-	}
-	var app struct {
-		Servers map[string]struct {
-			Routes json.RawMessage `json:"routes"`
-		} `json:"servers"`
-	}
-	if err := json.Unmarshal(resp.body, &app); err != nil {
-		return nil, false
-	}
-	infos, err := c.memo.parseRoutes(app.Servers[c.cfg.Server].Routes)
-	if err != nil {
 		return nil, false
 	}
 	out := make(map[string]Route, len(infos))
