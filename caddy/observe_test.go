@@ -41,16 +41,14 @@ func countedAdmin(t *testing.T) (*caddytest.Instance, *adminCounter, string) {
 		t.Fatal(err)
 	}
 	ac := &adminCounter{counts: map[string]int{}}
-	rp := httputil.NewSingleHostReverseProxy(target)
-	// Caddy's admin API checks the Host (and Origin) of each request.
-	director := rp.Director
-	rp.Director = func(r *http.Request) {
-		director(r)
-		r.Host = target.Host
-		if r.Header.Get("Origin") != "" {
-			r.Header.Set("Origin", "http://"+target.Host)
+	// Caddy's admin API checks the Host and Origin of each request.
+	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(target)
+		r.Out.Host = target.Host
+		if r.In.Header.Get("Origin") != "" {
+			r.Out.Header.Set("Origin", "http://"+target.Host)
 		}
-	}
+	}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ac.mu.Lock()
 		ac.counts[r.Method]++

@@ -55,9 +55,10 @@ func (c *listCache) end(next map[string]listed, reads int) {
 
 // listOne is List's read of release name: its release.json and whether
 // it runs, from prev when its files are unchanged. It records what it
-// read in next and returns how many files it read. An error wrapping
-// fs.ErrNotExist means name has no release.json (not a release).
-func (p *Runtime) listOne(name string, prev, next map[string]listed) (r release.Release, readErr, err error, reads int) {
+// read in next and returns how many files it read. readErr is why
+// release.json could not be read, wrapping fs.ErrNotExist when name has
+// none (not a release); err is why its pidfile could not be.
+func (p *Runtime) listOne(name string, prev, next map[string]listed) (r release.Release, reads int, readErr, err error) {
 	dir := p.dir(name)
 	was := prev[name]
 	var now listed
@@ -68,7 +69,7 @@ func (p *Runtime) listOne(name string, prev, next map[string]listed) (r release.
 		reads++
 		now.rel, readErr = p.read(name)
 		if errors.Is(readErr, fs.ErrNotExist) {
-			return release.Release{}, readErr, nil, reads
+			return release.Release{}, reads, readErr, nil
 		}
 		if readErr == nil && statErr == nil {
 			now.relInfo = fi
@@ -80,14 +81,14 @@ func (p *Runtime) listOne(name string, prev, next map[string]listed) (r release.
 	case errors.Is(err, fs.ErrNotExist):
 		// Not started, or stopped.
 	case err != nil:
-		return r, readErr, err, reads
+		return r, reads, readErr, err
 	case unchanged(was.pidInfo, pfi):
 		now.pidInfo, now.pid = pfi, was.pid
 	default:
 		reads++
 		b, err := os.ReadFile(filepath.Join(dir, pidFile))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return r, readErr, err, reads
+			return r, reads, readErr, err
 		}
 		if err == nil {
 			now.pidInfo, now.pid = pfi, b
@@ -96,12 +97,12 @@ func (p *Runtime) listOne(name string, prev, next map[string]listed) (r release.
 	if now.pid != nil {
 		pid, err := livePID(now.pid)
 		if err != nil {
-			return r, readErr, err, reads
+			return r, reads, readErr, err
 		}
 		r.Running = pid != 0
 	}
 	if readErr == nil {
 		next[name] = now
 	}
-	return r, readErr, nil, reads
+	return r, reads, readErr, nil
 }

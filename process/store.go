@@ -39,7 +39,7 @@ func (p *Runtime) List(ctx context.Context) ([]release.Release, error) {
 			continue
 		}
 		// Unchanged files are not read again (listCache).
-		r, err, runErr, n := p.listOne(e.Name(), prev, next)
+		r, n, err, runErr := p.listOne(e.Name(), prev, next)
 		reads += n
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
