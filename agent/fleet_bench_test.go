@@ -135,7 +135,8 @@ func benchFleet(t *testing.T, n int) []string {
 		took.Seconds(), took.Seconds()/floor, floor, gate, watch, n, create, cores, median(creates)))
 	lines = append(lines, out("the change's deploys, medians: %s; deploy total median %.1fs, max %.1fs",
 		strings.Join(breakdown, ", "), median(totals), slices.Max(append(totals, 0))))
-	lines = append(lines, out("requests through Caddy during the change: %d ok, %d failed %s", okN, failed, last))
+	lines = append(lines, out("requests through Caddy during the change: %d ok, %d failed %s (%d dropped by Caddy at a reload before any answer, sent again)",
+		okN, failed, last, f.retried.Load()))
 	if failed > 0 {
 		t.Errorf("%d requests failed during the change; last: %s", failed, last)
 	}
