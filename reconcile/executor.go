@@ -257,6 +257,10 @@ func (e *Executor) Pass(ctx context.Context, d Desired) (Result, error) {
 	res.Steps = steps
 	var jobs []*job
 	for _, st := range steps {
+		if st.Kind == KindNone && st.changesNothing() {
+			e.settled(st.Service) // what its step would do, without a goroutine
+			continue
+		}
 		if j := e.launch(ctx, &deployment{d: d, obs: obs, st: st}); j != nil {
 			jobs = append(jobs, j)
 		}

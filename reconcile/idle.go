@@ -25,3 +25,14 @@ func idle(steps []Step) bool {
 	}
 	return true
 }
+
+// settled records that a converged service's step, which has nothing to
+// do (changesNothing), ended well: it clears the service's last error, as
+// its job would have, unless a step of an earlier pass still runs for it.
+func (e *Executor) settled(service string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.jobs[service] == nil {
+		delete(e.lastErr, service)
+	}
+}
