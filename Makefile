@@ -6,7 +6,7 @@ VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 FUZZTIME  ?= 15s
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all build tools deps lint test test-go fuzz demo demo-check bench clean port-check stress
+.PHONY: all build tools deps lint test test-go fuzz demo demo-check bench bench-fleet clean port-check stress
 
 all: build
 
@@ -62,6 +62,15 @@ port-check:
 
 bench: tools
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Not part of `make test`: issue 11's fleet figures (converge 10, 200 and
+# 1,000 services in one commit, rollback, idle CPU, RSS) with the process
+# runtime, real Caddy and real git, printed as ratios on this machine.
+# Its releases take addresses from 127.76.0.0/16.
+BENCH_FLEET_SIZES ?= 10,200,1000
+bench-fleet: tools
+	JAILKEEPER_BENCH_FLEET=1 JAILKEEPER_BENCH_FLEET_SIZES=$(BENCH_FLEET_SIZES) \
+		$(GO) test -count=1 -timeout 120m -run '^TestFleetBench$$' -v ./agent
 
 demo: build tools
 	scripts/demo.sh

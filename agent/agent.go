@@ -32,7 +32,7 @@ type Agent struct {
 	cfg     *Config
 	log     *slog.Logger
 	source  *gitsource.Source
-	proxy   *caddy.Client
+	proxy   *passProxy
 	exec    *reconcile.Executor
 	rt      reconcile.Runtime // the executor's, for the data /status lists
 	metrics *Metrics
@@ -54,6 +54,9 @@ type Agent struct {
 	logged    map[string]string // last error logged per kind, see logChange
 	seq       uint64            // Seq of the last loaded desired state
 	passes    int
+	asked     ask // the first trigger since the last poll began
+
+	loads loadCache // what the last polls parsed and hashed
 }
 
 // Status is the body of GET /status.
@@ -102,14 +105,14 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: caddy: %w", ErrConfig, cfg.File, err)
 	}
-	a.proxy = proxy
+	a.proxy = &passProxy{Client: proxy}
 	a.store = store
 	a.rt = rt
 	a.metrics = NewMetrics()
 	a.notify = NewNotifier(cfg.Notify, log)
 	a.exec = reconcile.NewExecutor(reconcile.Options{
 		Runtime:    rt,
-		Proxy:      proxy,
+		Proxy:      a.proxy,
 		Prober:     NewHTTPProber(),
 		Fetcher:    store,
 		Log:        log,
@@ -118,7 +121,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		Events:     a.event,
 		Phases:     a.metrics.phase,
 		// A deploy that outlived its pass has ended: a pass reports it.
-		Kick: a.Trigger,
+		Kick: func() { a.triggerBy(triggerRetry) },
 	})
 	return a, nil
 }
@@ -132,15 +135,6 @@ func (a *Agent) Metrics() *Metrics { return a.metrics }
 // DefaultMinPoll is the least time between two polls of the deploy repo,
 // however many passes are asked for.
 const DefaultMinPoll = time.Second
-
-// Trigger asks for a pass as soon as possible; triggers that arrive while
-// one is pending coalesce. Safe for concurrent use.
-func (a *Agent) Trigger() {
-	select {
-	case a.trigger <- struct{}{}:
-	default:
-	}
-}
 
 // Status returns the status after the last pass, with the executor's
 // memory as it is now.
@@ -207,7 +201,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.listening(srv.addr)
 	}
 	a.log.Info("agent started", "repo", redact.URL(a.cfg.Repo.URL), "runtime", a.cfg.Runtime, "listen", srv.addr)
-	a.Trigger()
+	a.triggerBy(triggerStart)
 	minPoll := a.minPoll
 	if minPoll <= 0 {
 		minPoll = DefaultMinPoll
@@ -237,7 +231,8 @@ func (a *Agent) Run(ctx context.Context) error {
 				lastPoll = a.now()
 				ch := make(chan *reconcile.Desired, 1)
 				polled = ch
-				go func() { ch <- a.poll(ctx) }()
+				asked := a.takeAsked()
+				go func() { ch <- stamped(a.poll(ctx), asked, a.now()) }()
 			}
 		}
 		if next != nil && passDone == nil {
@@ -321,7 +316,7 @@ func (a *Agent) poll(ctx context.Context) *reconcile.Desired {
 	a.mu.Unlock()
 	if prev == nil || prev.Revision != d.Revision {
 		a.log.Info("new revision", "revision", d.Revision)
-	} else if !sameSpecs(prev, d) {
+	} else if !sameEnvFiles(prev, d) {
 		a.log.Info("env file changed", "revision", d.Revision)
 	}
 	return d
@@ -386,9 +381,11 @@ func (a *Agent) setError(msg string) {
 	a.mu.Unlock()
 }
 
-// load turns a snapshot into the desired state for this host.
+// load turns a snapshot into the desired state for this host, as
+// LoadDesired does, without parsing again a revision's manifests or
+// reading an unchanged env file (loadCache).
 func (a *Agent) load(snap gitsource.Snapshot) (*reconcile.Desired, error) {
-	d, err := LoadDesired(snap.FS, a.cfg.Policy, a.cfg.Host, a.cfg.SecretsDir(), snap.Revision, snap.Time)
+	d, err := a.loads.load(snap, a.cfg.Policy, a.cfg.Host, a.cfg.SecretsDir())
 	a.cfg.applyDefaults(d)
 	return d, err
 }
@@ -427,9 +424,11 @@ func (a *Agent) pass(ctx context.Context, d reconcile.Desired) {
 	start := a.now()
 	// Re-assert jailkeeper's server first: Caddy may have restarted without
 	// --resume or re-read a Caddyfile. A no-op when all is in place.
-	a.logChange("ensure", "caddy: ensure server", a.proxy.Ensure(ctx))
+	idleHost := len(a.exec.Memory().InFlight) == 0 // no step can move a route before the pass observes
+	a.logChange("ensure", "caddy: ensure server", a.proxy.ensure(ctx, idleHost))
 	a.metrics.desired(d)
 	res, err := a.exec.Pass(ctx, d)
+	a.proxy.forget()
 	a.metrics.passDone(res, err, a.now().Sub(start))
 	a.logChange("pass", "pass finished with errors", err)
 	a.pruneCache(d)

@@ -139,7 +139,7 @@ func (a *Agent) Handler(secret []byte) http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("POST /sync", func(w http.ResponseWriter, _ *http.Request) {
-		a.Trigger()
+		a.triggerBy(triggerSync)
 		w.WriteHeader(http.StatusAccepted)
 		fmt.Fprintln(w, "pass triggered")
 	})
@@ -169,7 +169,7 @@ func (a *Agent) Handler(secret []byte) http.Handler {
 			fmt.Fprintln(w, "pong")
 			return
 		}
-		a.Trigger()
+		a.triggerBy(triggerWebhook)
 		w.WriteHeader(http.StatusAccepted)
 		fmt.Fprintln(w, "pass triggered")
 	})

@@ -136,6 +136,7 @@ type Client struct {
 	stats struct {
 		calls, batches, writes, switches, files, conflicts atomic.Uint64
 	}
+	memo routeMemo // what the last read of the routes parsed to
 
 	// testHookBeforeWrite, when set, runs before every admin write request
 	// (in the writer goroutine). Tests use it to change the config between

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 )
 
 // ensure runs in the writer goroutine. Each round reads the whole config
@@ -146,6 +148,11 @@ func fallbackIndex(routes []any) int {
 // unchecked: the take-over changes the @ids only, and the next Set of the
 // service writes what its manifest says.
 func takeOverLegacy(routes []any) (body []byte, ok bool, err error) {
+	// Nearly always there is none: look at the @ids before encoding
+	// every route (issue 11: an idle pass's cost).
+	if !slices.ContainsFunc(routes, maybeLegacy) {
+		return nil, false, nil
+	}
 	out := make([]json.RawMessage, len(routes))
 	for i, r := range routes {
 		raw, err := json.Marshal(r)
@@ -165,4 +172,12 @@ func takeOverLegacy(routes []any) (body []byte, ok bool, err error) {
 	}
 	body, err = json.Marshal(out)
 	return body, true, err
+}
+
+// maybeLegacy reports whether route (decoded JSON) has an @id of the
+// legacy form; the fallback's does not count.
+func maybeLegacy(route any) bool {
+	m, _ := route.(map[string]any)
+	id, _ := m["@id"].(string)
+	return strings.HasPrefix(id, legacyPrefix) && id != FallbackID
 }

@@ -552,7 +552,7 @@ func (c *Client) readRoutes(ctx context.Context) ([]routeInfo, string, error) {
 	if b := bytes.TrimSpace(resp.body); bytes.Equal(b, []byte("null")) {
 		return nil, "", errServerMissing
 	}
-	infos, err := parseRoutesIn(resp.body, c.cfg.UpstreamDir)
+	infos, err := c.memo.parseRoutes(resp.body, c.cfg.UpstreamDir)
 	if err != nil {
 		return nil, "", fmt.Errorf("caddy read routes: %w", err)
 	}

@@ -24,7 +24,7 @@ func identity(pid int) (id string, alive bool, err error) {
 	if err != nil {
 		return "", false, err
 	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	b, err := readProcStat(pid)
 	if err != nil {
 		// ESRCH: the process exited between open and read of its stat.
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
@@ -69,4 +69,35 @@ func parseStat(b []byte) (start string, alive bool, err error) {
 	state := f[0]
 	alive = !bytes.Equal(state, []byte("Z")) && !bytes.Equal(state, []byte("X"))
 	return string(f[22-3]), alive, nil
+}
+
+// readProcStat reads /proc/<pid>/stat with open, read and close, and no
+// more: List reads it for every running release on every pass (issue 11),
+// and os.ReadFile adds an fstat and a read. The line is far shorter than
+// the buffer (proc(5): 52 numeric fields and a comm of at most 64 bytes);
+// a longer one is read on.
+func readProcStat(pid int) ([]byte, error) {
+	path := "/proc/" + strconv.Itoa(pid) + "/stat"
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer syscall.Close(fd)
+	buf := make([]byte, 0, 1024)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := syscall.Read(fd, buf[len(buf):cap(buf)])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+	}
 }

@@ -425,6 +425,12 @@ func (p *Runtime) pid(name string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	return livePID(b)
+}
+
+// livePID returns the PID a pidfile's content b names when that process
+// is alive and has the identity recorded, else 0.
+func livePID(b []byte) (int, error) {
 	fields := strings.Fields(string(b))
 	if len(fields) != 2 {
 		return 0, nil // corrupt: nothing we can safely signal

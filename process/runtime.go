@@ -88,6 +88,8 @@ type Runtime struct {
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex // per release
 	exits map[string]*exitRecord // per release this value started, see Exit
+
+	listed listCache // what the last List read
 }
 
 // New checks cfg, fills in the defaults and returns the process runtime,

@@ -28,6 +28,9 @@ func (p *Runtime) List(ctx context.Context) ([]release.Release, error) {
 		return nil, fmt.Errorf("list releases: %w", err)
 	}
 	var out []release.Release
+	prev, next := p.listed.begin()
+	reads := 0
+	defer func() { p.listed.end(next, reads) }()
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -35,7 +38,9 @@ func (p *Runtime) List(ctx context.Context) ([]release.Release, error) {
 		if !e.IsDir() || release.ValidName(e.Name()) != nil {
 			continue
 		}
-		r, err := p.read(e.Name())
+		// Unchanged files are not read again (listCache).
+		r, n, err, runErr := p.listOne(e.Name(), prev, next)
+		reads += n
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -45,10 +50,11 @@ func (p *Runtime) List(ctx context.Context) ([]release.Release, error) {
 				Service: release.ServiceOf(e.Name()),
 				State:   release.StateFailed,
 				Reason:  err.Error(),
+				Running: r.Running,
 			}
 		}
-		if r.Running, err = p.running(e.Name()); err != nil {
-			return nil, fmt.Errorf("list releases: %w", err)
+		if runErr != nil {
+			return nil, fmt.Errorf("list releases: %w", runErr)
 		}
 		out = append(out, r)
 	}

@@ -267,14 +267,20 @@ func (e *Executor) Pass(ctx context.Context, d Desired) (Result, error) {
 	res.Steps = steps
 	var jobs []*job
 	for _, st := range steps {
+		if st.Kind == KindNone && st.changesNothing() {
+			e.settled(st.Service) // what its step would do, without a goroutine
+			continue
+		}
 		if j := e.launch(ctx, &deployment{d: d, obs: obs, st: st}); j != nil {
 			jobs = append(jobs, j)
 		}
 	}
 	errs := e.await(jobs, newer)
-	after, err := e.Observe(ctx)
-	if err != nil {
-		return res, errors.Join(append(errs, planErr, err)...)
+	after := obs
+	if !idle(steps) {
+		if after, err = e.Observe(ctx); err != nil {
+			return res, errors.Join(append(errs, planErr, err)...)
+		}
 	}
 	res.Releases = after.Releases
 	res.Services = e.statuses(d, after, planErr)

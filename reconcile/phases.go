@@ -56,6 +56,16 @@ type LastDeploy struct {
 	Release string            `json:"release"`
 	Phases  map[Phase]float64 `json:"phases"`
 	Total   float64           `json:"total"`
+	// Trigger is what asked for the pass that started the deploy
+	// (Desired.Trigger: webhook, sync, poll, start, retry) and Wait the
+	// seconds from its arrival to the deploy's start: the poll of the
+	// deploy repo and the wait for the pass. A push webhook shows as
+	// trigger "webhook" with a wait of a poll, not of a poll interval.
+	Trigger string  `json:"trigger,omitempty"`
+	Wait    float64 `json:"wait,omitempty"`
+	// Live is the seconds from the commit seen (Desired.Seen) to traffic
+	// on the release; 0 when traffic did not move to it.
+	Live float64 `json:"live,omitempty"`
 }
 
 // phaseClock collects one deploy's phase timings as its steps run.
@@ -129,6 +139,13 @@ func (e *Executor) deployDone(dp *deployment) {
 	}
 	dp.clock.mu.Lock()
 	ld := LastDeploy{Release: dp.st.Target, Phases: map[Phase]float64{}, Total: e.now().Sub(dp.start).Seconds()}
+	ld.Trigger = dp.d.Trigger
+	if !dp.d.Triggered.IsZero() {
+		ld.Wait = max(dp.start.Sub(dp.d.Triggered), 0).Seconds()
+	}
+	if !dp.d.Seen.IsZero() && dp.switched.After(dp.start) {
+		ld.Live = max(dp.switched.Sub(dp.d.Seen), 0).Seconds()
+	}
 	for p, d := range dp.clock.phases {
 		ld.Phases[p] = d.Seconds()
 	}

@@ -28,6 +28,13 @@ type Desired struct {
 	// Seq orders desired states: a Pass or Preempt with a lower Seq than
 	// one already seen does not override it. Zero means unordered.
 	Seq uint64
+	// Trigger names what asked for the poll that loaded this state
+	// (webhook, sync, poll, start, retry) and Triggered is when it
+	// arrived; Seen is when the poll returned it: the commit seen. They
+	// only feed LastDeploy; zero values mean unknown.
+	Trigger   string
+	Triggered time.Time
+	Seen      time.Time
 }
 
 // Observed is what runs: releases from the runtime, routes from Caddy, and
