@@ -49,6 +49,11 @@ type Config struct {
 	// Policy is what manifests may ask for beyond their own jail; the
 	// zero value denies (manifest.Policy).
 	Policy manifest.Policy `yaml:"policy"`
+	// ControlSocket is the unix socket `jailkeeper suspend` and `resume`
+	// reach the agent on (default DefaultControlSocket), mode 0600.
+	ControlSocket string `yaml:"control_socket"`
+	// Windows are the sync windows (WindowConfig).
+	Windows []WindowConfig `yaml:"windows"`
 
 	// Dir is the directory of the config file; secrets live in Dir/secrets.
 	Dir string `yaml:"-"`
@@ -308,6 +313,7 @@ func (c *Config) setDefaults() {
 		c.Notify.Timeout = 5 * time.Second
 	}
 	def(&c.Artifacts.CacheMax, "2G")
+	def(&c.ControlSocket, DefaultControlSocket)
 }
 
 // parseBytes reads a size: a whole number of bytes, or one with a K, M, G
@@ -403,6 +409,9 @@ func (c *Config) validate() error {
 			field, msg, _ := strings.Cut(e, ": ")
 			bad(field, "%s", msg)
 		}
+	}
+	for _, e := range c.holdErrors() {
+		bad(e.field, "%s", e.msg)
 	}
 	if c.Notify.Retries < 0 {
 		bad("notify.retries", "must not be negative")

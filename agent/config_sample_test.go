@@ -23,4 +23,7 @@ func TestPortSampleConfig(t *testing.T) {
 	if c.Runtime != "jail" || c.Jails.Interface != "lo1" || c.Caddy.Listen[0] != "fd/3" {
 		t.Errorf("sample config decoded to runtime %q, interface %q, listen %q", c.Runtime, c.Jails.Interface, c.Caddy.Listen)
 	}
+	if c.ControlSocket != DefaultControlSocket || len(c.Windows) != 1 || c.Windows[0].Kind != "deny" {
+		t.Errorf("sample config decoded to control_socket %q, windows %+v", c.ControlSocket, c.Windows)
+	}
 }
