@@ -71,6 +71,8 @@ func newRootCmd() *cobra.Command {
 		newLogsCmd(),
 		newExecCmd(),
 		newSyncCmd(),
+		newSuspendCmd(),
+		newResumeCmd(),
 		newRunCaddyCmd(),
 		newHostCmd(),
 		newTemplateCmd(),
