@@ -189,9 +189,6 @@ func TestControlSocket(t *testing.T) {
 	if v, ok := value(t, a.metrics, "jailkeeper_service_suspended", map[string]string{"service": "hello"}); !ok || v != 1 {
 		t.Errorf("jailkeeper_service_suspended{hello} = %v, %v; want 1", v, ok)
 	}
-	if h := a.exec.Gate; h == nil {
-		t.Fatal("no executor")
-	}
 	if why, held := a.exec.Gate("hello", reconcile.ChangeRebase); !held || !strings.Contains(why, "incident 42") {
 		t.Errorf("Gate(hello) = %q, %v; want held by the suspend", why, held)
 	}
