@@ -117,9 +117,13 @@ func writeJSON(w http.ResponseWriter, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// serveControl listens on the control socket. The socket is bound in a
-// fresh directory of mode 0700 beside its path, made 0600 there and then
-// renamed into place, so it is never reachable with looser permissions.
+// serveControl listens on the control socket. Connecting to a unix
+// socket needs write access to its file (FreeBSD connect(2): EACCES
+// "Write access to the named socket is denied"), so mode 0600 leaves it
+// to the agent's user and root. The socket is bound in a fresh directory
+// of mode 0700 beside its path, made 0600 there and then renamed into
+// place, so it is never reachable with looser permissions (bind(2) makes
+// it with the umask's, and the umask is the whole process's).
 // A socket left at the path by an agent that died is replaced; one an
 // agent still answers on is an error, as is anything at the path that is
 // not a socket.
