@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -208,6 +209,7 @@ func holdPrune(st Step, h Hold) Step {
 // "suspended" or "waiting", the reason as Message, the Hold itself. A
 // held prune adds a row for its service, whose manifest is gone.
 func heldStatus(out []ServiceStatus, steps []Step, holds map[string]Hold) []ServiceStatus {
+	added := false
 	for svc, h := range holds {
 		i := slices.IndexFunc(out, func(s ServiceStatus) bool { return s.Service == svc })
 		j := slices.IndexFunc(steps, func(s Step) bool { return s.Service == svc })
@@ -221,6 +223,7 @@ func heldStatus(out []ServiceStatus, steps []Step, holds map[string]Hold) []Serv
 			}
 			out = append(out, ServiceStatus{Service: svc})
 			i = len(out) - 1
+			added = true
 		}
 		st := &out[i]
 		st.Hold = &h
@@ -236,15 +239,9 @@ func heldStatus(out []ServiceStatus, steps []Step, holds map[string]Hold) []Serv
 			st.Message = h.Suspended.String()
 		}
 	}
-	slices.SortFunc(out, func(a, b ServiceStatus) int {
-		switch {
-		case a.Service < b.Service:
-			return -1
-		case a.Service > b.Service:
-			return 1
-		}
-		return 0
-	})
+	if added {
+		slices.SortFunc(out, func(a, b ServiceStatus) int { return strings.Compare(a.Service, b.Service) })
+	}
 	return out
 }
 
