@@ -110,11 +110,13 @@ func TestE2ESuspendAndWindows(t *testing.T) {
 			t.Errorf("%s: status of later = %+v, want %q", when, l, want)
 		}
 		plan, _ := e.plan()
+		t.Logf("%s: plan:\n%s", when, plan)
 		if !strings.Contains(plan, "hello: suspended hello_") || !strings.Contains(plan, "incident 42") ||
 			!strings.Contains(plan, "later: wait later_") || !strings.Contains(plan, want) {
 			t.Errorf("%s: plan:\n%s", when, plan)
 		}
 		status := e.jk("status")
+		t.Logf("%s: status:\n%s", when, status)
 		if !strings.Contains(status, "suspended") || !strings.Contains(status, want) {
 			t.Errorf("%s: jailkeeper status:\n%s", when, status)
 		}
