@@ -39,6 +39,8 @@ type Agent struct {
 	notify  *Notifier // nil without notify.url
 	store   *artifact.Store
 	now     func() time.Time
+	suspend *Suspensions
+	windows *Windows
 
 	trigger chan struct{}
 	http    httpLimits    // the listener's limits; zero fields mean defaults
@@ -110,6 +112,9 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a.rt = rt
 	a.metrics = NewMetrics()
 	a.notify = NewNotifier(cfg.Notify, log)
+	if err := a.loadHolds(); err != nil {
+		return nil, err
+	}
 	a.exec = reconcile.NewExecutor(reconcile.Options{
 		Runtime:    rt,
 		Proxy:      a.proxy,
@@ -122,6 +127,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		Phases:     a.metrics.phase,
 		// A deploy that outlived its pass has ended: a pass reports it.
 		Kick: func() { a.triggerBy(triggerRetry) },
+		Hold: holdFunc(a.suspend, a.windows),
 	})
 	return a, nil
 }
@@ -188,6 +194,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer srv.close()
+	if a.cfg.ControlSocket != "" {
+		ctl, err := a.serveControl(ctx)
+		if err != nil {
+			return err
+		}
+		defer ctl.close()
+	}
 	defer a.notify.start(a.cfg.Notify.Timeout)()
 
 	sched := cron.New()

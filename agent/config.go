@@ -52,6 +52,11 @@ type Config struct {
 	Policy manifest.Policy `yaml:"policy"`
 	// Defaults apply to manifests that do not say (defaults.go).
 	Defaults DefaultsConfig `yaml:"defaults"`
+	// ControlSocket is the unix socket `jailkeeper suspend` and `resume`
+	// reach the agent on (default DefaultControlSocket), mode 0600.
+	ControlSocket string `yaml:"control_socket"`
+	// Windows are the sync windows (WindowConfig).
+	Windows []WindowConfig `yaml:"windows"`
 
 	// Dir is the directory of the config file; secrets live in Dir/secrets.
 	Dir string `yaml:"-"`
@@ -322,6 +327,7 @@ func (c *Config) setDefaults() {
 		c.Notify.Timeout = 5 * time.Second
 	}
 	def(&c.Artifacts.CacheMax, "2G")
+	def(&c.ControlSocket, DefaultControlSocket)
 }
 
 // parseBytes reads a size: a whole number of bytes, or one with a K, M, G
@@ -422,6 +428,9 @@ func (c *Config) validate() error {
 		}
 	}
 	errs = append(errs, c.validateDefaults()...)
+	for _, e := range c.holdErrors() {
+		bad(e.field, "%s", e.msg)
+	}
 	if c.Notify.Retries < 0 {
 		bad("notify.retries", "must not be negative")
 	}

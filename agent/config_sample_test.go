@@ -23,4 +23,9 @@ func TestPortSampleConfig(t *testing.T) {
 	if c.Runtime != "jail" || c.Jails.Interface != "lo1" || c.Caddy.Listen[0] != "fd/3" {
 		t.Errorf("sample config decoded to runtime %q, interface %q, listen %q", c.Runtime, c.Jails.Interface, c.Caddy.Listen)
 	}
+	// Windows are commented out: a sample that holds deploys on weekdays
+	// would surprise whoever copies it.
+	if c.ControlSocket != DefaultControlSocket || len(c.Windows) != 0 {
+		t.Errorf("sample config decoded to control_socket %q, windows %+v", c.ControlSocket, c.Windows)
+	}
 }

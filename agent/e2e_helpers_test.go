@@ -117,7 +117,8 @@ artifacts: {file_root: %q}
 caddy: {admin: %q, server: jailkeeper, listen: [%q]}
 listen: %q
 parallel: 4
-`, "file://"+e.remote, poll, e.stateDir, e.pool, e.dir, e.caddy.Admin, e.caddy.Listen, e.listen)
+control_socket: %q
+`, "file://"+e.remote, poll, e.stateDir, e.pool, e.dir, e.caddy.Admin, e.caddy.Listen, e.listen, e.control())
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

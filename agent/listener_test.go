@@ -152,6 +152,7 @@ runtime: process
 state_dir: `+filepath.Join(dir, "state")+`
 caddy: {admin: "unix/`+filepath.Join(dir, "admin.sock")+`"}
 listen: 127.0.0.1:0
+control_socket: `+filepath.Join(dir, "ctl.sock")+`
 `))
 	if err != nil {
 		t.Fatal(err)

@@ -44,6 +44,8 @@ type Metrics struct {
 	releases []release.Release
 	// service -> live release and SHA before a switch, for a switch back.
 	beforeSwitch map[string][2]string
+	// suspensions feeds jailkeeper_service_suspended; nil: none.
+	suspensions *Suspensions
 }
 
 // NewMetrics registers every jailkeeper metric plus the Go and process
@@ -85,7 +87,7 @@ func NewMetrics() *Metrics {
 	}, []string{"phase"})
 	m.Registry.MustRegister(m.phaseSeconds, m.reconcileTotal, m.reconcileDuration, m.deploysTotal, m.deployDuration,
 		m.commitToLive, m.rollbacksTotal, m.healthFailures, m.fetchTotal, m.lastSuccess, m.sigFailures,
-		stateCollector{m},
+		stateCollector{m}, suspendCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Series that exist from the start, so increase() and alerts see the
 	// first increment.

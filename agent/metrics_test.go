@@ -46,6 +46,7 @@ var designMetrics = []struct {
 	{"jailkeeper_source_last_success_timestamp_seconds", dto.MetricType_GAUGE, nil},
 	{"jailkeeper_signature_verification_failures_total", dto.MetricType_COUNTER, nil},
 	{"jailkeeper_deploy_phase_seconds", dto.MetricType_HISTOGRAM, []string{"phase"}},
+	{"jailkeeper_service_suspended", dto.MetricType_GAUGE, []string{"service"}},
 }
 
 const (

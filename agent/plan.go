@@ -68,7 +68,11 @@ func PlanOnce(ctx context.Context, cfg *Config, warn io.Writer) (*reconcile.Desi
 		return d, nil, err
 	}
 	obs.Memory = mem
-	steps, err := reconcile.Plan(*d, obs, time.Now())
+	now := time.Now()
+	if obs.Holds, err = planHolds(cfg, *d, obs, now); err != nil {
+		return d, nil, err
+	}
+	steps, err := reconcile.Plan(*d, obs, now)
 	return d, steps, err
 }
 

@@ -168,7 +168,7 @@ func (e *Executor) abandon(ctx context.Context, dp *deployment) error {
 			return fmt.Errorf("stop preempted %s: %w", dp.target.Name, err)
 		}
 	}
-	return ErrPreempted
+	return preemptedBy(dp.job)
 }
 
 // prepare announces the deploy and removes what an interrupted create left.

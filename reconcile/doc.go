@@ -6,4 +6,10 @@
 // list of steps (deploySteps): create or reuse the target, start it, gate it
 // on its health endpoint, switch the route, watch, promote it, drain and
 // retire the previous release, and collect what the plan does not keep.
+//
+// A Hold (hold.go) keeps a service from changing: an operator's suspend
+// freezes it on its live release, a sync window makes its new deploys and
+// prunes wait (rollbacks go through). The agent answers Options.Hold; Plan
+// reads the answers from Observed.Holds, and steps outside Plan (rebase,
+// canary) ask Executor.Gate.
 package reconcile

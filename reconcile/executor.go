@@ -101,6 +101,9 @@ type Options struct {
 	// failure's backoff by up to TransientJitter of it; nil is
 	// math/rand/v2's Float64.
 	Jitter func() float64
+	// Hold says what keeps a service from changing now (a suspend, a
+	// sync window); nil holds nothing. See Hold and Gate.
+	Hold HoldFunc
 }
 
 // Executor carries out plans. Build it with NewExecutor. Passes must not
@@ -133,6 +136,8 @@ type Executor struct {
 	lastErr map[string]string         // service -> message of its last step
 	// service -> its last deploy's phases
 	lastDeploy map[string]LastDeploy
+
+	holds holdState
 }
 
 // NewExecutor returns an Executor that uses o's parts.
@@ -149,6 +154,7 @@ func NewExecutor(o Options) *Executor {
 		phases:  o.Phases,
 
 		lastDeploy: map[string]LastDeploy{},
+		holds:      holdState{fn: o.Hold},
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -204,7 +210,9 @@ func (e *Executor) PlanPass(ctx context.Context, d Desired) ([]Step, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Plan(d, obs, e.now())
+	now := e.now()
+	obs.Holds = Holds(e.holds.fn, d, obs, now)
+	return Plan(d, obs, now)
 }
 
 // Preempt tells the executor about a newer desired state while a pass runs:
@@ -263,7 +271,9 @@ func (e *Executor) Pass(ctx context.Context, d Desired) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	steps, planErr := Plan(d, obs, e.now())
+	now := e.now()
+	obs.Holds = Holds(e.holds.fn, d, obs, now)
+	steps, planErr := Plan(d, obs, now)
 	res.Steps = steps
 	var jobs []*job
 	for _, st := range steps {
@@ -283,7 +293,8 @@ func (e *Executor) Pass(ctx context.Context, d Desired) (Result, error) {
 		}
 	}
 	res.Releases = after.Releases
-	res.Services = e.statuses(d, after, planErr)
+	res.Services = heldStatus(e.statuses(d, after, planErr), steps, obs.Holds)
+	e.wakeAtWindow(steps, obs.Holds)
 	return res, errors.Join(append(errs, planErr)...)
 }
 

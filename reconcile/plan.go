@@ -43,6 +43,8 @@ type Observed struct {
 	Releases []release.Release
 	Routes   map[string]caddy.Route
 	Memory   Memory
+	// Holds are the services that must not change now (see Hold).
+	Holds map[string]Hold
 }
 
 // Kind is what a Step does.
@@ -225,7 +227,7 @@ func Plan(d Desired, o Observed, now time.Time) ([]Step, error) {
 		if f, ok := failures[s.SpecHash()]; ok {
 			v.failure = &f
 		}
-		steps = append(steps, planService(s, v, now))
+		steps = append(steps, holdStep(planService(s, v, now), s, v, o.Holds[s.Service]))
 	}
 	for svc := range running {
 		if wanted[svc] {
@@ -240,7 +242,7 @@ func Plan(d Desired, o Observed, now time.Time) ([]Step, error) {
 			st.Destroy = append(st.Destroy, r.Name)
 		}
 		slices.Sort(st.Destroy)
-		steps = append(steps, st)
+		steps = append(steps, holdPrune(st, o.Holds[svc]))
 	}
 	slices.SortFunc(steps, func(a, b Step) int { return strings.Compare(a.Service, b.Service) })
 	return steps, nil

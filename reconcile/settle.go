@@ -29,7 +29,7 @@ func (e *Executor) apply(ctx context.Context, dp *deployment) error {
 	}
 	var err error
 	switch st.Kind {
-	case KindNone, KindBackoff, KindStalled:
+	case KindNone, KindBackoff, KindStalled, KindWait, KindSuspended:
 		err = e.settle(ctx, dp)
 	default:
 		err = e.deploy(ctx, dp)

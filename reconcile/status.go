@@ -25,6 +25,9 @@ type ServiceStatus struct {
 	// RetryAt is when it is tried next (zero: not backing off).
 	Failures int       `json:"failures,omitempty"`
 	RetryAt  time.Time `json:"retry_at,omitzero"`
+	// Hold is what keeps the service from changing (a suspend, a sync
+	// window), when something does; State is then suspended or waiting.
+	Hold *Hold `json:"hold,omitempty"`
 }
 
 // Result is what a pass did and what it left.

@@ -72,6 +72,8 @@ func newRootCmd() *cobra.Command {
 		newExecCmd(),
 		newDataCmd(),
 		newSyncCmd(),
+		newSuspendCmd(),
+		newResumeCmd(),
 		newRunCaddyCmd(),
 		newHostCmd(),
 		newTemplateCmd(),
