@@ -21,4 +21,7 @@ const (
 	PropReason   = PropPrefix + "reason"
 	PropFailures = PropPrefix + "failures"
 	PropFailedAt = PropPrefix + "failed_at"
+	// PropStandbySince is set only while the state is standby; a value
+	// left from an earlier standby is ignored in any other state.
+	PropStandbySince = PropPrefix + "standby_since"
 )
