@@ -25,6 +25,10 @@ type ServiceStatus struct {
 	// RetryAt is when it is tried next (zero: not backing off).
 	Failures int       `json:"failures,omitempty"`
 	RetryAt  time.Time `json:"retry_at,omitzero"`
+	// Standby is the release kept running for an instant rollback, and
+	// StandbyUntil when it is stopped; empty and zero when there is none.
+	Standby      string    `json:"standby,omitempty"`
+	StandbyUntil time.Time `json:"standby_until,omitzero"`
 }
 
 // Result is what a pass did and what it left.
@@ -65,6 +69,7 @@ func (e *Executor) statuses(d Desired, o Observed, planErr error) []ServiceStatu
 			st.Message = msg
 		}
 		e.backoffStatus(&st, s, rels)
+		standbyStatus(&st, rels, s.StandbyOr(d.DefaultStandby), e.now())
 		if planErr != nil {
 			st.Message = planErr.Error()
 		}
