@@ -381,7 +381,11 @@ func (a *Agent) setError(msg string) {
 
 // load turns a snapshot into the desired state for this host.
 func (a *Agent) load(snap gitsource.Snapshot) (*reconcile.Desired, error) {
-	return LoadDesired(snap.FS, a.cfg.Policy, a.cfg.Host, a.cfg.SecretsDir(), snap.Revision, snap.Time)
+	d, err := LoadDesired(snap.FS, a.cfg.Policy, a.cfg.Host, a.cfg.SecretsDir(), snap.Revision, snap.Time)
+	if d != nil {
+		d.DefaultStandby = a.cfg.Defaults.StandbyOrDefault()
+	}
+	return d, err
 }
 
 // LoadDesired reads the manifests in fsys, checked against the operator's

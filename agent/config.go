@@ -49,6 +49,8 @@ type Config struct {
 	// Policy is what manifests may ask for beyond their own jail; the
 	// zero value denies (manifest.Policy).
 	Policy manifest.Policy `yaml:"policy"`
+	// Defaults apply to manifests that leave a key out.
+	Defaults DefaultsConfig `yaml:"defaults"`
 
 	// Dir is the directory of the config file; secrets live in Dir/secrets.
 	Dir string `yaml:"-"`
@@ -407,6 +409,7 @@ func (c *Config) validate() error {
 	if c.Notify.Retries < 0 {
 		bad("notify.retries", "must not be negative")
 	}
+	c.Defaults.validate(bad)
 	if u := c.Notify.URL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 		bad("notify.url", "%q is not an http(s) URL", u)
 	}

@@ -48,6 +48,7 @@ func PlanOnce(ctx context.Context, cfg *Config, warn io.Writer) (*reconcile.Desi
 	if err != nil {
 		return nil, nil, err
 	}
+	d.DefaultStandby = cfg.Defaults.StandbyOrDefault()
 	// Only what observing needs: no artifact store, no HTTP listener.
 	rt, err := newRuntime(cfg)
 	if err != nil {
