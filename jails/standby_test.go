@@ -224,5 +224,3 @@ func (p *okProber) count() int { p.mu.Lock(); defer p.mu.Unlock(); return p.n }
 type fixedFetcher string
 
 func (f fixedFetcher) Fetch(context.Context, string, string) (string, error) { return string(f), nil }
-
-
