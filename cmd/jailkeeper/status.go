@@ -63,7 +63,10 @@ func printStatus(w io.Writer, st agent.Status) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\t%s\n", p(s.Service), p(short(s.DesiredSHA)), p(short(s.LiveSHA)),
 			p(s.LiveRelease), s.Converged, p(s.State), p(s.Message))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printStandby(w, st)
 }
 
 func short(sha string) string {
