@@ -400,6 +400,9 @@ func (a *Agent) setError(msg string) {
 func (a *Agent) load(snap gitsource.Snapshot) (*reconcile.Desired, error) {
 	d, err := a.loads.load(snap, a.cfg.Policy, a.cfg.Host, a.cfg.SecretsDir())
 	a.cfg.applyDefaults(d)
+	if d != nil {
+		d.DefaultStandby = a.cfg.Defaults.StandbyOrDefault()
+	}
 	return d, err
 }
 

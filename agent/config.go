@@ -434,6 +434,7 @@ func (c *Config) validate() error {
 	if c.Notify.Retries < 0 {
 		bad("notify.retries", "must not be negative")
 	}
+	c.Defaults.validate(bad)
 	if u := c.Notify.URL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 		bad("notify.url", "%q is not an http(s) URL", u)
 	}

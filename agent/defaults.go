@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -26,6 +27,13 @@ type DefaultsConfig struct {
 
 	// limits is Limits decoded by validate.
 	limits manifest.Limits
+
+	// Standby is how long a deploy leaves the release it replaced
+	// running, for an instant rollback: a Go duration, as the manifest's
+	// standby; 0 turns standby off. Empty means DefaultStandby.
+	Standby string `yaml:"standby"`
+
+	standby time.Duration // Standby parsed by validate
 }
 
 // DefaultLimits returns defaults.limits as validated; zero when unset.

@@ -118,6 +118,9 @@ caddy: {admin: %q, server: jailkeeper, listen: [%q]}
 listen: %q
 parallel: 4
 control_socket: %q
+# Scenarios count the processes a deploy leaves: the release it replaced
+# is stopped at once unless a manifest asks for standby (standby_e2e_test.go).
+defaults: {standby: 0s}
 `, "file://"+e.remote, poll, e.stateDir, e.pool, e.dir, e.caddy.Admin, e.caddy.Listen, e.listen, e.control())
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -238,7 +238,11 @@ func (m *Metrics) stateEvent(ev reconcile.Event) {
 			s.LiveRelease, s.LiveSHA, s.Converged, s.State = ev.Release, ev.SHA, true, string(release.StateLive)
 		})
 		m.setReleaseLocked(ev.Service, ev.Release, release.StateLive)
-		m.setReleaseLocked(ev.Service, ev.Previous, release.StateRetired)
+		prev := release.StateRetired
+		if ev.Standby > 0 {
+			prev = release.StateStandby
+		}
+		m.setReleaseLocked(ev.Service, ev.Previous, prev)
 	case reconcile.EventFailed:
 		if slices.ContainsFunc(m.releases, func(r release.Release) bool { return r.Name == ev.Release }) {
 			m.setReleaseLocked(ev.Service, ev.Release, release.StateFailed)
@@ -290,7 +294,7 @@ var (
 )
 
 // releaseStates are the values of jailkeeper_releases' state label.
-var releaseStates = []release.State{release.StateCreating, release.StateReady, release.StateLive, release.StateRetired, release.StateFailed}
+var releaseStates = []release.State{release.StateCreating, release.StateReady, release.StateLive, release.StateRetired, release.StateFailed, release.StateStandby}
 
 // stateCollector reports the last pass's snapshot, so series of a pruned
 // service disappear with it.

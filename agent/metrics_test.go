@@ -369,7 +369,7 @@ func TestPrunedServiceLeavesScrape(t *testing.T) {
 		}
 	}
 	want := []string{"service=hello,state=creating", "service=hello,state=failed", "service=hello,state=live",
-		"service=hello,state=ready", "service=hello,state=retired"}
+		"service=hello,state=ready", "service=hello,state=retired", "service=hello,state=standby"}
 	if diff := cmp.Diff(want, series(t, m, "jailkeeper_releases")); diff != "" {
 		t.Errorf("releases series (-want +got):\n%s", diff)
 	}

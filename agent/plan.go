@@ -49,6 +49,7 @@ func PlanOnce(ctx context.Context, cfg *Config, warn io.Writer) (*reconcile.Desi
 		return nil, nil, err
 	}
 	cfg.applyDefaults(d)
+	d.DefaultStandby = cfg.Defaults.StandbyOrDefault()
 	// Only what observing needs: no artifact store, no HTTP listener.
 	rt, err := newRuntime(cfg)
 	if err != nil {

@@ -103,8 +103,12 @@ func releaseFromProps(name string, p map[string]string) (release.Release, error)
 		}
 		r.Limits = l
 	}
-	for prop, t := range map[string]*time.Time{release.PropCreated: &r.Created, release.PropFailedAt: &r.FailedAt,
-		release.PropMigrated: &r.Migrated} {
+	times := map[string]*time.Time{release.PropCreated: &r.Created, release.PropFailedAt: &r.FailedAt,
+		release.PropMigrated: &r.Migrated}
+	if r.State == release.StateStandby {
+		times[release.PropStandbySince] = &r.StandbySince
+	}
+	for prop, t := range times {
 		if s := fromProp(p[prop]); s != "" {
 			v, err := time.Parse(time.RFC3339Nano, s)
 			if err != nil {
@@ -213,12 +217,18 @@ func (f *FreeBSD) SetStatus(ctx context.Context, name string, st release.Status)
 	if !st.FailedAt.IsZero() {
 		failedAt = st.FailedAt.UTC().Format(time.RFC3339Nano)
 	}
-	err := f.cfg.Datasets.SetProps(ctx, f.dataset(name), map[string]string{
+	props := map[string]string{
 		release.PropState:    string(st.State),
 		release.PropReason:   propValue(oneLine(st.Reason)),
 		release.PropFailures: strconv.Itoa(st.Failures),
 		release.PropFailedAt: propValue(failedAt),
-	})
+	}
+	// Only a standby sets its time: every other state's zfs set stays as
+	// it was, and releaseFromProps ignores a leftover value.
+	if st.State == release.StateStandby {
+		props[release.PropStandbySince] = st.StandbySince.UTC().Format(time.RFC3339Nano)
+	}
+	err := f.cfg.Datasets.SetProps(ctx, f.dataset(name), props)
 	if errors.Is(err, zfs.ErrNotFound) {
 		return fmt.Errorf("set status of %s: %w: %w", name, release.ErrNotFound, err)
 	}

@@ -137,7 +137,7 @@ func TestFreeBSDDeployAroundStrayAlias(t *testing.T) {
 	rt := strayRuntime(t, host, map[string]netip.Addr{s.ReleaseName(): first})
 	proxy := &mapProxy{routes: map[string]caddy.Route{}}
 	var events []reconcile.Event
-	exec := reconcile.NewExecutor(reconcile.Options{Runtime: rt, Proxy: proxy, Prober: okProber{},
+	exec := reconcile.NewExecutor(reconcile.Options{Runtime: rt, Proxy: proxy, Prober: &okProber{},
 		Fetcher: fileFetcher(spec.Artifact), Parallel: 1, Events: func(ev reconcile.Event) { events = append(events, ev) }})
 	if _, err := exec.Pass(ctx, reconcile.Desired{Services: []manifest.Service{s}}); err != nil {
 		t.Fatalf("pass: %v", err)
@@ -161,10 +161,6 @@ func TestFreeBSDDeployAroundStrayAlias(t *testing.T) {
 		t.Errorf("lo1 %v: the stranger's %s was removed", got, first)
 	}
 }
-
-type okProber struct{}
-
-func (okProber) Probe(context.Context, string, time.Duration) error { return nil }
 
 // fileFetcher hands out one local artifact for every URL.
 type fileFetcher string

@@ -110,6 +110,10 @@ func (p *Runtime) SetStatus(ctx context.Context, name string, st release.Status)
 	if st.FailedAt.IsZero() {
 		r.FailedAt = time.Time{}
 	}
+	r.StandbySince = time.Time{}
+	if st.State == release.StateStandby {
+		r.StandbySince = st.StandbySince.UTC()
+	}
 	if err := p.write(r); err != nil {
 		return fmt.Errorf("set status of %s: %w", name, err)
 	}

@@ -137,7 +137,7 @@ func (e *Executor) runSteps(ctx context.Context, dp *deployment, steps []deployS
 		dp.log.Debug("deploy step", "step", s.name)
 		var err error
 		run := func(ctx context.Context) error { return s.run(ctx, dp) }
-		if s.slot {
+		if s.slot && !dp.st.Hot { // a hot rollback starts nothing
 			err = e.withSlot(sctx, func() error { return e.timeStep(sctx, dp, s, run) })
 		} else {
 			err = e.timeStep(sctx, dp, s, run)
@@ -249,6 +249,9 @@ func createFailed(_ context.Context, dp *deployment, err error) error {
 }
 
 func startTarget(ctx context.Context, dp *deployment) error {
+	if dp.st.Hot {
+		return nil // running on standby; hotGate restarts it if need be
+	}
 	dp.started = true
 	if err := dp.e.rt.Start(ctx, dp.target.Name); err != nil {
 		return err
@@ -274,6 +277,9 @@ func startFailed(ctx context.Context, dp *deployment, err error) error {
 
 func gateTarget(ctx context.Context, dp *deployment) error {
 	dp.log.Debug("health gate", "step", "gate", "addr", dp.target.Addr())
+	if dp.st.Hot {
+		return dp.e.hotGate(ctx, dp)
+	}
 	h := dp.spec.Health
 	return dp.e.health(ctx, dp.target, h, h.Deadline, true)
 }
@@ -372,6 +378,9 @@ func retirePrevious(ctx context.Context, dp *deployment) error {
 	if err := e.proxy.Drain(ctx, prev.Addr(), left); err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}
+	if d := dp.standbyOf(); d > 0 {
+		return e.putOnStandby(ctx, dp, d)
+	}
 	if err := e.rt.Stop(ctx, prev.Name); err != nil {
 		return fmt.Errorf("stop previous %s: %w", prev.Name, err)
 	}
@@ -385,7 +394,8 @@ func reportLive(_ context.Context, dp *deployment) error {
 		kind = EventRolledBack
 	}
 	dp.e.emit(Event{Kind: kind, Service: dp.spec.Service, Release: dp.target.Name, Previous: dp.prev.Name, SHA: dp.spec.SHA,
-		Revision: dp.d.Revision, Duration: dp.e.now().Sub(dp.start), CommitTime: dp.d.CommitTime, Rollback: dp.st.Kind == KindRollback})
+		Revision: dp.d.Revision, Duration: dp.e.now().Sub(dp.start), CommitTime: dp.d.CommitTime, Rollback: dp.st.Kind == KindRollback,
+		Standby: dp.standbyFor()})
 	return nil
 }
 

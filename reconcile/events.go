@@ -31,6 +31,9 @@ type Event struct {
 	CommitTime time.Time `json:"commit_time,omitzero"`
 	// Rollback is set when the target was a retained release.
 	Rollback bool `json:"rollback,omitempty"`
+	// Standby, on live and rolled_back, is how long Previous stays
+	// running on standby (0: it was stopped and retired).
+	Standby time.Duration `json:"standby_ns,omitempty"`
 	// HealthFailure is set when the event is a failed health gate or watch.
 	HealthFailure bool `json:"-"`
 }

@@ -125,6 +125,7 @@ type Executor struct {
 	jitter        func() float64
 	slots         chan struct{} // one token per create or start in progress
 	running       sync.WaitGroup
+	standby       standbyTimers // passes asked for at standby expiries
 
 	// Memory that only saves work; losing it on a restart costs a retry.
 	mu      sync.Mutex

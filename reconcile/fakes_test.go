@@ -153,6 +153,10 @@ func (f *fakeRuntime) SetStatus(_ context.Context, name string, st release.Statu
 	f.record("set %s %s", name, st.State)
 	r := f.rels[name]
 	r.State, r.Reason, r.Failures, r.FailedAt = st.State, st.Reason, st.Failures, st.FailedAt
+	r.StandbySince = time.Time{}
+	if st.State == release.StateStandby {
+		r.StandbySince = st.StandbySince
+	}
 	return nil
 }
 

@@ -35,6 +35,9 @@ type Desired struct {
 	Trigger   string
 	Triggered time.Time
 	Seen      time.Time
+	// DefaultStandby is the agent's defaults.standby, for manifests that
+	// set no standby; zero turns standby off for them.
+	DefaultStandby time.Duration
 }
 
 // Observed is what runs: releases from the runtime, routes from Caddy, and
@@ -91,6 +94,15 @@ type Step struct {
 	RetryAt      time.Time
 	// Spec is the desired manifest (nil for prune).
 	Spec *manifest.Service `json:"-"`
+	// Hot is set on a rollback to a running standby release: one probe
+	// and one route switch, no start and no full gate (see standby.go).
+	Hot bool
+	// StandbyFor is how long Previous keeps running once the step's
+	// watch has passed (0: it is stopped and retired then).
+	StandbyFor time.Duration
+	// Standby is the release kept running for an instant rollback, if
+	// any, and when it is stopped and retired.
+	Standby *StandbyRelease
 }
 
 // String renders the step on one line, as `jailkeeper plan` prints it.
@@ -102,6 +114,9 @@ func (s Step) String() string {
 	}
 	if s.Existing && s.Kind == KindDeploy {
 		b.WriteString(" (on disk)")
+	}
+	if s.Hot {
+		b.WriteString(" (standby: one probe, one route switch)")
 	}
 	if s.Previous != "" && s.Previous != s.Target && s.Kind != KindBackoff && s.Kind != KindStalled && s.Kind != KindBusy {
 		fmt.Fprintf(&b, " replacing %s", s.Previous)
@@ -121,6 +136,7 @@ func (s Step) String() string {
 	if len(s.Destroy) > 0 {
 		fmt.Fprintf(&b, "; destroy %s", strings.Join(s.Destroy, ","))
 	}
+	s.standbyString(&b)
 	if len(s.AfterStop) > 0 {
 		fmt.Fprintf(&b, "; then stop %s", strings.Join(s.AfterStop, ","))
 	}
@@ -222,7 +238,7 @@ func Plan(d Desired, o Observed, now time.Time) ([]Step, error) {
 			steps = append(steps, busyStep(f, s))
 			continue
 		}
-		v := view{rels: byService[s.Service]}
+		v := view{rels: byService[s.Service], standby: s.StandbyOr(d.DefaultStandby)}
 		v.route, v.routed = o.Routes[s.Service]
 		if f, ok := failures[s.SpecHash()]; ok {
 			v.failure = &f
@@ -312,6 +328,7 @@ type view struct {
 	route   caddy.Route
 	routed  bool
 	failure *CreateFailure // of the desired spec, if its fetch or create failed
+	standby time.Duration  // the service's standby
 }
 
 func planService(s *manifest.Service, v view, now time.Time) Step {
@@ -380,10 +397,11 @@ func planService(s *manifest.Service, v view, now time.Time) Step {
 			st.Kind = KindDeploy
 			st.Reason = fmt.Sprintf("retry after %d failure(s)", target.Failures)
 		}
-	case target.State == release.StateRetired:
+	case target.State == release.StateRetired || target.State == release.StateStandby:
 		st.Kind = KindRollback
 		st.Target = target.Name
 		st.Existing = true
+		st.Hot = v.hot(*target, now)
 	default: // ready, or marked live but not the known-good
 		st.Kind = KindDeploy
 		st.Target = target.Name
@@ -402,11 +420,16 @@ func planService(s *manifest.Service, v view, now time.Time) Step {
 	}
 	switch st.Kind {
 	case KindNone, KindBackoff, KindStalled:
-		stop, destroy := Cleanup(rels, good.Name, st.Target, s.Retain)
+		var kept []release.Release
+		kept, st.Standby = v.keepStandby(st.Target, now)
+		stop, destroy := Cleanup(kept, good.Name, st.Target, s.Retain)
 		st.Stop = append(st.Stop, stop...)
 		slices.Sort(st.Stop)
 		st.Destroy = append(st.Destroy, destroy...)
 	case KindDeploy, KindRollback, KindWatch:
+		if st.Previous != "" && st.Previous != st.Target {
+			st.StandbyFor = v.standby
+		}
 		st.AfterStop, st.AfterDestroy = collectAfter(rels, st, s.Retain)
 	}
 	slices.Sort(st.Destroy)
@@ -444,6 +467,9 @@ func collectAfter(rels []release.Release, st Step, retain int) (stop, destroy []
 			continue
 		}
 		if r.Name == st.Previous && r.Name != st.Target {
+			if st.StandbyFor > 0 {
+				continue // on standby: kept running, and kept
+			}
 			r.State, r.Running = release.StateRetired, false
 		}
 		after = append(after, r)
@@ -493,9 +519,11 @@ func Cleanup(rels []release.Release, live, target string, retain int) (stop, des
 		}
 		keep := false
 		switch r.State {
-		case release.StateRetired, release.StateLive:
+		case release.StateRetired, release.StateLive, release.StateStandby:
 			// A release marked live that Caddy does not route was replaced
-			// by a pass that stopped before retiring it.
+			// by a pass that stopped before retiring it. A standby one here
+			// is past its standby (the caller keeps the one in its window
+			// out of rels) and is retired like it.
 			if keepRetired > 0 {
 				keepRetired--
 				keep = true
@@ -508,7 +536,7 @@ func Cleanup(rels []release.Release, live, target string, retain int) (stop, des
 			destroy = append(destroy, r.Name)
 			continue
 		}
-		if r.Running || r.State == release.StateLive {
+		if r.Running || r.State == release.StateLive || r.State == release.StateStandby {
 			stop = append(stop, r.Name)
 		}
 	}

@@ -74,6 +74,9 @@ func (e *Executor) settle(ctx context.Context, dp *deployment) error {
 	if err := e.cleanup(ctx, dp.log, dp.obs.Releases, st.Stop, st.Destroy); err != nil {
 		return err
 	}
+	if sb := st.Standby; sb != nil {
+		e.standby.kickAt(e, sb.Name, sb.Until)
+	}
 	switch st.Kind {
 	case KindBackoff:
 		return fmt.Errorf("%s backing off until %s: %s", st.Target, st.RetryAt.UTC().Format(time.RFC3339), st.Reason)

@@ -28,6 +28,10 @@ type ServiceStatus struct {
 	// Hold is what keeps the service from changing (a suspend, a sync
 	// window), when something does; State is then suspended or waiting.
 	Hold *Hold `json:"hold,omitempty"`
+	// Standby is the release kept running for an instant rollback, and
+	// StandbyUntil when it is stopped; empty and zero when there is none.
+	Standby      string    `json:"standby,omitempty"`
+	StandbyUntil time.Time `json:"standby_until,omitzero"`
 }
 
 // Result is what a pass did and what it left.
@@ -68,6 +72,7 @@ func (e *Executor) statuses(d Desired, o Observed, planErr error) []ServiceStatu
 			st.Message = msg
 		}
 		e.backoffStatus(&st, s, rels)
+		standbyStatus(&st, rels, s.StandbyOr(d.DefaultStandby), e.now())
 		if planErr != nil {
 			st.Message = planErr.Error()
 		}

@@ -25,4 +25,7 @@ const (
 	// PropLimits is Limits.String(), set by the clone when the release
 	// has limits (the jail runtime reads it at start for its rctl rules).
 	PropLimits = PropPrefix + "limits"
+	// PropStandbySince is set only while the state is standby; a value
+	// left from an earlier standby is ignored in any other state.
+	PropStandbySince = PropPrefix + "standby_since"
 )

@@ -16,12 +16,17 @@ const (
 	StateLive     State = "live"     // Caddy routes the service to it
 	StateRetired  State = "retired"  // stopped; kept for rollback
 	StateFailed   State = "failed"   // did not pass its health gate
+	// StateStandby is a previous live release kept running, not routed,
+	// after a deploy's watch, so that a rollback to it is one probe and
+	// one route switch. Its StandbySince says since when; once the
+	// manifest's standby has passed it is stopped and retired.
+	StateStandby State = "standby"
 )
 
 // Valid reports whether s is one of the known states.
 func (s State) Valid() bool {
 	switch s {
-	case StateCreating, StateReady, StateLive, StateRetired, StateFailed:
+	case StateCreating, StateReady, StateLive, StateRetired, StateFailed, StateStandby:
 		return true
 	}
 	return false
@@ -46,6 +51,10 @@ type Release struct {
 	Migrated time.Time `json:"migrated_at,omitzero"`
 	// Limits are the release's resource limits, stored at create.
 	Limits Limits `json:"limits,omitzero"`
+	// StandbySince is when the release went on standby; meaningful only
+	// in StateStandby (zero otherwise, and in records written before
+	// standby existed).
+	StandbySince time.Time `json:"standby_since,omitzero"`
 	// Running is observed (jls, or the pidfile's process), never stored.
 	Running bool `json:"-"`
 }
@@ -61,6 +70,9 @@ type Status struct {
 	Reason   string
 	Failures int
 	FailedAt time.Time
+	// StandbySince is stored with StateStandby and dropped with any other
+	// state.
+	StandbySince time.Time
 }
 
 // Spec is what a runtime needs to create a release.

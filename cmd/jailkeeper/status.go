@@ -66,6 +66,9 @@ func printStatus(w io.Writer, st agent.Status) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := printStandby(w, st); err != nil {
+		return err
+	}
 	return printOrphanedData(w, st.OrphanedData)
 }
 

@@ -13,6 +13,9 @@
 //   - Start and Stop are idempotent: starting a running release and
 //     stopping a stopped one succeed and change nothing; a stopped release
 //     starts again.
+//   - SetStatus is stored: List, also a new runtime value's, reads back
+//     the state, reason, failure count and time, and a standby's start
+//     time, which any later state drops.
 //   - List after a crash: a new runtime value over the same host (what an
 //     agent sees after it was killed and restarted) lists the same
 //     releases, with the same states and the same Running, and can stop,

@@ -305,15 +305,22 @@ func testSetStatus(t *testing.T, h *Harness) {
 	for _, st := range []release.Status{
 		{State: release.StateFailed, Reason: "health gate: 3 consecutive failed checks", Failures: 2, FailedAt: failedAt},
 		{State: release.StateLive},
+		// A standby keeps its time, across a restart too; the next state
+		// drops it.
+		{State: release.StateStandby, Failures: 2, FailedAt: failedAt, StandbySince: failedAt.Add(time.Hour)},
 		{State: release.StateRetired},
 	} {
 		if err := h.Runtime.SetStatus(ctx, r.Name, st); err != nil {
 			t.Fatal(err)
 		}
-		r.State, r.Reason, r.Failures, r.FailedAt = st.State, st.Reason, st.Failures, st.FailedAt
+		r.State, r.Reason, r.Failures, r.FailedAt, r.StandbySince = st.State, st.Reason, st.Failures, st.FailedAt, st.StandbySince
 		got, _ := find(list(t, h.Runtime), r.Name)
 		if diff := cmp.Diff(r, got, equateAddr); diff != "" {
 			t.Errorf("List after SetStatus %s (-want +got):\n%s", st.State, diff)
+		}
+		got, _ = find(list(t, h.Restart(t)), r.Name)
+		if diff := cmp.Diff(r, got, equateAddr); diff != "" {
+			t.Errorf("List of a new runtime value after SetStatus %s (-want +got):\n%s", st.State, diff)
 		}
 	}
 	if err := h.Runtime.SetStatus(ctx, r.Name, release.Status{State: "bogus"}); err == nil {
