@@ -20,6 +20,7 @@ import (
 	"github.com/jailkeeper/jailkeeper/agent/gitsource"
 	"github.com/jailkeeper/jailkeeper/artifact"
 	"github.com/jailkeeper/jailkeeper/caddy"
+	"github.com/jailkeeper/jailkeeper/internal/cloexec"
 	"github.com/jailkeeper/jailkeeper/internal/redact"
 	"github.com/jailkeeper/jailkeeper/manifest"
 	"github.com/jailkeeper/jailkeeper/process"
@@ -178,7 +179,10 @@ func (a *Agent) Ready() bool {
 
 // Run locks the state dir, serves HTTP, and runs passes on the poll schedule
 // and on triggers until ctx is done. It leaves the releases running.
+// Descriptors the process inherited are marked close-on-exec first, so no
+// release holds one (internal/cloexec).
 func (a *Agent) Run(ctx context.Context) error {
+	cloexec.Inherited()
 	if err := os.MkdirAll(a.cfg.StateDir, 0o750); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
