@@ -20,7 +20,7 @@ import (
 )
 
 // fakeHostRuntime is the FreeBSD runtime on a fresh fake host.
-func fakeHostRuntime(t *testing.T) (*jailstest.Host, func() *jails.FreeBSD, release.Spec) {
+func fakeHostRuntime(t *testing.T, opts ...func(*jails.FreeBSDConfig)) (*jailstest.Host, func() *jails.FreeBSD, release.Spec) {
 	t.Helper()
 	dir := t.TempDir()
 	confDir, logDir := filepath.Join(dir, "jail.conf.d"), filepath.Join(dir, "log")
@@ -32,10 +32,14 @@ func fakeHostRuntime(t *testing.T) (*jailstest.Host, func() *jails.FreeBSD, rele
 	host := jailstest.Prepared(t, dir, jailstest.Layout{Dataset: "zroot/jails", Root: filepath.Join(dir, "jails"),
 		Interface: "lo1", Own: netip.MustParsePrefix("172.16.0.1/32"), Templates: []string{"14.3-RELEASE"}})
 	newRT := func() *jails.FreeBSD {
-		f, err := jails.NewFreeBSD(jails.FreeBSDConfig{Dataset: "zroot/jails", Root: filepath.Join(dir, "jails"),
+		cfg := jails.FreeBSDConfig{Dataset: "zroot/jails", Root: filepath.Join(dir, "jails"),
 			Template: "14.3-RELEASE", Interface: "lo1", ConfDir: confDir, LogDir: logDir,
 			Pool: netip.MustParsePrefix("172.16.0.0/12"), DyingTimeout: time.Minute, PollInterval: time.Millisecond,
-			Runner: host, Datasets: zfs.New(host).WithDestroyBackoff(0, 0)})
+			Runner: host, Datasets: zfs.New(host).WithDestroyBackoff(0, 0)}
+		for _, o := range opts {
+			o(&cfg)
+		}
+		f, err := jails.NewFreeBSD(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
