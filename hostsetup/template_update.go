@@ -160,14 +160,24 @@ func userland(h *hostSteps, dir string) string {
 	return strings.TrimSpace(string(out))
 }
 
+// rollbackTimeout bounds the rollback when the update's context has
+// ended; a rollback is one ZFS transaction, seconds at most.
+const rollbackTimeout = time.Minute
+
 // rollback returns the template to snapshot after cause made the update
 // fail: `zfs rollback -r` (zfs-rollback(8): the dataset reverts to the
 // snapshot and changes since are discarded; -r destroys any more recent
-// snapshot, of which an update that failed took none).
+// snapshot, of which an update that failed took none). It runs even when
+// the update's context has ended (Ctrl-C during freebsd-update is the
+// likeliest failure), bounded by rollbackTimeout instead.
 func rollback(h *hostSteps, snapshot string, cause error) error {
 	h.note("update failed: %v", cause)
 	h.note("rolling back to %s so that a half-updated template is never snapshotted", snapshot)
-	if err := h.zfsDo().RollbackDiscarding(h.ctx, snapshot); err != nil {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(h.ctx), rollbackTimeout)
+	defer cancel()
+	rh := *h
+	rh.ctx = ctx
+	if err := rh.zfsDo().RollbackDiscarding(ctx, snapshot); err != nil {
 		return fmt.Errorf("%w; rollback to %s failed too: %w", cause, snapshot, err)
 	}
 	h.note("rolled back: the template is at %s again", snapshot)

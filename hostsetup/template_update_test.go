@@ -3,6 +3,8 @@ package hostsetup_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -198,5 +200,36 @@ func TestTemplateUpdateNeedsASnapshot(t *testing.T) {
 	}
 	if err := hostsetup.TemplateUpdate(context.Background(), hostsetup.TemplateUpdateConfig{Dataset: "zroot/jails", Root: "/j", Name: "../x"}, &u.r, true, &bytes.Buffer{}); err == nil {
 		t.Error("bad template name accepted")
+	}
+}
+
+// cancelOn cancels a context when the command argv starts, as Ctrl-C
+// during freebsd-update does, and passes every command on to r.
+type cancelOn struct {
+	r      *commandtest.Replay
+	argv   []string
+	cancel context.CancelFunc
+}
+
+func (c cancelOn) Run(ctx context.Context, argv []string, stdin io.Reader) ([]byte, error) {
+	if slices.Equal(argv, c.argv) {
+		c.cancel()
+	}
+	return c.r.Run(ctx, argv, stdin)
+}
+
+// An update interrupted half-way (its context ends: Ctrl-C, a signal)
+// still rolls back, or the half-updated tree would stay live.
+func TestTemplateUpdateInterruptedRollsBack(t *testing.T) {
+	u := newTemplateUpdate(t, true)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	err := hostsetup.TemplateUpdate(ctx, u.cfg, cancelOn{&u.r, u.argv.update, cancel}, false, &u.out)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "rolled back to") {
+		t.Errorf("TemplateUpdate = %v, want context.Canceled and rolled back", err)
+	}
+	calls := u.r.Calls()
+	if last := calls[len(calls)-1]; !slices.Equal(last.Argv, u.argv.rollback) || last.Response.Exit != 0 {
+		t.Errorf("not rolled back:\n%s", u.r.Transcript())
 	}
 }
