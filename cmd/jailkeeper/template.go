@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -110,7 +112,11 @@ With --dry-run it runs and writes nothing and prints every step.`,
 		if err != nil {
 			return err
 		}
-		return hostsetup.TemplateUpdate(c.Context(), hostsetup.TemplateUpdateConfig{
+		// Ctrl-C or a SIGTERM ends the update but not jailkeeper: it
+		// rolls the template back before it exits.
+		ctx, stop := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return hostsetup.TemplateUpdate(ctx, hostsetup.TemplateUpdateConfig{
 			Dataset: cfg.Jails.Dataset,
 			Root:    cfg.Jails.Root,
 			Name:    args[0],
