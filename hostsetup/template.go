@@ -20,8 +20,8 @@ import (
 )
 
 // ErrTemplateInUse: the template has clones (releases), so it is not
-// replaced. Patch it instead (template update makes a newer snapshot), or destroy
-// the releases first.
+// replaced. Patch it instead (template update makes a newer snapshot), or
+// destroy the releases first.
 var ErrTemplateInUse = errors.New("template has clones")
 
 // TemplateConfig says which template to make and from what.
@@ -112,10 +112,10 @@ func ReleaseURL(arch, version string) string {
 // zfs destroy -r, never -R, refuses and names them). With Update, an
 // existing template is patched in place instead, as TemplateUpdate does,
 // and gets a newer snapshot @<UTC time>; releases already cloned keep the
-// snapshot they came from. Every command is printed to out before it runs; with dryRun
-// nothing is downloaded, run or written (only the host's resolv.conf is
-// read, so a dry run meets the refusal a real run would), and the steps
-// of a fresh create are printed with the checks as comments.
+// snapshot they came from. Every command is printed to out before it
+// runs; with dryRun nothing is downloaded, run or written (only the host's
+// resolv.conf is read, so a dry run meets the refusal a real run would),
+// and the steps of a fresh create are printed with the checks as comments.
 func TemplateCreate(ctx context.Context, cfg TemplateConfig, r command.Runner, dryRun bool, out io.Writer) error {
 	if !versionRE.MatchString(cfg.Version) {
 		return fmt.Errorf("template create: %q is not a FreeBSD release name like 14.3-RELEASE", cfg.Version)
