@@ -3,7 +3,10 @@
 // address, the datasets, the jail.conf include) and TemplateCreate is
 // `jailkeeper template create` (base.txz checked against the release's
 // MANIFEST, a template dataset, a resolv.conf the jails can use, the
-// @base snapshot releases are cloned from). Both are idempotent, say what
+// @base snapshot releases are cloned from). TemplateUpdate is `jailkeeper
+// template update` (freebsd-update and pkg upgrade of the template, a new
+// snapshot, or a rollback to the newest one on failure). Host init and
+// template create are idempotent; all three say what
 // each step does and print every command that changes something before
 // running it, and with a dry run run and write nothing (template create
 // reads the host's resolv.conf, to refuse one the jails cannot use). The

@@ -20,8 +20,8 @@ import (
 )
 
 // ErrTemplateInUse: the template has clones (releases), so it is not
-// replaced. Patch it instead (--update makes a newer snapshot), or destroy
-// the releases first.
+// replaced. Patch it instead (template update makes a newer snapshot), or
+// destroy the releases first.
 var ErrTemplateInUse = errors.New("template has clones")
 
 // TemplateConfig says which template to make and from what.
@@ -39,8 +39,9 @@ type TemplateConfig struct {
 	// arm64/aarch64 ...).
 	Arch string
 	// Update runs freebsd-update on the template. On an existing template
-	// it only patches it and takes a new snapshot @base-<UTC time>; new
-	// releases clone the newest snapshot, existing ones keep theirs.
+	// it does what TemplateUpdate does (patch, pkg upgrade, a new snapshot
+	// @<UTC time>, rollback on failure); new releases clone the newest
+	// snapshot, existing ones keep theirs.
 	Update bool
 	// ResolvConf and Localtime are the host files copied into the
 	// template; defaults /etc/resolv.conf and /etc/localtime. A
@@ -109,12 +110,12 @@ func ReleaseURL(arch, version string) string {
 //
 // An existing template is replaced, unless it has clones (ErrTemplateInUse:
 // zfs destroy -r, never -R, refuses and names them). With Update, an
-// existing template is patched in place instead and gets a newer snapshot
-// @base-<UTC time>; releases already cloned keep the snapshot they came
-// from. Every command is printed to out before it runs; with dryRun
-// nothing is downloaded, run or written (only the host's resolv.conf is
-// read, so a dry run meets the refusal a real run would), and the steps
-// of a fresh create are printed with the checks as comments.
+// existing template is patched in place instead, as TemplateUpdate does,
+// and gets a newer snapshot @<UTC time>; releases already cloned keep the
+// snapshot they came from. Every command is printed to out before it
+// runs; with dryRun nothing is downloaded, run or written (only the host's
+// resolv.conf is read, so a dry run meets the refusal a real run would),
+// and the steps of a fresh create are printed with the checks as comments.
 func TemplateCreate(ctx context.Context, cfg TemplateConfig, r command.Runner, dryRun bool, out io.Writer) error {
 	if !versionRE.MatchString(cfg.Version) {
 		return fmt.Errorf("template create: %q is not a FreeBSD release name like 14.3-RELEASE", cfg.Version)
@@ -167,19 +168,12 @@ func templateCreate(h *hostSteps, cfg TemplateConfig) error {
 		}
 	}
 	if h.dry {
-		h.note("  when it exists: with --update it is patched and snapshotted again; otherwise it is")
+		h.note("  when it exists: `template update` patches and snapshots it; otherwise it is")
 		h.note("  replaced, unless releases were cloned from it (zfs destroy -r refuses then).")
 	}
 	if complete && cfg.Update {
-		stamp := "base-" + cfg.Now().UTC().Format("20060102-150405")
-		if err := freebsdUpdate(h, dir, cfg.Version); err != nil {
-			return err
-		}
-		if err := h.zfsDo().Snapshot(h.ctx, tds+"@"+stamp); err != nil {
-			return err
-		}
-		h.note("new releases clone %s@%s; existing ones keep their snapshot", tds, stamp)
-		return nil
+		// The same as `template update`, which is the documented way.
+		return templateUpdate(h, TemplateUpdateConfig{Dataset: cfg.Dataset, Root: cfg.Root, Name: cfg.Version, Now: cfg.Now})
 	}
 	// Refuse a resolv.conf the jails cannot use before downloading
 	// anything.
@@ -242,7 +236,7 @@ func inUse(tds string, err error) error {
 	}
 	_, list, _ := strings.Cut(stderr, "following datasets:")
 	clones := strings.Fields(list)
-	return fmt.Errorf("%w: %s has clones %s; patch it with --update or destroy those releases first", ErrTemplateInUse, tds, strings.Join(clones, ", "))
+	return fmt.Errorf("%w: %s has clones %s; patch it with `jailkeeper template update %s` or destroy those releases first", ErrTemplateInUse, tds, strings.Join(clones, ", "), tds[strings.LastIndex(tds, "/")+1:])
 }
 
 // freebsdUpdate patches the tree at dir. freebsd-update(8): -b basedir
@@ -262,6 +256,7 @@ func freebsdUpdate(h *hostSteps, dir, version string) error {
 		return nil
 	}
 	out, err := h.r.Run(h.ctx, argv, nil)
+	h.passOn(out)
 	if err != nil && strings.Contains(string(out)+command.Stderr(err), "No updates are available to install.") {
 		err = nil
 	}

@@ -179,6 +179,10 @@ func TestTemplateCreateUpdateExisting(t *testing.T) {
 	var r commandtest.Replay
 	dir := filepath.Join(cfg.Root, "templates", "14.3-RELEASE")
 	upd := []string{"env", "PAGER=/bin/cat", "freebsd-update", "--not-running-from-cron", "--currently-running", "14.3-RELEASE", "-b", dir, "fetch", "install"}
+	// On an existing template this is template update: it rolls back to
+	// the newest snapshot on failure (the listing prints names only, see
+	// newTemplateUpdate).
+	r.On([]string{"zfs", "list", "-H", "-t", "snapshot", "-d", "1", "-s", "createtxg", "-o", "name", tds}, commandtest.OK(tds+"@base\n"))
 	// Nothing to install: exit 1 and this line (iocage #113 and
 	// freebsd-src #543 show it in real output) is still success.
 	r.On(upd, commandtest.Response{Exit: 1, Stdout: []byte("No updates are available to fetch.\nNo updates are available to install.\n")})
@@ -187,10 +191,14 @@ func TestTemplateCreateUpdateExisting(t *testing.T) {
 	}
 	golden.Assert(t, "testdata/golden/template-update.transcript", []byte(strings.ReplaceAll(r.Transcript(), tmp, "<tmp>")))
 
-	// A real failure is one.
+	// A real failure is one, and the template is rolled back.
 	r.On(upd, commandtest.Fail(1, "freebsd-update: cannot fetch\n"))
+	r.Reset()
 	if err := hostsetup.TemplateCreate(context.Background(), cfg, &r, false, &bytes.Buffer{}); err == nil {
 		t.Error("freebsd-update failure ignored")
+	}
+	if !strings.HasSuffix(r.Transcript(), "zfs rollback -r "+tds+"@base\n") {
+		t.Errorf("not rolled back:\n%s", r.Transcript())
 	}
 }
 
