@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jailkeeper/jailkeeper/caddy"
 	"github.com/jailkeeper/jailkeeper/internal/crashpoint"
 	"github.com/jailkeeper/jailkeeper/internal/testenv"
 	"github.com/jailkeeper/jailkeeper/process"
@@ -214,14 +213,7 @@ func (e *env) checkCrashInvariants(t *testing.T, v string) {
 	if n != 1 {
 		t.Errorf("Caddy holds %d routes for hello, want 1:\n%s", n, raw.Body)
 	}
-	c, err := caddy.New(caddy.Config{Admin: e.caddy.Admin, Server: "jailkeeper", UpstreamDir: filepath.Join(e.stateDir, "upstreams")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rm, err := c.Routes(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rm := e.routes(t)
 	if got := rm["hello"].Upstream; got != live.Addr() {
 		t.Errorf("Caddy routes hello to %q, live release %s is at %s", got, live.Name, live.Addr())
 	}

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jailkeeper/jailkeeper/caddy"
 	"github.com/jailkeeper/jailkeeper/internal/testenv"
 	"github.com/jailkeeper/jailkeeper/manifest"
 	"github.com/jailkeeper/jailkeeper/release"
@@ -304,14 +303,7 @@ func (e *env) checkPathInvariants(t *testing.T, want map[string]string, broken m
 	if !slices.Equal(ids, wantIDs) {
 		t.Errorf("Caddy route IDs %v, want %v", ids, wantIDs)
 	}
-	c, err := caddy.New(caddy.Config{Admin: e.caddy.Admin, Server: "jailkeeper"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rm, err := c.Routes(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rm := e.routes(t)
 	for svc := range want {
 		if got := rm[svc].Upstream; got != live[svc].Addr() {
 			t.Errorf("Caddy routes %s to %q, live release %s is at %s", svc, got, live[svc].Name, live[svc].Addr())

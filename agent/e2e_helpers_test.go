@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/jailkeeper/jailkeeper/agent"
+	"github.com/jailkeeper/jailkeeper/caddy"
 	"github.com/jailkeeper/jailkeeper/caddy/caddytest"
 	"github.com/jailkeeper/jailkeeper/internal/testenv"
 )
@@ -481,4 +482,20 @@ func (e *env) load(svc string, clients int) (stop func() (ok, failed int64, last
 		once.Do(func() { close(done); wg.Wait() })
 		return okN.Load(), bad.Load(), lastErr.Load().(string)
 	}
+}
+
+// routes reads jailkeeper's routes as the agent sees them: the upstream of
+// each from its file under the state dir (caddy.Config.UpstreamDir).
+func (e *env) routes(t *testing.T) map[string]caddy.Route {
+	t.Helper()
+	c, err := caddy.New(caddy.Config{Admin: e.caddy.Admin, Server: "jailkeeper", UpstreamDir: filepath.Join(e.stateDir, "upstreams")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rm, err := c.Routes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rm
 }

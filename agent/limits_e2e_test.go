@@ -16,14 +16,17 @@ import (
 // /proc/<pid>/limits of the live release's app shows.
 func TestE2ELimits(t *testing.T) {
 	e := newEnv(t, "@every 1h")
-	f, err := os.OpenFile(e.cfgPath, os.O_APPEND|os.O_WRONLY, 0)
+	cfg, err := os.ReadFile(e.cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.WriteString("defaults: {limits: {openfiles: 512}}\n"); err != nil {
+	withLimits := strings.Replace(string(cfg), "defaults: {standby: 0s}", "defaults: {standby: 0s, limits: {openfiles: 512}}", 1)
+	if withLimits == string(cfg) {
+		t.Fatalf("no defaults line to extend in the env's config:\n%s", cfg)
+	}
+	if err := os.WriteFile(e.cfgPath, []byte(withLimits), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f.Close()
 	e.commit("two services", map[string]string{
 		"services/hello.yaml": e.helloManifest("hello", "v1", ""),
 		"services/api.yaml":   e.helloManifest("api", "v1", "limits: {memory: 1G, openfiles: 300}\n"),

@@ -262,7 +262,9 @@ func newAdminGate(t *testing.T, admin string) *adminGate {
 
 // Issue 10, item 5: Caddy's admin API refuses writes while v2 is switched
 // to. v1 keeps serving with no failed request, v2 is not blamed (no
-// release marked failed), and once the API is back v2 goes live.
+// release marked failed), and once the API is back v2 goes live. A switch
+// of the upstream alone is a file write that needs no admin API, so v2
+// also adds a hostname: its switch must write the route.
 func TestE2ECaddyAdminDownDuringSwitch(t *testing.T) {
 	e := newEnv(t, "@every 2s")
 	gate := newAdminGate(t, e.caddy.Admin)
@@ -281,7 +283,8 @@ func TestE2ECaddyAdminDownDuringSwitch(t *testing.T) {
 	})
 	stopLoad := e.load("hello", 2)
 	gate.down.Store(true)
-	e.commit("hello v2", map[string]string{"services/hello.yaml": e.helloManifest("hello", "v2", "")})
+	v2 := strings.Replace(e.helloManifest("hello", "v2", ""), "hostnames: [hello.example.com]", "hostnames: [hello.example.com, www.hello.example.com]", 1)
+	e.commit("hello v2", map[string]string{"services/hello.yaml": v2})
 	e.sync()
 	e.waitFor("a refused route write", 60*time.Second, func() bool { return gate.refused.Load() > 0 })
 	// A few passes meet the API down before it returns.

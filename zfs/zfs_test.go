@@ -313,3 +313,35 @@ func TestNotFound(t *testing.T) {
 		t.Error("Exists(pool) = false")
 	}
 }
+
+// NewestSnapshot names the newest snapshot of the dataset itself, and
+// RollbackDiscarding to an older one destroys those after it (zfs
+// rollback -r), as template update relies on.
+func TestNewestSnapshotAndRollbackDiscarding(t *testing.T) {
+	pool := zfstest.Pool(t)
+	z, ctx := client(t)
+	ds := pool + "/tpl"
+	noErr(t, z.Create(ctx, ds, nil))
+	noErr(t, z.Create(ctx, ds+"/child", nil))
+	if got := must[string](t)(z.NewestSnapshot(ctx, ds)); got != "" {
+		t.Fatalf("NewestSnapshot of a dataset without any = %q", got)
+	}
+	for _, s := range []string{"base", "2-patched", "1-patched"} {
+		noErr(t, z.Snapshot(ctx, ds+"@"+s))
+	}
+	noErr(t, z.Snapshot(ctx, ds+"/child@later"))
+	if got := must[string](t)(z.NewestSnapshot(ctx, ds)); got != ds+"@1-patched" {
+		t.Errorf("NewestSnapshot = %q, want %s@1-patched (by createtxg, not name; not the child's)", got, ds)
+	}
+	noErr(t, z.RollbackDiscarding(ctx, ds+"@base"))
+	var names []string
+	for _, s := range must[[]zfs.SnapshotInfo](t)(z.Snapshots(ctx, ds)) {
+		names = append(names, s.Name)
+	}
+	if diff := cmp.Diff([]string{ds + "@base"}, names); diff != "" {
+		t.Errorf("snapshots after rollback -r to @base (-want +got):\n%s", diff)
+	}
+	_, err := z.NewestSnapshot(ctx, pool+"/nope")
+	wantIs(t, err, zfs.ErrNotFound)
+	wantIs(t, z.RollbackDiscarding(ctx, ds+"@nope"), zfs.ErrNotFound)
+}
