@@ -135,10 +135,10 @@ func TestFreeBSDDeployAroundStrayAlias(t *testing.T) {
 	// 172.16.0.1 is lo1's own: the first release gets .2.
 	first := netip.MustParseAddr("172.16.0.2")
 	rt := strayRuntime(t, host, map[string]netip.Addr{s.ReleaseName(): first})
-	proxy := &mapProxy{routes: map[string]caddy.Route{}}
+	proxy := &memProxy{routes: map[string]caddy.Route{}}
 	var events []reconcile.Event
 	exec := reconcile.NewExecutor(reconcile.Options{Runtime: rt, Proxy: proxy, Prober: &okProber{},
-		Fetcher: fileFetcher(spec.Artifact), Parallel: 1, Events: func(ev reconcile.Event) { events = append(events, ev) }})
+		Fetcher: fixedFetcher(spec.Artifact), Parallel: 1, Events: func(ev reconcile.Event) { events = append(events, ev) }})
 	if _, err := exec.Pass(ctx, reconcile.Desired{Services: []manifest.Service{s}}); err != nil {
 		t.Fatalf("pass: %v", err)
 	}
@@ -149,7 +149,7 @@ func TestFreeBSDDeployAroundStrayAlias(t *testing.T) {
 	if len(rels) != 1 || rels[0].State != release.StateLive || rels[0].IP == first || !rels[0].Running {
 		t.Fatalf("releases %+v, want one live, running, not on %s", rels, first)
 	}
-	if got := proxy.routes["hello"].Upstream; got != rels[0].Addr() {
+	if got := proxy.upstream("hello"); got != rels[0].Addr() {
 		t.Errorf("route -> %q, want %s", got, rels[0].Addr())
 	}
 	for _, ev := range events {
@@ -161,47 +161,6 @@ func TestFreeBSDDeployAroundStrayAlias(t *testing.T) {
 		t.Errorf("lo1 %v: the stranger's %s was removed", got, first)
 	}
 }
-
-// fileFetcher hands out one local artifact for every URL.
-type fileFetcher string
-
-func (f fileFetcher) Fetch(context.Context, string, string) (string, error) { return string(f), nil }
-
-// mapProxy keeps routes in a map.
-type mapProxy struct {
-	mu     sync.Mutex
-	routes map[string]caddy.Route
-}
-
-func (p *mapProxy) Routes(context.Context) (map[string]caddy.Route, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := map[string]caddy.Route{}
-	for k, v := range p.routes {
-		out[k] = v
-	}
-	return out, nil
-}
-
-func (p *mapProxy) Set(_ context.Context, rs ...caddy.Route) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, r := range rs {
-		p.routes[r.Service] = r
-	}
-	return nil
-}
-
-func (p *mapProxy) Remove(_ context.Context, svcs ...string) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, s := range svcs {
-		delete(p.routes, s)
-	}
-	return nil
-}
-
-func (p *mapProxy) Drain(context.Context, string, time.Duration) error { return nil }
 
 var (
 	_ command.Runner = (*strayRunner)(nil)
