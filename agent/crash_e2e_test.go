@@ -81,21 +81,9 @@ func TestE2ECrashPoints(t *testing.T) {
 	for i, point := range points {
 		v := versions[(i+1)%len(versions)]
 		ok := t.Run(point, func(t *testing.T) {
-			load.phase.Store(point + ": stopping the agent")
-			ag.terminate(t)
-			e.commit("hello "+v, manifest(v))
-			load.phase.Store(point + ": deploy until the kill")
-			crash := startChild(t, e, point)
-			if !crash.waitKilled(t, 60*time.Second) {
-				t.Errorf("the deploy of %s never reached %s", v, point)
-			} else {
+			if crashDeploy(t, e, &ag, load, point, v, manifest(v)) {
 				killed = append(killed, point)
-				t.Logf("killed at %s", point)
 			}
-			load.phase.Store(point + ": restarted")
-			ag = startChild(t, e, "")
-			waitUntil(t, v+" live again", 60*time.Second, func() error { return e.settled(v) })
-			e.checkCrashInvariants(t, v)
 		})
 		if !ok {
 			t.Logf("agent log:\n%s", tail(readFile(filepath.Join(e.dir, "agent-child.log")), 80))
@@ -119,6 +107,29 @@ func TestE2ECrashPoints(t *testing.T) {
 	if ok < 100 {
 		t.Errorf("only %d requests went through; the load did not run", ok)
 	}
+}
+
+// crashDeploy stops the agent *ag, commits files (hello at version v),
+// runs an agent that dies at point, and restarts *ag, which must bring
+// hello to v with the crash invariants kept. It reports whether the agent
+// died at point.
+func crashDeploy(t *testing.T, e *env, ag **child, load *load, point, v string, files map[string]string) (killed bool) {
+	t.Helper()
+	load.phase.Store(point + ": stopping the agent")
+	(*ag).terminate(t)
+	e.commit("hello "+v, files)
+	load.phase.Store(point + ": deploy until the kill")
+	crash := startChild(t, e, point)
+	if killed = crash.waitKilled(t, 60*time.Second); killed {
+		t.Logf("killed at %s", point)
+	} else {
+		t.Errorf("the deploy of %s never reached %s", v, point)
+	}
+	load.phase.Store(point + ": restarted")
+	*ag = startChild(t, e, "")
+	waitUntil(t, v+" live again", 60*time.Second, func() error { return e.settled(v) })
+	e.checkCrashInvariants(t, v)
+	return killed
 }
 
 // settled reports why hello is not yet settled on version v: served,

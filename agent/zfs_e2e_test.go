@@ -108,21 +108,9 @@ func TestE2ECrashPointsZFS(t *testing.T) {
 	for i, point := range points {
 		v := versions[(i+1)%len(versions)]
 		ok := t.Run(point, func(t *testing.T) {
-			load.phase.Store(point + ": stopping the agent")
-			ag.terminate(t)
-			e.commit("hello "+v, manifest(v))
-			load.phase.Store(point + ": deploy until the kill")
-			crash := startChild(t, e, point)
-			if !crash.waitKilled(t, 60*time.Second) {
-				t.Errorf("the deploy of %s never reached %s", v, point)
-			} else {
+			if crashDeploy(t, e, &ag, load, point, v, manifest(v)) {
 				killed = append(killed, point)
-				t.Logf("killed at %s", point)
 			}
-			load.phase.Store(point + ": restarted")
-			ag = startChild(t, e, "")
-			waitUntil(t, v+" live again", 60*time.Second, func() error { return e.settled(v) })
-			e.checkCrashInvariants(t, v)
 			if got, want := releaseDatasets(t, parent), e.releaseDirs(); !slices.Equal(got, want) {
 				t.Errorf("clones %v, release directories %v", got, want)
 			}
