@@ -305,19 +305,8 @@ func TestE2ECaddyAdminDownDuringSwitch(t *testing.T) {
 	})
 	ok, bad, last := stopLoad()
 	t.Logf("%d write(s) refused; %d requests ok, %d failed", gate.refused.Load(), ok, bad)
-	if bad != 0 {
-		t.Errorf("%d failed requests (last: %s)", bad, last)
-	}
-	if ok < 50 {
-		t.Errorf("only %d requests ok: the load shows nothing", ok)
-	}
-	b, err := os.ReadFile(filepath.Join(e.dir, "agent.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(string(b), "event=failed") || strings.Contains(string(b), "event=reverted") {
-		t.Errorf("a release was blamed for the admin API being down:\n%s", tail(string(b), 40))
-	}
+	checkLoad(t, ok, bad, last)
+	e.checkNoVerdict(t, "the admin API being down")
 }
 
 // mountTmpfs mounts a tmpfs of size bytes on dir (made if missing) and
@@ -449,5 +438,30 @@ func TestE2EArtifactStoreSlow(t *testing.T) {
 	}
 	if st := e.status(); len(st.Memory.CreateFailures) != 0 {
 		t.Errorf("failures remembered: %+v", st.Memory.CreateFailures)
+	}
+}
+
+// checkLoad fails the test when a request of the load failed, or when too
+// few went through for the load to show anything.
+func checkLoad(t *testing.T, ok, bad int64, last string) {
+	t.Helper()
+	if bad != 0 {
+		t.Errorf("%d failed requests (last: %s)", bad, last)
+	}
+	if ok < 50 {
+		t.Errorf("only %d requests ok: the load shows nothing", ok)
+	}
+}
+
+// checkNoVerdict fails the test when the agent's log shows a release
+// marked failed or reverted: the fault (why) was the host's.
+func (e *env) checkNoVerdict(t *testing.T, why string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(e.dir, "agent.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "event=failed") || strings.Contains(string(b), "event=reverted") {
+		t.Errorf("a release was blamed for %s:\n%s", why, tail(string(b), 40))
 	}
 }

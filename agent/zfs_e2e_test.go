@@ -216,17 +216,6 @@ func TestE2EZFSBusyOnDestroy(t *testing.T) {
 	}
 	ok, bad, last := stopLoad()
 	t.Logf("%d requests ok, %d failed", ok, bad)
-	if bad != 0 {
-		t.Errorf("%d failed requests (last: %s)", bad, last)
-	}
-	if ok < 50 {
-		t.Errorf("only %d requests ok: the load shows nothing", ok)
-	}
-	b, err := os.ReadFile(filepath.Join(e.dir, "agent.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(string(b), "event=failed") || strings.Contains(string(b), "event=reverted") {
-		t.Errorf("a release was blamed for a busy dataset:\n%s", tail(string(b), 40))
-	}
+	checkLoad(t, ok, bad, last)
+	e.checkNoVerdict(t, "a busy dataset")
 }
