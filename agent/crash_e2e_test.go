@@ -138,18 +138,8 @@ func (e *env) settled(v string) error {
 	if got := e.version("hello"); got != v {
 		return fmt.Errorf("Caddy serves %q", got)
 	}
-	b, err := e.agentGet("/status")
+	st, b, err := e.readStatus()
 	if err != nil {
-		return err
-	}
-	var st struct {
-		Services []struct {
-			LiveSHA   string `json:"live_sha"`
-			Converged bool   `json:"converged"`
-			Message   string `json:"message"`
-		} `json:"services"`
-	}
-	if err := json.Unmarshal(b, &st); err != nil {
 		return err
 	}
 	if len(st.Services) != 1 || !st.Services[0].Converged || st.Services[0].LiveSHA != helloSHA("hello", v) {

@@ -199,18 +199,8 @@ func (e *env) settledFor(want map[string]string, bad string) error {
 			return fmt.Errorf("%s is not failed and stopped: %+v", bad, rels)
 		}
 	}
-	b, err := e.agentGet("/status")
+	st, b, err := e.readStatus()
 	if err != nil {
-		return err
-	}
-	var st struct {
-		Services []struct {
-			Service   string `json:"service"`
-			Converged bool   `json:"converged"`
-			State     string `json:"state"`
-		} `json:"services"`
-	}
-	if err := json.Unmarshal(b, &st); err != nil {
 		return err
 	}
 	if len(st.Services) != len(want) {

@@ -268,15 +268,25 @@ func (e *env) agentGet(path string) ([]byte, error) {
 
 func (e *env) status() agent.Status {
 	e.t.Helper()
-	b, err := e.agentGet("/status")
+	st, _, err := e.readStatus()
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var st agent.Status
-	if err := json.Unmarshal(b, &st); err != nil {
-		e.t.Fatal(err)
-	}
 	return st
+}
+
+// readStatus reads the agent's /status, decoded and as it came, for
+// callers that wait through restarts and must not fail on an error.
+func (e *env) readStatus() (agent.Status, []byte, error) {
+	var st agent.Status
+	b, err := e.agentGet("/status")
+	if err != nil {
+		return st, nil, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, b, err
+	}
+	return st, b, nil
 }
 
 func (e *env) serviceStatus(svc string) (s struct {
