@@ -153,19 +153,10 @@ func TestE2ECrashPointsFailurePaths(t *testing.T) {
 		}
 	}
 	// A switch reloads nothing in Caddy (see TestE2ECrashPoints), but
-	// adding and removing bye's route does: Caddy's old server closes a
-	// request it read after its Shutdown began, and a client on a fresh
-	// connection sees EOF. Only such a failure, in those two phases and
-	// matched to a reload in Caddy's log, is let through, and logged.
-	reloads := caddyReloads(t, e.caddy.LogPath)
-	for _, f := range failures {
-		routeChange := strings.HasPrefix(f.phase, "bye added") || strings.HasPrefix(f.phase, "bye removed")
-		if routeChange && f.freshEOF && slices.ContainsFunc(reloads, func(r time.Time) bool {
-			return !f.at.Before(r.Add(-50*time.Millisecond)) && f.at.Before(r.Add(500*time.Millisecond))
-		}) {
-			t.Logf("dropped by the reload of a route change, not a crash: %s", f)
-			continue
-		}
+	// adding and removing bye's route does (see reloadDrops).
+	for _, f := range e.reloadDrops(t, failures, func(phase string) bool {
+		return strings.HasPrefix(phase, "bye added") || strings.HasPrefix(phase, "bye removed")
+	}) {
 		t.Errorf("lost request: %s", f)
 	}
 	if ok < 100 {
@@ -310,6 +301,29 @@ func (e *env) checkPathInvariants(t *testing.T, want map[string]string, broken m
 			t.Errorf("Caddy routes %s to %q, live release %s is at %s", svc, got, live[svc].Name, live[svc].Addr())
 		}
 	}
+}
+
+// reloadDrops returns the failures that are not a request Caddy dropped
+// at a reload of a route change, and logs those that are. Caddy's old
+// server closes a request it read after its Shutdown began (net/http
+// conn.serve), so a client on a fresh connection sees EOF; a keep-alive
+// client retries. Only an EOF on a fresh connection, in a phase for which
+// routeChange is true and within 500 ms of a reload in Caddy's log, is let
+// through: every other failure is returned.
+func (e *env) reloadDrops(t *testing.T, failures []failure, routeChange func(phase string) bool) []failure {
+	t.Helper()
+	reloads := caddyReloads(t, e.caddy.LogPath)
+	var lost []failure
+	for _, f := range failures {
+		if routeChange(f.phase) && f.freshEOF && slices.ContainsFunc(reloads, func(r time.Time) bool {
+			return !f.at.Before(r.Add(-50*time.Millisecond)) && f.at.Before(r.Add(500*time.Millisecond))
+		}) {
+			t.Logf("dropped by the reload of a route change: %s", f)
+			continue
+		}
+		lost = append(lost, f)
+	}
+	return lost
 }
 
 // caddyReloads returns when Caddy began shutting down an old server, a
