@@ -197,6 +197,9 @@ func benchFleet(t *testing.T, n int) []string {
 			passes, w1.Sub(w0).Seconds(), 100*cpu/w1.Sub(w0).Seconds(), 1000*cpu/float64(passes), 1000*cpu/float64(passes)*1000/float64(n)))
 	}
 	lines = append(lines, out("agent RSS %d MB (VmRSS of the process, after %d services' deploys)", rssKB(t)/1024, n))
+	if dir := os.Getenv("JAILKEEPER_BENCH_CPUPROFILE"); dir != "" {
+		writeHeapProfile(t, filepath.Join(dir, fmt.Sprintf("heap-%d.pprof", n)))
+	}
 	for _, l := range lines {
 		t.Log(l)
 	}
@@ -277,6 +280,22 @@ func cpuTime(t *testing.T) time.Duration {
 		t.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// writeHeapProfile writes the live heap, after a GC, to path: what holds
+// the RSS at the end of the idle window (JAILKEEPER_BENCH_CPUPROFILE=DIR
+// writes DIR/heap-N.pprof).
+func writeHeapProfile(t *testing.T, path string) {
+	t.Helper()
+	runtime.GC()
+	pf, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pf.Close()
+	if err := pprof.WriteHeapProfile(pf); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // rssKB is this process's VmRSS (proc(5)).
