@@ -28,19 +28,18 @@ func (p *Runtime) List(ctx context.Context) ([]release.Release, error) {
 		return nil, fmt.Errorf("list releases: %w", err)
 	}
 	var out []release.Release
-	prev, next := p.listed.begin()
-	reads := 0
-	defer func() { p.listed.end(next, reads) }()
-	for _, e := range entries {
+	lr := p.listed.begin()
+	defer p.listed.end(lr)
+	for i, e := range entries {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		if !e.IsDir() || release.ValidName(e.Name()) != nil {
 			continue
 		}
-		// Unchanged files are not read again (listCache).
-		r, n, err, runErr := p.listOne(e.Name(), prev, next)
-		reads += n
+		// Files are checked in turn, and read only when changed
+		// (listCache, ListRounds).
+		r, err, runErr := p.listOne(lr, i, e.Name())
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -89,6 +88,7 @@ func (p *Runtime) write(r release.Release) error {
 	if err != nil {
 		return err
 	}
+	defer p.listed.forget(r.Name)
 	return atomicfile.WriteFile(filepath.Join(p.dir(r.Name), releaseFile), append(b, '\n'), 0o644)
 }
 
