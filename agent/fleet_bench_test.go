@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -197,6 +198,14 @@ func benchFleet(t *testing.T, n int) []string {
 			passes, w1.Sub(w0).Seconds(), 100*cpu/w1.Sub(w0).Seconds(), 1000*cpu/float64(passes), 1000*cpu/float64(passes)*1000/float64(n)))
 	}
 	lines = append(lines, out("agent RSS %d MB (VmRSS of the process, after %d services' deploys)", rssKB(t)/1024, n))
+	// What the RSS is made of: the Go heap, what it keeps from busier
+	// times, stacks; and what returning its free memory leaves.
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	lines = append(lines, out("Go memory: heap in use %d MB, free heap kept from the OS %d MB, stacks %d MB, all the runtime holds %d MB; %d goroutines",
+		ms.HeapInuse>>20, (ms.HeapIdle-ms.HeapReleased)>>20, ms.StackInuse>>20, (ms.Sys-ms.HeapReleased)>>20, runtime.NumGoroutine()))
+	debug.FreeOSMemory()
+	lines = append(lines, out("agent RSS after the Go runtime returned its free memory: %d MB", rssKB(t)/1024))
 	if dir := os.Getenv("JAILKEEPER_BENCH_CPUPROFILE"); dir != "" {
 		writeHeapProfile(t, filepath.Join(dir, fmt.Sprintf("heap-%d.pprof", n)))
 	}
