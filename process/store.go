@@ -28,6 +28,9 @@ func (p *Runtime) List(ctx context.Context) ([]release.Release, error) {
 		return nil, fmt.Errorf("list releases: %w", err)
 	}
 	var out []release.Release
+	if len(entries) > 0 {
+		out = make([]release.Release, 0, len(entries))
+	}
 	lr := p.listed.begin()
 	defer p.listed.end(lr)
 	for i, e := range entries {
@@ -56,6 +59,9 @@ func (p *Runtime) List(ctx context.Context) ([]release.Release, error) {
 			return nil, fmt.Errorf("list releases: %w", runErr)
 		}
 		out = append(out, r)
+	}
+	if len(out) == 0 {
+		return nil, nil // as before the capacity
 	}
 	return out, nil
 }

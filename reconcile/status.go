@@ -50,6 +50,9 @@ func (e *Executor) statuses(d Desired, o Observed, planErr error) []ServiceStatu
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var out []ServiceStatus
+	if len(d.Services) > 0 {
+		out = make([]ServiceStatus, 0, len(d.Services))
+	}
 	for i := range d.Services {
 		s := &d.Services[i]
 		rels := byService[s.Service]
