@@ -385,6 +385,7 @@ func (p *Runtime) start(ctx context.Context, name string) error {
 	// Reap the process when it exits while this agent lives, so no zombie
 	// stays; after the agent exits, init inherits it.
 	go func() {
+		awaitExit(pid)
 		err := cmd.Wait()
 		state := "exit status 0"
 		if err != nil {
