@@ -73,6 +73,11 @@ const specVersion = 1
 // Service whose manifest has env_file hashes differently once the agent has
 // set EnvFileDigest.
 func (s *Service) SpecHash() string {
+	return specHashes.hash(s)
+}
+
+// specHash is SpecHash without the memo.
+func (s *Service) specHash() string {
 	allow := slices.Clone(s.Allow)
 	slices.Sort(allow)
 	env := s.Env
