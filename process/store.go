@@ -37,8 +37,11 @@ func (p *Runtime) List(ctx context.Context) ([]release.Release, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if !e.IsDir() || release.ValidName(e.Name()) != nil {
+		if !e.IsDir() {
 			continue
+		}
+		if _, known := lr.prev[e.Name()]; !known && release.ValidName(e.Name()) != nil {
+			continue // a name List took before is valid
 		}
 		// Files are checked in turn, and read only when changed
 		// (listCache, ListRounds).
