@@ -83,7 +83,7 @@ func (c *listCache) begin() *listRound {
 	defer c.mu.Unlock()
 	c.active++
 	c.round++
-	lr := &listRound{prev: c.m, next: map[string]listed{}, gen: c.gen, round: c.round}
+	lr := &listRound{prev: c.m, next: make(map[string]listed, len(c.m)), gen: c.gen, round: c.round}
 	if len(c.forgot) > 0 {
 		lr.forgot = make(map[string]uint64, len(c.forgot))
 		for k, v := range c.forgot {
