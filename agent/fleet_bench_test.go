@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -189,7 +190,9 @@ func benchFleet(t *testing.T, n int) []string {
 	}
 	p0, c0, w0 := f.passCount(), cpuTime(t), time.Now()
 	time.Sleep(idle)
-	p1, c1, w1 := f.passCount(), cpuTime(t), time.Now()
+	// The CPU first: the scrape that counts the passes is the bench's.
+	c1, w1 := cpuTime(t), time.Now()
+	p1 := f.passCount()
 	passes := p1 - p0
 	cpu := (c1 - c0).Seconds()
 	if passes > 0 {
@@ -197,6 +200,17 @@ func benchFleet(t *testing.T, n int) []string {
 			passes, w1.Sub(w0).Seconds(), 100*cpu/w1.Sub(w0).Seconds(), 1000*cpu/float64(passes), 1000*cpu/float64(passes)*1000/float64(n)))
 	}
 	lines = append(lines, out("agent RSS %d MB (VmRSS of the process, after %d services' deploys)", rssKB(t)/1024, n))
+	// What the RSS is made of: the Go heap, what it keeps from busier
+	// times, stacks; and what returning its free memory leaves.
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	lines = append(lines, out("Go memory: heap in use %d MB, free heap kept from the OS %d MB, stacks %d MB, all the runtime holds %d MB; %d goroutines",
+		ms.HeapInuse>>20, (ms.HeapIdle-ms.HeapReleased)>>20, ms.StackInuse>>20, (ms.Sys-ms.HeapReleased)>>20, runtime.NumGoroutine()))
+	debug.FreeOSMemory()
+	lines = append(lines, out("agent RSS after the Go runtime returned its free memory: %d MB", rssKB(t)/1024))
+	if dir := os.Getenv("JAILKEEPER_BENCH_CPUPROFILE"); dir != "" {
+		writeHeapProfile(t, filepath.Join(dir, fmt.Sprintf("heap-%d.pprof", n)))
+	}
 	for _, l := range lines {
 		t.Log(l)
 	}
@@ -277,6 +291,22 @@ func cpuTime(t *testing.T) time.Duration {
 		t.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// writeHeapProfile writes the live heap, after a GC, to path: what holds
+// the RSS at the end of the idle window (JAILKEEPER_BENCH_CPUPROFILE=DIR
+// writes DIR/heap-N.pprof).
+func writeHeapProfile(t *testing.T, path string) {
+	t.Helper()
+	runtime.GC()
+	pf, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pf.Close()
+	if err := pprof.WriteHeapProfile(pf); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // rssKB is this process's VmRSS (proc(5)).

@@ -60,6 +60,9 @@ func (c *loadCache) load(snap gitsource.Snapshot, policy manifest.Policy, host, 
 		return nil, c.err
 	}
 	d := &reconcile.Desired{Revision: snap.Revision, CommitTime: snap.Time}
+	if len(c.services) > 0 {
+		d.Services = make([]manifest.Service, 0, len(c.services))
+	}
 	var errs []error
 	seen := map[string]bool{}
 	for _, s := range c.services {

@@ -46,6 +46,8 @@ type Metrics struct {
 	beforeSwitch map[string][2]string
 	// suspensions feeds jailkeeper_service_suspended; nil: none.
 	suspensions *Suspensions
+	// inited holds the services whose counters initService has set.
+	inited sync.Map
 }
 
 // NewMetrics registers every jailkeeper metric plus the Go and process
@@ -107,6 +109,9 @@ var deployResults = []string{"success", "failed", "reverted"}
 // initService creates a service's counter series at zero, so the first
 // failed deploy of a service is an increase a rule can see.
 func (m *Metrics) initService(service string) {
+	if _, done := m.inited.LoadOrStore(service, true); done {
+		return // once: an idle pass at 1,000 services looked up 10,000 series
+	}
 	for _, r := range deployResults {
 		m.deploysTotal.WithLabelValues(service, r)
 	}
@@ -161,19 +166,31 @@ func (m *Metrics) desired(d reconcile.Desired) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	rows := slices.Clone(m.services)
+	// By index, not a search per service (issue 11: that was quadratic),
+	// and no copy when nothing changes, the case of every idle pass.
+	at := make(map[string]int, len(m.services))
+	for j, r := range m.services {
+		at[r.Service] = j
+	}
+	var rows []reconcile.ServiceStatus
 	for i := range d.Services {
 		s := &d.Services[i]
-		j := slices.IndexFunc(rows, func(r reconcile.ServiceStatus) bool { return r.Service == s.Service })
-		if j < 0 {
+		j, ok := at[s.Service]
+		if ok && m.services[j].DesiredSHA == s.SHA {
+			continue
+		}
+		if rows == nil {
+			rows = slices.Clone(m.services)
+		}
+		if !ok {
 			rows = append(rows, reconcile.ServiceStatus{Service: s.Service, DesiredSHA: s.SHA, State: "pending"})
 			continue
 		}
-		if rows[j].DesiredSHA != s.SHA {
-			rows[j].DesiredSHA, rows[j].Converged = s.SHA, false
-		}
+		rows[j].DesiredSHA, rows[j].Converged = s.SHA, false
 	}
-	m.services = rows
+	if rows != nil {
+		m.services = rows
+	}
 }
 
 // updateService applies fn to service's row of the collector's state; the

@@ -137,6 +137,10 @@ type Client struct {
 		calls, batches, writes, switches, files, conflicts atomic.Uint64
 	}
 	memo routeMemo // what the last read of the routes parsed to
+	// ensured is the last http app EnsureRoutes found in place, upstreams
+	// what the client last read of each upstream file.
+	ensured   ensuredMemo
+	upstreams upstreamCache
 
 	// testHookBeforeWrite, when set, runs before every admin write request
 	// (in the writer goroutine). Tests use it to change the config between

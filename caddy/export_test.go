@@ -21,3 +21,10 @@ func Pending(c *Client) int {
 // SetReloadWindow sets c's reload window (ReloadWindow with an
 // UpstreamDir). Call it before the first call that writes.
 func SetReloadWindow(c *Client, d time.Duration) { c.window = d }
+
+// UpstreamFileIO returns how many upstream files c has stat'ed and read.
+func UpstreamFileIO(c *Client) (stats, reads int) {
+	c.upstreams.mu.Lock()
+	defer c.upstreams.mu.Unlock()
+	return c.upstreams.stats, c.upstreams.reads
+}

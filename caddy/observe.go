@@ -29,30 +29,52 @@ func (c *Client) EnsureRoutes(ctx context.Context) (map[string]Route, error) {
 
 // ensuredRoutes reads the http app and returns jailkeeper's routes when
 // Ensure has nothing to do; ok is false when it has, or the read failed
-// (Ensure and Routes then say why). The routes are decoded once, by the
-// memo; what Ensure checks is decoded without them, with each route
-// standing in as its @id (all nextEnsureStep looks at, except for legacy
-// routes, which make ok false).
+// (Ensure and Routes then say why). An app as the last one that Ensure
+// had nothing to do for is not decoded again (ensuredMemo). Otherwise the
+// routes are decoded once, by the memo; what Ensure checks is decoded
+// without them, with each route standing in as its @id (all
+// nextEnsureStep looks at, except for legacy routes, which make ok
+// false). Upstream files are stat'ed in turn (UpstreamRounds).
 func (c *Client) ensuredRoutes(ctx context.Context) (map[string]Route, bool) {
 	resp, err := c.do(ctx, http.MethodGet, "/config/apps/http", nil, "")
-	if err != nil || bytes.Equal(bytes.TrimSpace(resp.body), []byte("null")) {
+	if err != nil {
+		return nil, false
+	}
+	infos, ok := c.ensured.get(resp.body)
+	if !ok {
+		if infos, ok = c.ensuredInfos(resp.body); !ok {
+			return nil, false
+		}
+		c.ensured.put(resp.body, infos)
+	}
+	if c.fillUpstreams(infos, false) != nil {
+		return nil, false
+	}
+	out := make(map[string]Route, len(infos))
+	for _, ri := range infos {
+		if ri.service != "" {
+			r := ri.route
+			r.Hostnames = slices.Clone(r.Hostnames) // the caller's own
+			out[ri.service] = r
+		}
+	}
+	return out, true
+}
+
+// ensuredInfos decodes the http app body and returns its routes when
+// Ensure has nothing to do; ok is false when it has.
+func (c *Client) ensuredInfos(body []byte) ([]routeInfo, bool) {
+	if bytes.Equal(bytes.TrimSpace(body), []byte("null")) {
 		return nil, false
 	}
 	var app, servers, srv map[string]json.RawMessage
-	if json.Unmarshal(resp.body, &app) != nil || json.Unmarshal(app["servers"], &servers) != nil ||
+	if json.Unmarshal(body, &app) != nil || json.Unmarshal(app["servers"], &servers) != nil ||
 		json.Unmarshal(servers[c.cfg.Server], &srv) != nil || srv == nil || srv["routes"] == nil {
 		return nil, false
 	}
 	infos, err := c.memo.parseRoutes(srv["routes"], c.cfg.UpstreamDir)
 	if err != nil {
 		return nil, false
-	}
-	for i := range infos {
-		if infos[i].file {
-			if infos[i].route.Upstream, err = c.readUpstream(infos[i].service); err != nil {
-				return nil, false
-			}
-		}
 	}
 	server := map[string]any{}
 	for k, raw := range srv {
@@ -93,13 +115,7 @@ func (c *Client) ensuredRoutes(ctx context.Context) (map[string]Route, bool) {
 	if _, path, _, err := c.nextEnsureStep(root); err != nil || path != "" {
 		return nil, false
 	}
-	out := make(map[string]Route, len(infos))
-	for _, ri := range infos {
-		if ri.service != "" {
-			out[ri.service] = ri.route
-		}
-	}
-	return out, true
+	return infos, true
 }
 
 // routeMemo remembers what parseRoutes made of each route of the last

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/jailkeeper/jailkeeper/internal/atomicfile"
@@ -199,20 +198,6 @@ func switchFiles(infos []routeInfo, written map[string]string, set []Route, dir 
 	return files, true
 }
 
-// readUpstream returns the content of service's upstream file as Caddy
-// reads it (one trailing newline trimmed), or "" when there is no file.
-func (c *Client) readUpstream(service string) (string, error) {
-	b, err := os.ReadFile(UpstreamFile(c.cfg.UpstreamDir, service))
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("upstream of %s: %w", service, err)
-	}
-	s := strings.TrimSuffix(string(b), "\n")
-	return strings.TrimSuffix(s, "\r"), nil
-}
-
 // writeUpstream replaces service's upstream file with upstream, atomically
 // (internal/atomicfile: write, fsync, rename), so that Caddy reads either
 // the old address or the new one, never a part. From the next request on,
@@ -221,7 +206,9 @@ func (c *Client) writeUpstream(service, upstream string) error {
 	if err := os.MkdirAll(c.cfg.UpstreamDir, 0o755); err != nil {
 		return fmt.Errorf("caddy switch %s: %w", service, err)
 	}
-	if err := atomicfile.WriteFile(UpstreamFile(c.cfg.UpstreamDir, service), []byte(upstream+"\n"), 0o644); err != nil {
+	err := atomicfile.WriteFile(UpstreamFile(c.cfg.UpstreamDir, service), []byte(upstream+"\n"), 0o644)
+	c.forgetUpstream(service) // read again, as written
+	if err != nil {
 		return fmt.Errorf("caddy switch %s: %w", service, err)
 	}
 	c.stats.files.Add(1)
@@ -232,6 +219,7 @@ func (c *Client) writeUpstream(service, upstream string) error {
 // A missing file is not an error.
 func (c *Client) removeUpstream(service string) error {
 	err := os.Remove(UpstreamFile(c.cfg.UpstreamDir, service))
+	c.forgetUpstream(service)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("caddy remove %s: %w", service, err)
 	}

@@ -556,12 +556,8 @@ func (c *Client) readRoutes(ctx context.Context) ([]routeInfo, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("caddy read routes: %w", err)
 	}
-	for i := range infos {
-		if infos[i].file {
-			if infos[i].route.Upstream, err = c.readUpstream(infos[i].service); err != nil {
-				return nil, "", fmt.Errorf("caddy read routes: %w", err)
-			}
-		}
+	if err := c.fillUpstreams(infos, true); err != nil {
+		return nil, "", fmt.Errorf("caddy read routes: %w", err)
 	}
 	return infos, resp.etag, nil
 }

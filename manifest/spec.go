@@ -73,6 +73,11 @@ const specVersion = 1
 // Service whose manifest has env_file hashes differently once the agent has
 // set EnvFileDigest.
 func (s *Service) SpecHash() string {
+	return specHashes.hash(s)
+}
+
+// specHash is SpecHash without the memo.
+func (s *Service) specHash() string {
 	allow := slices.Clone(s.Allow)
 	slices.Sort(allow)
 	env := s.Env
@@ -128,11 +133,23 @@ func (s *Service) SpecHash() string {
 // release (dataset, jail, directory) built from this spec. For a valid
 // Service it satisfies release.ValidName.
 func (s *Service) ReleaseName() string {
+	return s.releaseName(s.SpecHash())
+}
+
+// SpecAndName returns SpecHash and ReleaseName from one hash of the spec:
+// a caller that needs both hashes once (an idle pass asks for them for
+// every service, issue 11).
+func (s *Service) SpecAndName() (spec, name string) {
+	spec = s.SpecHash()
+	return spec, s.releaseName(spec)
+}
+
+func (s *Service) releaseName(spec string) string {
 	sha := s.SHA
 	if len(sha) > 12 {
 		sha = sha[:12]
 	}
-	return s.Service + "_" + sha + "_" + s.SpecHash()[:6]
+	return s.Service + "_" + sha + "_" + spec[:6]
 }
 
 // ForHost reports whether the agent named host deploys this service: hosts

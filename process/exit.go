@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode"
@@ -41,6 +42,7 @@ type exitRecord struct {
 	offset int64         // size of the log when it started
 	done   chan struct{} // closed once it has been reaped; state is set then
 	state  string        // "exit status 1", "signal: killed"
+	pid    atomic.Int64  // its PID once known (List: alive until done)
 }
 
 func (p *Runtime) setExit(name string, rec *exitRecord) {

@@ -45,6 +45,7 @@ func (p *Runtime) Create(ctx context.Context, spec release.Spec) (release.Releas
 	}
 	unlock := p.lock(spec.Name)
 	defer unlock()
+	defer p.listed.forget(spec.Name) // List reads its files again
 	r, err := p.create(ctx, spec)
 	if err != nil {
 		return release.Release{}, fmt.Errorf("create %s: %w", spec.Name, err)
@@ -301,6 +302,7 @@ func (p *Runtime) Start(ctx context.Context, name string) error {
 	}
 	unlock := p.lock(name)
 	defer unlock()
+	defer p.listed.forget(name) // List reads its files again
 	if err := p.start(ctx, name); err != nil {
 		return fmt.Errorf("start %s: %w", name, err)
 	}
@@ -379,9 +381,11 @@ func (p *Runtime) start(ctx context.Context, name string) error {
 	// Identify the process before anything reaps it: until Wait, even a
 	// child that already exited is still there, a zombie.
 	id, _, idErr := identity(pid)
+	rec.pid.Store(int64(pid))
 	// Reap the process when it exits while this agent lives, so no zombie
 	// stays; after the agent exits, init inherits it.
 	go func() {
+		awaitExit(pid)
 		err := cmd.Wait()
 		state := "exit status 0"
 		if err != nil {
@@ -471,6 +475,7 @@ func (p *Runtime) Stop(ctx context.Context, name string) error {
 	}
 	unlock := p.lock(name)
 	defer unlock()
+	defer p.listed.forget(name) // List reads its files again
 	if err := p.stop(ctx, name); err != nil {
 		return fmt.Errorf("stop %s: %w", name, err)
 	}
@@ -563,6 +568,7 @@ func (p *Runtime) Destroy(ctx context.Context, name string) error {
 	}
 	unlock := p.lock(name)
 	defer unlock()
+	defer p.listed.forget(name) // List reads its files again
 	if err := p.stop(ctx, name); err != nil {
 		return fmt.Errorf("destroy %s: %w", name, err)
 	}

@@ -28,19 +28,24 @@ func (p *Runtime) List(ctx context.Context) ([]release.Release, error) {
 		return nil, fmt.Errorf("list releases: %w", err)
 	}
 	var out []release.Release
-	prev, next := p.listed.begin()
-	reads := 0
-	defer func() { p.listed.end(next, reads) }()
-	for _, e := range entries {
+	if len(entries) > 0 {
+		out = make([]release.Release, 0, len(entries))
+	}
+	lr := p.listed.begin()
+	defer p.listed.end(lr)
+	for i, e := range entries {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if !e.IsDir() || release.ValidName(e.Name()) != nil {
+		if !e.IsDir() {
 			continue
 		}
-		// Unchanged files are not read again (listCache).
-		r, n, err, runErr := p.listOne(e.Name(), prev, next)
-		reads += n
+		if _, known := lr.prev[e.Name()]; !known && release.ValidName(e.Name()) != nil {
+			continue // a name List took before is valid
+		}
+		// Files are checked in turn, and read only when changed
+		// (listCache, ListRounds).
+		r, err, runErr := p.listOne(lr, i, e.Name())
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -57,6 +62,9 @@ func (p *Runtime) List(ctx context.Context) ([]release.Release, error) {
 			return nil, fmt.Errorf("list releases: %w", runErr)
 		}
 		out = append(out, r)
+	}
+	if len(out) == 0 {
+		return nil, nil // as before the capacity
 	}
 	return out, nil
 }
@@ -89,6 +97,7 @@ func (p *Runtime) write(r release.Release) error {
 	if err != nil {
 		return err
 	}
+	defer p.listed.forget(r.Name)
 	return atomicfile.WriteFile(filepath.Join(p.dir(r.Name), releaseFile), append(b, '\n'), 0o644)
 }
 

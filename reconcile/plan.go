@@ -333,12 +333,12 @@ type view struct {
 
 func planService(s *manifest.Service, v view, now time.Time) Step {
 	rels, route, hasRoute := v.rels, v.route, v.routed
-	want := s.SpecHash()
+	want, name := s.SpecAndName()
 	st := Step{Service: s.Service, Spec: s}
 	good, routed, hasGood := KnownGood(rels, route, hasRoute, want)
 	var target *release.Release
 	for i := range rels {
-		if rels[i].Spec == want && rels[i].Name == s.ReleaseName() {
+		if rels[i].Spec == want && rels[i].Name == name {
 			target = &rels[i]
 		}
 	}
@@ -374,7 +374,7 @@ func planService(s *manifest.Service, v view, now time.Time) Step {
 		st.Reason = "not running"
 	case target == nil || target.State == release.StateCreating:
 		st.Kind = KindDeploy
-		st.Target = s.ReleaseName()
+		st.Target = name
 		if target != nil {
 			st.Destroy = append(st.Destroy, target.Name)
 			st.Reason = "previous create was interrupted"

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jailkeeper/jailkeeper/manifest"
-
 	"github.com/jailkeeper/jailkeeper/release"
 )
 
@@ -52,17 +50,21 @@ func (e *Executor) statuses(d Desired, o Observed, planErr error) []ServiceStatu
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var out []ServiceStatus
+	if len(d.Services) > 0 {
+		out = make([]ServiceStatus, 0, len(d.Services))
+	}
 	for i := range d.Services {
 		s := &d.Services[i]
 		rels := byService[s.Service]
 		route, hasRoute := o.Routes[s.Service]
-		live, routed, hasLive := KnownGood(rels, route, hasRoute, s.SpecHash())
+		spec, name := s.SpecAndName() // hashed once
+		live, routed, hasLive := KnownGood(rels, route, hasRoute, spec)
 		st := ServiceStatus{Service: s.Service, DesiredSHA: s.SHA, State: "pending"}
 		if hasLive && routed {
 			st.LiveSHA, st.LiveRelease = live.SHA, live.Name
-			st.Converged = live.Spec == s.SpecHash() && live.Running && live.State == release.StateLive
+			st.Converged = live.Spec == spec && live.Running && live.State == release.StateLive
 		}
-		if t, ok := find(rels, s.ReleaseName()); ok {
+		if t, ok := find(rels, name); ok {
 			st.State = string(t.State)
 			if t.State == release.StateFailed {
 				st.Message = t.Reason
@@ -71,7 +73,7 @@ func (e *Executor) statuses(d Desired, o Observed, planErr error) []ServiceStatu
 		if msg, ok := e.lastErr[s.Service]; ok {
 			st.Message = msg
 		}
-		e.backoffStatus(&st, s, rels)
+		e.backoffStatus(&st, spec, name, rels)
 		standbyStatus(&st, rels, s.StandbyOr(d.DefaultStandby), e.now())
 		if planErr != nil {
 			st.Message = planErr.Error()
@@ -82,13 +84,13 @@ func (e *Executor) statuses(d Desired, o Observed, planErr error) []ServiceStatu
 	return out
 }
 
-// backoffStatus adds to st the failed tries of s's desired spec in a row
-// and when it is tried next, from the Executor's record of failed fetches
+// backoffStatus adds to st the failed tries of the desired spec (its hash
+// and release name) in a row and when it is tried next, from the Executor's record of failed fetches
 // and creates or from the failed release. The message then says so in the
 // words of a pass that waits (see settle), whether the last pass tried or
 // waited. Called with e.mu held.
-func (e *Executor) backoffStatus(st *ServiceStatus, s *manifest.Service, rels []release.Release) {
-	if f := e.fails[s.SpecHash()]; f != nil {
+func (e *Executor) backoffStatus(st *ServiceStatus, spec, name string, rels []release.Release) {
+	if f := e.fails[spec]; f != nil {
 		if f.Stalled {
 			return
 		}
@@ -97,7 +99,7 @@ func (e *Executor) backoffStatus(st *ServiceStatus, s *manifest.Service, rels []
 			f.Release, f.RetryAt.UTC().Format(time.RFC3339), f.Failures, f.Reason)
 		return
 	}
-	if t, ok := find(rels, s.ReleaseName()); ok && t.State == release.StateFailed && t.Failures > 0 {
+	if t, ok := find(rels, name); ok && t.State == release.StateFailed && t.Failures > 0 {
 		st.Failures, st.RetryAt = t.Failures, t.FailedAt.Add(Backoff(t.Failures))
 	}
 }
