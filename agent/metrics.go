@@ -46,6 +46,8 @@ type Metrics struct {
 	beforeSwitch map[string][2]string
 	// suspensions feeds jailkeeper_service_suspended; nil: none.
 	suspensions *Suspensions
+	// rebase feeds the jailkeeper_rebase_* series (rebase.go).
+	rebase []reconcile.RebaseStatus
 }
 
 // NewMetrics registers every jailkeeper metric plus the Go and process
@@ -149,6 +151,7 @@ func (m *Metrics) passDone(res reconcile.Result, err error, d time.Duration) {
 	m.mu.Lock()
 	m.services = res.Services
 	m.releases = res.Releases
+	m.rebase = res.Rebase
 	m.mu.Unlock()
 }
 
