@@ -7,12 +7,14 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jailkeeper/jailkeeper/agent"
+	"github.com/jailkeeper/jailkeeper/internal/golden"
 	"github.com/jailkeeper/jailkeeper/internal/testenv"
 	"github.com/jailkeeper/jailkeeper/reconcile"
 	"github.com/jailkeeper/jailkeeper/release"
@@ -275,6 +277,10 @@ func TestE2ERebaseZFS(t *testing.T) {
 			t.Errorf("metrics lack %s", line)
 		}
 	}
+	// `jailkeeper plan`, a process of its own, shows the paused rebase.
+	stdout, _ := e.plan()
+	golden.Assert(t, "testdata/rebase-plan-paused.golden", []byte(normalizePlan(stdout)))
+
 	spans = e.deploySpans(t)[before:]
 	checkOneAtATime(t, spans)
 	var results []string
@@ -315,4 +321,19 @@ func checkOneAtATime(t *testing.T, spans []deploySpan) {
 			t.Errorf("deploy of %s started before the one of %s ended", spans[i].service, prev.service)
 		}
 	}
+}
+
+var (
+	planRevision = regexp.MustCompile(`revision [0-9a-f]{40}`)
+	planRelease  = regexp.MustCompile(`\b(svc[0-9])_[0-9a-f]{12}_[0-9a-f]{6}\b`)
+	planAddr     = regexp.MustCompile(`127\.[0-9]+\.[0-9]+\.[0-9]+(:[0-9]+)?`)
+)
+
+// normalizePlan replaces what differs between runs in plan's output: the
+// revision, release names (the artifact's path is in the spec) and
+// addresses.
+func normalizePlan(s string) string {
+	s = planRevision.ReplaceAllString(s, "revision <rev>")
+	s = planRelease.ReplaceAllString(s, "${1}_<release>")
+	return planAddr.ReplaceAllString(s, "<addr>")
 }

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -75,5 +76,32 @@ func TestRebaseResumeStored(t *testing.T) {
 	writeFile(t, dir+"/"+RebaseFile, "{")
 	if _, err := LoadRebaseResume(dir); err == nil || !strings.Contains(err.Error(), RebaseFile) {
 		t.Errorf("corrupt file: %v, want an error naming it", err)
+	}
+}
+
+// POST /rebase/resume on the control socket stores the time, asks for a
+// pass, and is what the executor's rebase plans count failures from
+// (TestTCPListenerHasNoControl: the TCP listener has no such endpoint).
+func TestRebaseResumeOverControlSocket(t *testing.T) {
+	a, sock := newControlAgent(t, "")
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	a.now = func() time.Time { return now }
+	srv, err := a.serveControl(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.close)
+	c := unixClient(sock)
+	defer c.CloseIdleConnections()
+	code, body := post(t, c, "http://jailkeeper/rebase/resume", "")
+	if code != http.StatusOK || !strings.Contains(body, `"resumed_at":"2026-11-29T12:00:00Z"`) {
+		t.Fatalf("resume: %d %s", code, body)
+	}
+	if !triggered(a) {
+		t.Error("resume did not ask for a pass")
+	}
+	again, err := LoadRebaseResume(a.cfg.StateDir)
+	if err != nil || !again.At().Equal(now) {
+		t.Errorf("stored resume %s (%v), want %s", again.At(), err, now)
 	}
 }
