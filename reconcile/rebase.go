@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -210,6 +211,7 @@ func PlanRebase(d Desired, o Observed, tv TemplateView, in RebaseInput) RebasePl
 		return stats[tmpl]
 	}
 	var cands []*candidate
+	moves := map[string]int{} // template -> services moving to its newest outside cands
 	for i := range p.Desired.Services {
 		s := &p.Desired.Services[i]
 		tmpl := tv.name(s)
@@ -245,16 +247,31 @@ func PlanRebase(d Desired, o Observed, tv TemplateView, in RebaseInput) RebasePl
 		}
 		newest := snaps[len(snaps)-1]
 		s.TemplateSnapshot = newest
-		if !hasLive || liveSnap == newest {
-			if hasLive {
-				stat(tmpl).Current++
-			}
+		switch {
+		case !hasLive:
+			continue
+		case liveSnap == newest && moving(rels, live, newest):
+			// Switched to the newest and still in its watch: the slot
+			// is its until it is live.
+			moves[tmpl]++
+			stat(tmpl).Rolling++
+			continue
+		case liveSnap == newest:
+			stat(tmpl).Current++
 			continue
 		}
 		behind := *s
 		behind.TemplateSnapshot = liveSnap
 		if behind.SpecHash() != live.Spec {
-			continue // a new commit: deployed on the newest at once
+			// A new commit: deployed on the newest at once, and it takes
+			// a slot while it moves the service there, unless it failed.
+			if st, _ := rollState(*s, rels, flying, createFailed, in.ResumedAt); st != RebaseFailed {
+				moves[tmpl]++
+				stat(tmpl).Rolling++
+				p.Services[s.Service] = ServiceRebase{Template: tmpl, From: liveSnap, To: newest, State: RebaseRolling,
+					Reason: "a new commit, deployed on the newest snapshot"}
+			}
+			continue
 		}
 		s.TemplateSnapshot = liveSnap // until admitted
 		c := &candidate{s: s, tmpl: tmpl, from: liveSnap, to: newest}
@@ -263,7 +280,7 @@ func PlanRebase(d Desired, o Observed, tv TemplateView, in RebaseInput) RebasePl
 		c.state, c.reason = rollState(onNewest, rels, flying, createFailed, in.ResumedAt)
 		cands = append(cands, c)
 	}
-	admit(cands, in, stat)
+	admit(cands, moves, in, stat)
 	for _, c := range cands {
 		if c.state == RebaseRolling || (c.state == RebaseFailed && !in.Options.PauseOnFailure) {
 			c.s.TemplateSnapshot = c.to
@@ -304,17 +321,22 @@ func rollState(t manifest.Service, rels []release.Release, flying map[string]str
 }
 
 // admit decides which pending candidates roll now: per template, none
-// while it is paused, else up to MaxParallel rolling at once (those in
-// flight count), in service order. A held service waits and takes no slot.
-func admit(cands []*candidate, in RebaseInput, stat func(string) *RebaseStatus) {
+// while it is paused, else up to MaxParallel services moving to its
+// newest snapshot at once (those in flight count, and moves counts other
+// services on their way there: a commit deploying onto it, a roll in its
+// watch), in service order. A held service waits and takes no slot.
+func admit(cands []*candidate, moves map[string]int, in RebaseInput, stat func(string) *RebaseStatus) {
 	slices.SortFunc(cands, func(a, b *candidate) int { return strings.Compare(a.s.Service, b.s.Service) })
 	maxPar := max(in.Options.MaxParallel, 1)
-	rolling := 0
+	rolling := maps.Clone(moves)
+	if rolling == nil {
+		rolling = map[string]int{}
+	}
 	var failed []*candidate
 	for _, c := range cands {
 		switch c.state {
 		case RebaseRolling:
-			rolling++
+			rolling[c.tmpl]++
 		case RebaseFailed:
 			failed = append(failed, c)
 		}
@@ -341,9 +363,9 @@ func admit(cands []*candidate, in RebaseInput, stat func(string) *RebaseStatus) 
 			c.state, c.reason = RebasePaused, why
 			continue
 		}
-		if rolling < maxPar {
+		if rolling[c.tmpl] < maxPar {
 			c.state = RebaseRolling
-			rolling++
+			rolling[c.tmpl]++
 			continue
 		}
 		c.reason = fmt.Sprintf("waits for a slot: max_parallel %d", maxPar)
@@ -392,3 +414,14 @@ func (r ServiceRebase) String() string {
 
 // Rebasing reports whether the template has services still to roll.
 func (r RebaseStatus) Rebasing() bool { return r.Rolling+r.Pending+r.Held+r.Failed > 0 }
+
+// moving reports whether live, on snapshot newest, is a release switched
+// to but not yet through its watch (not yet stored as live) that replaces
+// a live release on an older snapshot: a roll that has not ended.
+func moving(rels []release.Release, live release.Release, newest string) bool {
+	if live.State == release.StateLive {
+		return false
+	}
+	prev, ok := previousLive(rels, live.Name, "")
+	return ok && release.TemplateSnapshotOf(prev) != newest
+}

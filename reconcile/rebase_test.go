@@ -182,8 +182,24 @@ func TestPlanRebase(t *testing.T) {
 				o.Releases = append(o.Releases, failedOn(three[0], 30, newSnap, t0.Add(-30*time.Second)))
 				return o
 			}(),
+			in: RebaseInput{Options: RebaseOptions{MaxParallel: 1, PauseOnFailure: true}},
+			// The fix deploys on the newest at once and takes the slot.
+			want: map[string]string{"svc1": newSnap + " rolling", "svc2": "base pending", "svc3": "base pending"},
+		},
+		{
+			name: "roll-in-its-watch-keeps-its-slot", svcs: three, tv: templates("base", newSnap),
+			o: func() Observed {
+				_, o := rebaseFleet(3, "")
+				// svc1 switched to its release on the newest snapshot;
+				// the watch has not ended (ready, routed).
+				r := rel(onSnap(three[0], newSnap), 30, release.StateReady, t0, true)
+				r.TemplateSnapshot = newSnap
+				o.Releases = append(o.Releases, r)
+				o.Routes["svc1"] = routeTo(three[0], r)
+				return o
+			}(),
 			in:   RebaseInput{Options: RebaseOptions{MaxParallel: 1, PauseOnFailure: true}},
-			want: map[string]string{"svc1": newSnap + " -", "svc2": newSnap + " rolling", "svc3": "base pending"},
+			want: map[string]string{"svc1": newSnap + " -", "svc2": "base pending", "svc3": "base pending"},
 		},
 		{
 			name: "held-takes-no-slot", svcs: three, o: o3, tv: templates("base", newSnap),
