@@ -305,6 +305,27 @@ func TestE2ERebaseZFS(t *testing.T) {
 		return tr.Current == 5 && !tr.Rebasing() && !tr.Paused
 	})
 
+	// A pin of a snapshot the template does not have: an error naming
+	// the file and field, and svc1 keeps its live release.
+	svc1Live, _ := e.serviceStatus("svc1")
+	e.commit("svc1: bad pin", map[string]string{"services/svc1.yaml": manifest("svc1", "template: default@nope\n")})
+	e.sync()
+	var pinned struct {
+		Service, DesiredSHA, LiveSHA, LiveRelease, State, Message string
+		Converged                                                 bool
+	}
+	e.waitFor("bad pin in status", 60*time.Second, func() bool {
+		pinned, _ = e.serviceStatus("svc1")
+		return strings.Contains(pinned.Message, `template: snapshot "nope"`)
+	})
+	t.Logf("bad pin: %s: %s", pinned.State, pinned.Message)
+	if !strings.Contains(pinned.Message, "svc1.yaml: template:") || pinned.Converged || pinned.State != "stalled" {
+		t.Errorf("bad pin status %+v, want stalled, not converged, naming svc1.yaml and template", pinned)
+	}
+	if pinned.LiveRelease != svc1Live.LiveRelease || e.version("svc1") != "v1" {
+		t.Errorf("svc1 live %s serving %q, want %s kept", pinned.LiveRelease, e.version("svc1"), svc1Live.LiveRelease)
+	}
+
 	ok, bad := stopLoad()
 	t.Logf("requests during both rebases: %d ok, %d failed", ok, bad)
 	if ok < 500 {
