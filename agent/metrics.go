@@ -89,7 +89,7 @@ func NewMetrics() *Metrics {
 	}, []string{"phase"})
 	m.Registry.MustRegister(m.phaseSeconds, m.reconcileTotal, m.reconcileDuration, m.deploysTotal, m.deployDuration,
 		m.commitToLive, m.rollbacksTotal, m.healthFailures, m.fetchTotal, m.lastSuccess, m.sigFailures,
-		stateCollector{m}, suspendCollector{m},
+		stateCollector{m}, suspendCollector{m}, rebaseCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Series that exist from the start, so increase() and alerts see the
 	// first increment.

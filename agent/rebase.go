@@ -143,14 +143,13 @@ func (a *Agent) handleRebaseResume(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, RebaseReply{ResumedAt: now.UTC(), Templates: a.Status().Rebase})
 }
 
-// loadRebase reads RebaseFile and registers the rebase metrics.
+// loadRebase reads RebaseFile.
 func (a *Agent) loadRebase() error {
 	r, err := LoadRebaseResume(a.cfg.StateDir)
 	if err != nil {
 		return err
 	}
 	a.rebaseResume = r
-	a.metrics.Registry.MustRegister(rebaseCollector{a.metrics})
 	return nil
 }
 
