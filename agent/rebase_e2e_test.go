@@ -117,11 +117,34 @@ func (e *env) liveSnapshots(t *testing.T) map[string]string {
 	}
 	out := map[string]string{}
 	for _, r := range rels {
-		if r.State == release.StateLive {
-			out[r.Service] = release.TemplateSnapshotOf(r)
+		if r.State != release.StateLive {
+			continue
 		}
+		if _, two := out[r.Service]; two {
+			// Promoted, the one it replaces not yet retired: a deploy
+			// that has not ended.
+			out[r.Service] = "switching"
+			continue
+		}
+		out[r.Service] = release.TemplateSnapshotOf(r)
 	}
 	return out
+}
+
+// rolledTo waits until every service of names has one live release, on
+// snap, and the deploys since the log's span before have all ended.
+func (e *env) rolledTo(t *testing.T, names []string, snap string, before int) []deploySpan {
+	t.Helper()
+	var spans []deploySpan
+	e.waitFor("all on "+snap, 120*time.Second, func() bool {
+		snaps := e.liveSnapshots(t)
+		if slices.ContainsFunc(names, func(n string) bool { return snaps[n] != snap }) {
+			return false
+		}
+		spans = e.deploySpans(t)[before:]
+		return !slices.ContainsFunc(spans, func(sp deploySpan) bool { return sp.end < 0 })
+	})
+	return spans
 }
 
 func templateRebase(st agent.Status) reconcile.RebaseStatus {
@@ -193,11 +216,7 @@ func TestE2ERebaseZFS(t *testing.T) {
 	// A patch: every service rolls to s1, one at a time.
 	const s1, s2 = "20261129T100000Z", "20261129T110000Z"
 	patchTemplate(t, parent, s1, map[string]string{"etc/patched": "1\n"})
-	e.waitFor("all five on "+s1, 120*time.Second, func() bool {
-		snaps := e.liveSnapshots(t)
-		return !slices.ContainsFunc(names, func(n string) bool { return snaps[n] != s1 })
-	})
-	spans := e.deploySpans(t)[before:]
+	spans := e.rolledTo(t, names, s1, before)
 	checkOneAtATime(t, spans)
 	if len(spans) != 5 {
 		t.Errorf("%d deploys for the rebase to %s, want 5: %+v", len(spans), s1, spans)
@@ -295,11 +314,7 @@ func TestE2ERebaseZFS(t *testing.T) {
 	// which resumes the rebase: svc4 and svc5 roll.
 	e.commit("svc3: fixed", map[string]string{"services/svc3.yaml": manifest("svc3", "env: {GREETING: fixed}\n")})
 	e.sync()
-	e.waitFor("all five on "+s2, 120*time.Second, func() bool {
-		snaps := e.liveSnapshots(t)
-		return !slices.ContainsFunc(names, func(n string) bool { return snaps[n] != s2 })
-	})
-	checkOneAtATime(t, e.deploySpans(t)[before:])
+	checkOneAtATime(t, e.rolledTo(t, names, s2, before))
 	e.waitFor("rebase done in status", 30*time.Second, func() bool {
 		tr := templateRebase(e.status())
 		return tr.Current == 5 && !tr.Rebasing() && !tr.Paused
