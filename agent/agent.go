@@ -42,6 +42,8 @@ type Agent struct {
 	now     func() time.Time
 	suspend *Suspensions
 	windows *Windows
+	// rebaseResume is when an operator last resumed a paused rebase.
+	rebaseResume *RebaseResume
 
 	trigger chan struct{}
 	http    httpLimits    // the listener's limits; zero fields mean defaults
@@ -71,6 +73,9 @@ type Status struct {
 	// show (deploys in flight, failed creates in backoff, stalled specs):
 	// `jailkeeper plan` plans with it.
 	Memory reconcile.Memory `json:"memory,omitzero"`
+	// Rebase is each template's newest snapshot and where the rebase of
+	// its services is (rolling, pending, paused and why).
+	Rebase []reconcile.RebaseStatus `json:"rebase,omitempty"`
 	// OrphanedData are the data sets of services no manifest names any
 	// more (pruned, or moved to other hosts): kept until `jailkeeper data
 	// destroy SERVICE NAME --yes`.
@@ -116,6 +121,9 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	if err := a.loadHolds(); err != nil {
 		return nil, err
 	}
+	if err := a.loadRebase(); err != nil {
+		return nil, err
+	}
 	a.exec = reconcile.NewExecutor(reconcile.Options{
 		Runtime:    rt,
 		Proxy:      a.proxy,
@@ -129,6 +137,9 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		// A deploy that outlived its pass has ended: a pass reports it.
 		Kick: func() { a.triggerBy(triggerRetry) },
 		Hold: holdFunc(a.suspend, a.windows),
+
+		Rebase:          cfg.Rebase.Options(),
+		RebaseResumedAt: a.rebaseResume.At,
 	})
 	return a, nil
 }
@@ -463,6 +474,7 @@ func (a *Agent) pass(ctx context.Context, d reconcile.Desired) {
 	a.status.Revision = d.Revision
 	if res.Services != nil || err == nil {
 		a.status.Services = res.Services
+		a.status.Rebase = res.Rebase
 	}
 	a.passErr = ""
 	switch {

@@ -57,6 +57,8 @@ type Config struct {
 	ControlSocket string `yaml:"control_socket"`
 	// Windows are the sync windows (WindowConfig).
 	Windows []WindowConfig `yaml:"windows"`
+	// Rebase bounds the roll of services to a newer template snapshot.
+	Rebase RebaseConfig `yaml:"rebase"`
 
 	// Dir is the directory of the config file; secrets live in Dir/secrets.
 	Dir string `yaml:"-"`
@@ -435,6 +437,7 @@ func (c *Config) validate() error {
 		bad("notify.retries", "must not be negative")
 	}
 	c.Defaults.validate(bad)
+	c.Rebase.validate(bad)
 	if u := c.Notify.URL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 		bad("notify.url", "%q is not an http(s) URL", u)
 	}

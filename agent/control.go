@@ -106,6 +106,7 @@ func (a *Agent) ControlHandler() http.Handler {
 		}
 		writeJSON(w, ControlReply{Service: svc, Changed: changed})
 	})
+	mux.HandleFunc("POST /rebase/resume", a.handleRebaseResume)
 	mux.HandleFunc("GET /suspended", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, a.suspend.List())
 	})

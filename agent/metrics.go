@@ -48,6 +48,8 @@ type Metrics struct {
 	suspensions *Suspensions
 	// inited holds the services whose counters initService has set.
 	inited sync.Map
+	// rebase feeds the jailkeeper_rebase_* series (rebase.go).
+	rebase []reconcile.RebaseStatus
 }
 
 // NewMetrics registers every jailkeeper metric plus the Go and process
@@ -89,7 +91,7 @@ func NewMetrics() *Metrics {
 	}, []string{"phase"})
 	m.Registry.MustRegister(m.phaseSeconds, m.reconcileTotal, m.reconcileDuration, m.deploysTotal, m.deployDuration,
 		m.commitToLive, m.rollbacksTotal, m.healthFailures, m.fetchTotal, m.lastSuccess, m.sigFailures,
-		stateCollector{m}, suspendCollector{m},
+		stateCollector{m}, suspendCollector{m}, rebaseCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Series that exist from the start, so increase() and alerts see the
 	// first increment.
@@ -154,6 +156,7 @@ func (m *Metrics) passDone(res reconcile.Result, err error, d time.Duration) {
 	m.mu.Lock()
 	m.services = res.Services
 	m.releases = res.Releases
+	m.rebase = res.Rebase
 	m.mu.Unlock()
 }
 

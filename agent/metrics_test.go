@@ -47,6 +47,10 @@ var designMetrics = []struct {
 	{"jailkeeper_signature_verification_failures_total", dto.MetricType_COUNTER, nil},
 	{"jailkeeper_deploy_phase_seconds", dto.MetricType_HISTOGRAM, []string{"phase"}},
 	{"jailkeeper_service_suspended", dto.MetricType_GAUGE, []string{"service"}},
+	// Template rebase (issue 13); DESIGN.md's table is to list them too.
+	{"jailkeeper_rebase_services", dto.MetricType_GAUGE, []string{"state", "template"}},
+	{"jailkeeper_rebase_paused", dto.MetricType_GAUGE, []string{"template"}},
+	{"jailkeeper_template_snapshot_info", dto.MetricType_GAUGE, []string{"snapshot", "template"}},
 }
 
 const (
@@ -70,6 +74,7 @@ func exercise(m *Metrics) {
 	m.passDone(reconcile.Result{
 		Services: []reconcile.ServiceStatus{{Service: "hello", DesiredSHA: testSHA, LiveSHA: testSHA, LiveRelease: testRel, Converged: true, State: "live"}},
 		Releases: []release.Release{{Name: testRel, Service: "hello", SHA: testSHA, State: release.StateLive}},
+		Rebase:   []reconcile.RebaseStatus{{Template: "14.3-RELEASE", Snapshot: "20261129T150405Z", Current: 1}},
 	}, nil, 4*time.Second)
 }
 

@@ -73,8 +73,12 @@ func PlanOnce(ctx context.Context, cfg *Config, warn io.Writer) (*reconcile.Desi
 	if obs.Holds, err = planHolds(cfg, *d, obs, now); err != nil {
 		return d, nil, err
 	}
-	steps, err := reconcile.Plan(*d, obs, now)
-	return d, steps, err
+	rp, err := planRebase(ctx, cfg, rt, *d, obs)
+	if err != nil {
+		return d, nil, err
+	}
+	steps, err := reconcile.Plan(rp.Desired, obs, now)
+	return d, rp.Annotate(steps), err
 }
 
 // daemonMemory reads the executor's memory from the agent listening on

@@ -15,6 +15,8 @@ var (
 	_ reconcile.Runtime = (*jails.FreeBSD)(nil)
 	_ reconcile.Runtime = (*process.Runtime)(nil)
 	_ reconcile.Exiter  = (*process.Runtime)(nil)
+
+	_ reconcile.Templates = (*jails.FreeBSD)(nil)
 )
 
 // newJailRuntime builds the FreeBSD jail runtime from cfg.Jails; it runs

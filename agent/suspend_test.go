@@ -232,7 +232,7 @@ func TestTCPListenerHasNoControl(t *testing.T) {
 	a, _ := newControlAgent(t, "")
 	srv := httptest.NewServer(a.Handler([]byte(hookSecret)))
 	t.Cleanup(srv.Close)
-	for _, p := range []string{"/suspend/hello", "/resume/hello", "/suspended", "/control/suspend/hello"} {
+	for _, p := range []string{"/suspend/hello", "/resume/hello", "/suspended", "/control/suspend/hello", "/rebase/resume"} {
 		for _, method := range []string{http.MethodPost, http.MethodGet, http.MethodPut} {
 			req, err := http.NewRequest(method, srv.URL+p, bytes.NewReader([]byte(`{"reason":"x"}`)))
 			if err != nil {

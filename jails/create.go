@@ -107,15 +107,12 @@ func (f *FreeBSD) create(ctx context.Context, spec release.Spec) (_ release.Rele
 		tmpl = f.cfg.Template
 	}
 	tds := release.TemplateDataset(f.cfg.Dataset, tmpl)
-	snaps, err := f.cfg.Datasets.Snapshots(ctx, tds)
-	if errors.Is(err, zfs.ErrNotFound) || (err == nil && len(snaps) == 0) {
-		return release.Release{}, fmt.Errorf("%w: %s (run jailkeeper template create %s)", release.ErrNoTemplate, tds, tmpl)
-	}
+	snapshot, err := f.pickSnapshot(ctx, tds, tmpl, spec.TemplateSnapshot)
 	if err != nil {
 		return release.Release{}, err
 	}
-	snapshot := snaps[len(snaps)-1].Name // newest: a patched template is a newer snapshot
 	r := spec.NewRelease(f.cfg.Now())
+	r.TemplateSnapshot = snapshot[strings.IndexByte(snapshot, '@')+1:]
 	r.Created = r.Created.Truncate(time.Second) // stored in whole seconds
 	ds := f.dataset(spec.Name)
 
@@ -200,6 +197,8 @@ func (f *FreeBSD) clone(ctx context.Context, snapshot string, r release.Release)
 		release.PropPort:    strconv.Itoa(r.Port),
 		release.PropState:   string(release.StateCreating),
 		release.PropCreated: r.Created.Format(time.RFC3339),
+
+		release.PropTemplateSnapshot: r.TemplateSnapshot,
 	}
 	maps.Copy(props, limitProps(r.Limits))
 	d, err := f.cfg.Datasets.Clone(ctx, snapshot, ds, props)

@@ -70,6 +70,8 @@ func releaseFromProps(name string, p map[string]string) (release.Release, error)
 		Spec:    p[release.PropSpec],
 		State:   release.State(p[release.PropState]),
 		Reason:  fromProp(p[release.PropReason]),
+
+		TemplateSnapshot: fromProp(p[release.PropTemplateSnapshot]),
 	}
 	var errs []error
 	if !r.State.Valid() {

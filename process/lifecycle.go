@@ -112,15 +112,14 @@ func (p *Runtime) create(ctx context.Context, spec release.Spec) (_ release.Rele
 	if err := p.remove(ctx, spec.Name); err != nil {
 		return release.Release{}, err
 	}
-	var snapshot string
-	if p.cfg.Dataset != "" {
-		// Before anything is made: a missing template leaves nothing.
-		if snapshot, err = p.templateSnapshot(ctx, spec.Template); err != nil {
-			return release.Release{}, err
-		}
+	// Before anything is made: a missing template leaves nothing.
+	snapshot, snapName, err := p.pickTemplate(ctx, spec)
+	if err != nil {
+		return release.Release{}, err
 	}
 
 	r := spec.NewRelease(p.cfg.Now())
+	r.TemplateSnapshot = snapName
 	if err := p.reserve(&r); err != nil {
 		return release.Release{}, err
 	}

@@ -251,6 +251,7 @@ func TestProcessServes(t *testing.T) {
 	want := release.Release{
 		Name: spec.Name, Service: "hello", SHA: spec.SHA, Spec: spec.Spec,
 		IP: pool.Addr().Next().Next(), Port: spec.Port, State: release.StateReady, Created: spec.Created,
+		TemplateSnapshot: "base", // no template directory: the empty root
 	}
 	if diff := cmp.Diff(want, r, equateAddr); diff != "" {
 		t.Errorf("Create (-want +got):\n%s", diff)

@@ -90,6 +90,8 @@ type Runtime struct {
 	exits map[string]*exitRecord // per release this value started, see Exit
 
 	listed listCache // what the last List read
+
+	tmpl contentCache // the copy-mode template's content name
 }
 
 // New checks cfg, fills in the defaults and returns the process runtime,

@@ -46,24 +46,6 @@ func (p *Runtime) dataset(name string) string { return p.releases() + "/" + name
 // releases is the parent of the clones in ZFS mode.
 func (p *Runtime) releases() string { return p.cfg.Dataset + "/releases" }
 
-// templateSnapshot returns the newest snapshot of the template dataset of a
-// spec naming template (TemplateName when empty); a patched template is a
-// newer snapshot.
-func (p *Runtime) templateSnapshot(ctx context.Context, template string) (string, error) {
-	if template == "" {
-		template = p.cfg.TemplateName
-	}
-	tds := release.TemplateDataset(p.cfg.Dataset, template)
-	snaps, err := p.zfs.Snapshots(ctx, tds)
-	if errors.Is(err, zfs.ErrNotFound) || (err == nil && len(snaps) == 0) {
-		return "", fmt.Errorf("%w: %s (create it with zfs create, fill it, zfs snapshot %s@base)", release.ErrNoTemplate, tds, tds)
-	}
-	if err != nil {
-		return "", err
-	}
-	return snaps[len(snaps)-1].Name, nil
-}
-
 // clone clones snapshot as the release's dataset mounted at root, with
 // jailkeeper:managed=yes, jailkeeper:service and the disk limit (quota) set
 // by the clone itself,

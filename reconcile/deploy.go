@@ -206,10 +206,12 @@ func createTarget(ctx context.Context, dp *deployment) error {
 		User:     s.User,
 		Template: s.Template,
 		Allow:    s.Allow,
-		Limits:   release.Limits(s.Limits),
-		Artifact: path,
-		Data:     dataSpecs(s),
-		Created:  e.now(),
+
+		TemplateSnapshot: s.TemplateSnapshot,
+		Limits:           release.Limits(s.Limits),
+		Artifact:         path,
+		Data:             dataSpecs(s),
+		Created:          e.now(),
 	}
 	if s.EnvFile != "" {
 		spec.EnvFile = filepath.Join(e.secretsDir, s.EnvFile)

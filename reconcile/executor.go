@@ -104,6 +104,11 @@ type Options struct {
 	// Hold says what keeps a service from changing now (a suspend, a
 	// sync window); nil holds nothing. See Hold and Gate.
 	Hold HoldFunc
+	// Rebase bounds the roll of services to a newer template snapshot
+	// (see PlanRebase); RebaseResumedAt, when set, says when an operator
+	// last resumed a paused rebase.
+	Rebase          RebaseOptions
+	RebaseResumedAt func() time.Time
 }
 
 // Executor carries out plans. Build it with NewExecutor. Passes must not
@@ -138,7 +143,8 @@ type Executor struct {
 	// service -> its last deploy's phases
 	lastDeploy map[string]LastDeploy
 
-	holds holdState
+	holds  holdState
+	rebase rebaseState
 }
 
 // NewExecutor returns an Executor that uses o's parts.
@@ -156,6 +162,7 @@ func NewExecutor(o Options) *Executor {
 
 		lastDeploy: map[string]LastDeploy{},
 		holds:      holdState{fn: o.Hold},
+		rebase:     rebaseState{opts: o.Rebase, resumedAt: o.RebaseResumedAt},
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -212,8 +219,11 @@ func (e *Executor) PlanPass(ctx context.Context, d Desired) ([]Step, error) {
 		return nil, err
 	}
 	now := e.now()
+	rp := e.planRebase(ctx, d, obs)
+	d = rp.Desired
 	obs.Holds = Holds(e.holds.fn, d, obs, now)
-	return Plan(d, obs, now)
+	steps, err := Plan(d, obs, now)
+	return rp.Annotate(steps), err
 }
 
 // Preempt tells the executor about a newer desired state while a pass runs:
@@ -229,6 +239,7 @@ func (e *Executor) Preempt(d Desired) {
 // installed already, and cancels the deploys it supersedes. It returns a
 // channel that is closed once a desired state newer than d is installed.
 func (e *Executor) install(d Desired) <-chan struct{} {
+	d = e.withResolved(d)
 	want := map[string]string{}
 	for i := range d.Services {
 		want[d.Services[i].Service] = d.Services[i].SpecHash()
@@ -273,9 +284,15 @@ func (e *Executor) Pass(ctx context.Context, d Desired) (Result, error) {
 		return res, err
 	}
 	now := e.now()
+	pinned := d
+	rp := e.planRebase(ctx, d, obs)
+	d = rp.Desired
+	e.resolvedDesired(pinned, rp)
 	obs.Holds = Holds(e.holds.fn, d, obs, now)
 	steps, planErr := Plan(d, obs, now)
+	steps = rp.Annotate(steps)
 	res.Steps = steps
+	res.Rebase = rp.Templates
 	var jobs []*job
 	for _, st := range steps {
 		if st.Kind == KindNone && st.changesNothing() {
@@ -294,8 +311,11 @@ func (e *Executor) Pass(ctx context.Context, d Desired) (Result, error) {
 		}
 	}
 	res.Releases = after.Releases
-	res.Services = heldStatus(e.statuses(d, after, planErr), steps, obs.Holds)
+	res.Services = rp.annotateStatus(heldStatus(e.statuses(d, after, planErr), steps, obs.Holds))
 	e.wakeAtWindow(steps, obs.Holds)
+	if rp.More() && rp.rolls(steps) && e.kick != nil {
+		e.kick() // the next service of the rebase need not wait for a poll
+	}
 	return res, errors.Join(append(errs, planErr)...)
 }
 

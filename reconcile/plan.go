@@ -103,6 +103,9 @@ type Step struct {
 	// Standby is the release kept running for an instant rollback, if
 	// any, and when it is stopped and retired.
 	Standby *StandbyRelease
+	// Rebase says where the service's rebase is (see RebasePlan), "" when
+	// it is on its template's newest snapshot.
+	Rebase string
 }
 
 // String renders the step on one line, as `jailkeeper plan` prints it.
@@ -148,6 +151,9 @@ func (s Step) String() string {
 	}
 	if s.Reason != "" {
 		fmt.Fprintf(&b, " (%s)", s.Reason)
+	}
+	if s.Rebase != "" {
+		fmt.Fprintf(&b, " [%s]", s.Rebase)
 	}
 	return b.String()
 }

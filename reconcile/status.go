@@ -30,6 +30,9 @@ type ServiceStatus struct {
 	// StandbyUntil when it is stopped; empty and zero when there is none.
 	Standby      string    `json:"standby,omitempty"`
 	StandbyUntil time.Time `json:"standby_until,omitzero"`
+	// Rebase is set while the service is not on its template's newest
+	// snapshot (a rebase rolls, waits or is paused), or its pin is bad.
+	Rebase *ServiceRebase `json:"rebase,omitempty"`
 }
 
 // Result is what a pass did and what it left.
@@ -39,6 +42,8 @@ type Result struct {
 	Services []ServiceStatus
 	// Releases is the runtime's view after the pass.
 	Releases []release.Release
+	// Rebase is each template whose rebase rolls, waits or is paused.
+	Rebase []RebaseStatus
 }
 
 // statuses summarises each desired service after a pass.

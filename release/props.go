@@ -28,4 +28,8 @@ const (
 	// PropStandbySince is set only while the state is standby; a value
 	// left from an earlier standby is ignored in any other state.
 	PropStandbySince = PropPrefix + "standby_since"
+	// PropTemplateSnapshot is the template snapshot the release was
+	// cloned from (the part after '@'). Releases made before it existed
+	// have none and count as cloned from "base".
+	PropTemplateSnapshot = PropPrefix + "template_snapshot"
 )

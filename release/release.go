@@ -55,6 +55,12 @@ type Release struct {
 	// in StateStandby (zero otherwise, and in records written before
 	// standby existed).
 	StandbySince time.Time `json:"standby_since,omitzero"`
+	// TemplateSnapshot is the template snapshot the release was cloned
+	// from (the part after '@'; in the process runtime's copy mode the
+	// content name of the template directory, see process.Runtime).
+	// Empty in records made before it was stored; TemplateSnapshotOf
+	// reads that as "base".
+	TemplateSnapshot string `json:"template_snapshot,omitempty"`
 	// Running is observed (jls, or the pidfile's process), never stored.
 	Running bool `json:"-"`
 }
@@ -91,7 +97,11 @@ type Spec struct {
 	Artifact string            // local path of the verified artifact
 	Data     []Data            // persistent data sets, shared by every release of the service
 	Limits   Limits            // resource limits; zero: none
-	Created  time.Time
+	// TemplateSnapshot is the snapshot of Template to clone (the part
+	// after '@'); "" clones the newest. A snapshot that does not exist is
+	// release.ErrNoTemplate. The release records the one it cloned.
+	TemplateSnapshot string
+	Created          time.Time
 }
 
 // NewRelease is the record a runtime stores when it starts creating the
@@ -110,5 +120,20 @@ func (s Spec) NewRelease(now time.Time) Release {
 		State:   StateCreating,
 		Created: created.UTC(),
 		Limits:  s.Limits,
+
+		TemplateSnapshot: s.TemplateSnapshot,
 	}
+}
+
+// BaseSnapshot is the snapshot `template create` takes, which every
+// release made before releases recorded their snapshot was cloned from.
+const BaseSnapshot = "base"
+
+// TemplateSnapshotOf is the snapshot r was cloned from: its record, or
+// BaseSnapshot for a release made before releases recorded one.
+func TemplateSnapshotOf(r Release) string {
+	if r.TemplateSnapshot == "" {
+		return BaseSnapshot
+	}
+	return r.TemplateSnapshot
 }

@@ -74,6 +74,7 @@ func newRootCmd() *cobra.Command {
 		newSyncCmd(),
 		newSuspendCmd(),
 		newResumeCmd(),
+		newRebaseCmd(),
 		newRunCaddyCmd(),
 		newHostCmd(),
 		newTemplateCmd(),

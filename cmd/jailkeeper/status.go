@@ -69,6 +69,9 @@ func printStatus(w io.Writer, st agent.Status) error {
 	if err := printStandby(w, st); err != nil {
 		return err
 	}
+	if err := printRebase(w, st); err != nil {
+		return err
+	}
 	return printOrphanedData(w, st.OrphanedData)
 }
 

@@ -16,6 +16,9 @@
 //
 //	HELLO_FAIL_UP=1                 /up answers 503 always
 //	HELLO_FAIL_UP_AFTER=<duration>  /up answers 503 once that long has passed since start
+//	HELLO_FAIL_UP_IF_FILE=<path>    /up answers 503 while path exists (relative
+//	                                to the working directory: the release root),
+//	                                as an app that breaks on a patched template
 //
 // `hello migrate` is the demo's migration (see migrate.go).
 package main
@@ -50,6 +53,7 @@ type config struct {
 	addr        string
 	failUp      bool
 	failUpAfter time.Duration // 0: never
+	failUpIf    string        // a path; "": none
 	getenv      func(string) string
 	start       time.Time
 	now         func() time.Time
@@ -79,7 +83,17 @@ func parseConfig(getenv func(string) string, now func() time.Time) (config, erro
 		}
 		c.failUpAfter = d
 	}
+	c.failUpIf = getenv("HELLO_FAIL_UP_IF_FILE")
 	return c, nil
+}
+
+// fileSays reports whether HELLO_FAIL_UP_IF_FILE names a path that exists.
+func (c config) fileSays() bool {
+	if c.failUpIf == "" {
+		return false
+	}
+	_, err := os.Lstat(c.failUpIf)
+	return err == nil
 }
 
 func newHandler(c config) http.Handler {
@@ -90,7 +104,7 @@ func newHandler(c config) http.Handler {
 	})
 	mux.HandleFunc("GET /up", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if c.failUp || (c.failUpAfter > 0 && c.now().Sub(c.start) >= c.failUpAfter) {
+		if c.failUp || (c.failUpAfter > 0 && c.now().Sub(c.start) >= c.failUpAfter) || c.fileSays() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			io.WriteString(w, "failing on purpose")
 			return

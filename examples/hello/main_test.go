@@ -52,6 +52,8 @@ func TestHandler(t *testing.T) {
 		{"up", nil, "/up", answer{200, "ok"}},
 		{"up failing", map[string]string{"HELLO_FAIL_UP": "1"}, "/up", answer{503, "failing on purpose"}},
 		{"up not yet failing", map[string]string{"HELLO_FAIL_UP_AFTER": "1m"}, "/up", answer{200, "ok"}},
+		{"up failing while the file exists", map[string]string{"HELLO_FAIL_UP_IF_FILE": "main.go"}, "/up", answer{503, "failing on purpose"}},
+		{"up ok without the file", map[string]string{"HELLO_FAIL_UP_IF_FILE": "no-such-file"}, "/up", answer{200, "ok"}},
 		{"version", nil, "/version", answer{200, "v1.2.3"}},
 		{"greeting", map[string]string{"GREETING": "hi"}, "/env/GREETING", answer{200, "hi"}},
 		{"secret hidden", map[string]string{"SECRET": "s3cret"}, "/env/SECRET", answer{404, "404 page not found\n"}},
