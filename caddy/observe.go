@@ -48,10 +48,8 @@ func (c *Client) ensuredRoutes(ctx context.Context) (map[string]Route, bool) {
 		return nil, false
 	}
 	for i := range infos {
-		if infos[i].file {
-			if infos[i].route.Upstream, err = c.readUpstream(infos[i].service); err != nil {
-				return nil, false
-			}
+		if c.readFiles(&infos[i]) != nil {
+			return nil, false
 		}
 	}
 	server := map[string]any{}
