@@ -16,6 +16,7 @@
 //
 //	HELLO_FAIL_UP=1                 /up answers 503 always
 //	HELLO_FAIL_UP_AFTER=<duration>  /up answers 503 once that long has passed since start
+//	HELLO_FAIL_EVERY=<n>            every n-th request but /up answers 500 (a bad canary)
 //
 // `hello migrate` is the demo's migration (see migrate.go).
 package main
@@ -30,6 +31,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -50,13 +52,15 @@ type config struct {
 	addr        string
 	failUp      bool
 	failUpAfter time.Duration // 0: never
+	failEvery   int64         // 0: never
+	served      *atomic.Int64 // requests but /up, for failEvery
 	getenv      func(string) string
 	start       time.Time
 	now         func() time.Time
 }
 
 func parseConfig(getenv func(string) string, now func() time.Time) (config, error) {
-	c := config{getenv: getenv, now: now, start: now()}
+	c := config{getenv: getenv, now: now, start: now(), served: new(atomic.Int64)}
 	switch {
 	case getenv("ADDR") != "":
 		c.addr = getenv("ADDR")
@@ -78,6 +82,13 @@ func parseConfig(getenv func(string) string, now func() time.Time) (config, erro
 			return c, fmt.Errorf("HELLO_FAIL_UP_AFTER=%q: %w", v, err)
 		}
 		c.failUpAfter = d
+	}
+	if v := getenv("HELLO_FAIL_EVERY"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return c, fmt.Errorf("HELLO_FAIL_EVERY=%q: want a count of at least 1", v)
+		}
+		c.failEvery = n
 	}
 	return c, nil
 }
@@ -127,7 +138,16 @@ func newHandler(c config) http.Handler {
 		case <-r.Context().Done():
 		}
 	})
-	return mux
+	if c.failEvery == 0 {
+		return mux
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/up" && c.served.Add(1)%c.failEvery == 0 {
+			http.Error(w, "failing on purpose", http.StatusInternalServerError)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // run serves until ctx is done, then shuts down gracefully.
