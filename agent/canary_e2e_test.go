@@ -66,7 +66,7 @@ type answer struct {
 type canaryLoad struct {
 	mu      sync.Mutex
 	answers []answer
-	changes []time.Time // when the tag changed, in order
+	changes []time.Time  // when the tag changed, in order
 	tag     atomic.Value // string
 	changed atomic.Int64 // unix nanos of the last tag change
 	cancel  context.CancelFunc
