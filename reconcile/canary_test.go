@@ -376,3 +376,54 @@ func TestNoCanary(t *testing.T) {
 		mustState(t, h, v2.ReleaseName(), release.StateLive, true)
 	})
 }
+
+// TestCanaryAgentStop: an agent that stops during a canary puts every
+// request back on the live release before it goes; the target keeps its
+// state (no verdict), for the next start to deploy again.
+func TestCanaryAgentStop(t *testing.T) {
+	h, cp, v1 := canaryStart(t, nil)
+	v2 := withCanary(svc("hello", sha2), time.Hour, 3, 10, 50)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.exec.Pass(ctx, Desired{Services: []manifest.Service{v2}})
+		done <- err
+	}()
+	waitCanary(t, h, 1, false)
+	cancel()
+	if err := <-done; err == nil {
+		t.Fatal("pass: no error, want ctx's")
+	}
+	h.exec.Wait()
+	if got := cp.routes(); got[len(got)-1] != "plain "+addr1 {
+		t.Errorf("routes %v, want the plain route to v1 last", got)
+	}
+	if r, _ := h.rt.get(v2.ReleaseName()); r.State != release.StateReady {
+		t.Errorf("target %s after the stop, want ready", r.State)
+	}
+	mustState(t, h, v1.ReleaseName(), release.StateLive, true)
+}
+
+// TestPlanRewritesLeftoverCanaryRoute: a canary route that outlived its
+// canary (an agent killed during one) reads as drifted, to the release
+// its own upstream names; a converged service gets the plain route back.
+func TestPlanRewritesLeftoverCanaryRoute(t *testing.T) {
+	v1, v2 := svc("hello", sha1), svc("hello", sha2)
+	r1 := rel(v1, 11, release.StateLive, t0, true)
+	r2 := rel(v2, 12, release.StateReady, t0, true)
+	leftover := routeTo(v1, r1)
+	leftover.Drifted = true
+	leftover.Canary = &caddy.Canary{Upstream: r2.Addr(), Steps: []int{10, 50}, Step: 1, MaxFails: 4, FailDuration: time.Minute}
+	steps, err := Plan(Desired{Services: []manifest.Service{v1}},
+		Observed{Releases: []release.Release{r1, r2}, Routes: map[string]caddy.Route{"hello": leftover}}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(steps) != 1 || steps[0].Kind != KindNone || steps[0].Route == nil {
+		t.Fatalf("steps %+v, want the route fixed", steps)
+	}
+	if want := routeTo(v1, r1); !cmp.Equal(*steps[0].Route, want) {
+		t.Errorf("route %+v, want %+v", *steps[0].Route, want)
+	}
+}
