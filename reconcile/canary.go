@@ -183,7 +183,8 @@ func (cr *canaryRun) route(step int, promoted bool) caddy.Route {
 func (cr *canaryRun) set(ctx context.Context, step int, promoted bool) error {
 	cr.routed = true
 	if err := cr.dp.e.proxy.Set(ctx, cr.route(step, promoted)); err != nil {
-		return fmt.Errorf("canary step %d: %w", step, err)
+		// Caddy's fault, not the release's: no verdict (canaryAborted).
+		return &HostError{Err: fmt.Errorf("canary step %d: %w", step, err)}
 	}
 	pct := cr.c.Steps[step-1]
 	cr.publish(func(st *CanaryStatus) { st.Step, st.Percent, st.Since = step, pct, cr.dp.e.now() })
@@ -243,7 +244,7 @@ func (cr *canaryRun) check(ctx context.Context) error {
 	e, t, h := dp.e, dp.target, dp.spec.Health
 	running, err := e.rt.Running(ctx, t.Name)
 	if err != nil {
-		return fmt.Errorf("check %s: %w", t.Name, err)
+		return &HostError{Err: fmt.Errorf("check %s: %w", t.Name, err)}
 	}
 	if !running {
 		return e.notRunning(ctx, t.Name)
@@ -311,9 +312,23 @@ func (cr *canaryRun) publish(fn func(*CanaryStatus)) {
 }
 
 // canaryAborted ends a canary that failed: every request back to the live
-// release, the target marked failed and stopped.
+// release, the target marked failed and stopped. A canary that the host
+// failed (Caddy refusing a step, the runtime unable to tell whether the
+// target runs: a HostError) goes back the same way with no verdict on the
+// target, which a later pass deploys again.
 func canaryAborted(ctx context.Context, dp *deployment, err error) error {
 	e, cr, target := dp.e, dp.canary, dp.target
+	if he := (*HostError)(nil); errors.As(err, &he) {
+		var rerr error
+		if cr != nil {
+			rerr = cr.restore(ctx)
+		}
+		if serr := e.rt.Stop(ctx, target.Name); serr != nil {
+			rerr = errors.Join(rerr, fmt.Errorf("stop %s: %w", target.Name, serr))
+		}
+		dp.log.Info("canary ended by a host fault; release not marked failed", "step", "canary", "reason", err.Error())
+		return errors.Join(err, rerr)
+	}
 	cause := fmt.Errorf("canary: %w", err)
 	var step, pct int
 	if cr != nil {

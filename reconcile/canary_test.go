@@ -2,10 +2,12 @@ package reconcile
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -426,4 +428,42 @@ func TestPlanRewritesLeftoverCanaryRoute(t *testing.T) {
 	if want := routeTo(v1, r1); !cmp.Equal(*steps[0].Route, want) {
 		t.Errorf("route %+v, want %+v", *steps[0].Route, want)
 	}
+}
+
+// failingSetProxy refuses canary routes after the first n.
+type failingSetProxy struct {
+	*canaryProxy
+	n atomic.Int32
+}
+
+func (p *failingSetProxy) Set(ctx context.Context, routes ...caddy.Route) error {
+	for _, r := range routes {
+		if r.Canary != nil && r.Canary.Step > 0 && p.n.Add(-1) < 0 {
+			return errors.New("caddy admin PATCH: 500 Internal Server Error")
+		}
+	}
+	return p.canaryProxy.Set(ctx, routes...)
+}
+
+// TestCanaryProxyFaultIsNoVerdict: Caddy refusing a step is the host's
+// fault: the route goes back to the live release and the target is
+// stopped, not failed.
+func TestCanaryProxyFaultIsNoVerdict(t *testing.T) {
+	h, cp, v1 := canaryStart(t, nil)
+	fp := &failingSetProxy{canaryProxy: cp}
+	fp.n.Store(1) // step 1 goes through, step 2 fails
+	o := h.options()
+	o.Proxy = fp
+	h.exec = NewExecutor(o)
+	v2 := withCanary(svc("hello", sha2), 20*time.Millisecond, 3, 10, 50)
+	_, err := h.pass(t, v2)
+	var he *HostError
+	if !errors.As(err, &he) {
+		t.Fatalf("pass: %v, want a host error", err)
+	}
+	if got := h.proxy.upstream("hello"); got != addr1 {
+		t.Errorf("route -> %s, want back on %s", got, addr1)
+	}
+	mustState(t, h, v2.ReleaseName(), release.StateReady, false)
+	mustState(t, h, v1.ReleaseName(), release.StateLive, true)
 }
