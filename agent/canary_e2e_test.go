@@ -319,3 +319,59 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestE2ECanaryAgentRestart: an agent stopped during a canary puts every
+// request back on the live release before it exits; started again, it
+// deploys the new release again and runs its canary from the first step to
+// the promotion. Under load, no request fails but those a reload of
+// Caddy dropped (matched to its log).
+func TestE2ECanaryAgentRestart(t *testing.T) {
+	testenv.Command(t, "go")
+	e := newEnv(t, "@every 1h")
+	stop := e.startHello()
+	load := startCanaryLoad(e, 4)
+	e.commit("hello v2 as a canary", map[string]string{"services/hello.yaml": e.helloManifest("hello", "v2",
+		"canary: {steps: [10, 50], interval: 3s, max_failures: 5}\n")})
+	e.sync()
+	e.waitFor("canary step 1", 60*time.Second, func() bool {
+		for _, f := range e.status().Memory.InFlight {
+			if f.Canary != nil && f.Canary.Step == 1 {
+				return true
+			}
+		}
+		return false
+	})
+	stop()
+	if tag := e.canaryTag(); tag != "plain" {
+		t.Errorf("after the agent stopped: split %q, want the plain route", tag)
+	}
+	if r := e.routes(t)["hello"]; r.Canary != nil || r.Drifted {
+		t.Errorf("route after the agent stopped: %+v", r)
+	}
+	for range 20 {
+		if v := e.version("hello"); v != "v1" {
+			t.Fatalf("after the agent stopped: serving %q, want v1 only", v)
+		}
+	}
+	e.runAgent()
+	var steps []int
+	e.waitFor("v2 live after the restart", 90*time.Second, func() bool {
+		st := e.status()
+		for _, f := range st.Memory.InFlight {
+			if c := f.Canary; c != nil && c.Step > 0 && !slices.Contains(steps, c.Step) {
+				steps = append(steps, c.Step)
+			}
+		}
+		row, _ := e.serviceStatus("hello")
+		return row.Converged && e.version("hello") == "v2" && len(st.Memory.InFlight) == 0
+	})
+	if !slices.Equal(steps, []int{1, 2}) {
+		t.Errorf("canary steps after the restart %v, want [1 2]", steps)
+	}
+	answers, _ := load.stop()
+	c5, drops, lost := classify(t, e, answers)
+	t.Logf("%d requests, %d dropped at a reload, %d 5xx", len(answers), drops, c5)
+	if c5 != 0 || len(lost) > 0 {
+		t.Errorf("%d 5xx, lost %d requests: %v", c5, len(lost), lost[:min(len(lost), 10)])
+	}
+}
