@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jailkeeper/jailkeeper/caddy"
@@ -368,4 +370,19 @@ func (e *Executor) abandonCanary(ctx context.Context, dp *deployment) error {
 	e.emit(Event{Kind: EventCanaryPreempted, Service: dp.spec.Service, Release: dp.target.Name, Previous: dp.prev.Name,
 		SHA: dp.spec.SHA, Revision: dp.d.Revision, CanaryStep: step, Percent: pct})
 	return nil
+}
+
+// canaryString adds the canary a deploy step will run to its plan line:
+// "; canary 10%, 50% for 2m0s each". A first deploy, a rollback and a
+// step that deploys nothing run none.
+func (s Step) canaryString(b *strings.Builder) {
+	if s.Kind != KindDeploy || s.Hot || s.Spec == nil || s.Spec.Canary == nil || s.Previous == "" || s.Previous == s.Target {
+		return
+	}
+	c := s.Spec.Canary
+	pcts := make([]string, len(c.Steps))
+	for i, p := range c.Steps {
+		pcts[i] = strconv.Itoa(p) + "%"
+	}
+	fmt.Fprintf(b, "; canary %s for %s each", strings.Join(pcts, ", "), c.Interval)
 }

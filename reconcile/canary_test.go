@@ -467,3 +467,30 @@ func TestCanaryProxyFaultIsNoVerdict(t *testing.T) {
 	mustState(t, h, v2.ReleaseName(), release.StateReady, false)
 	mustState(t, h, v1.ReleaseName(), release.StateLive, true)
 }
+
+// TestCanaryPlanLine: `jailkeeper plan` says that a deploy runs a canary,
+// and a first deploy does not.
+func TestCanaryPlanLine(t *testing.T) {
+	v1 := svc("hello", sha1)
+	v2 := withCanary(svc("hello", sha2), 2*time.Minute, 5, 10, 50)
+	r1 := rel(v1, 11, release.StateLive, t0, true)
+	for _, tc := range []struct {
+		name string
+		obs  Observed
+		want string
+	}{
+		{"upgrade", Observed{Releases: []release.Release{r1}, Routes: map[string]caddy.Route{"hello": routeTo(v1, r1)}},
+			"hello: deploy " + v2.ReleaseName() + " replacing " + r1.Name + "; canary 10%, 50% for 2m0s each"},
+		{"first deploy", Observed{}, "hello: deploy " + v2.ReleaseName()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			steps, err := Plan(Desired{Services: []manifest.Service{v2}}, tc.obs, t0)
+			if err != nil || len(steps) != 1 {
+				t.Fatalf("Plan: %v, %v", steps, err)
+			}
+			if got := steps[0].String(); !strings.HasPrefix(got, tc.want) || (tc.name == "first deploy" && strings.Contains(got, "canary")) {
+				t.Errorf("plan line %q, want it to start with %q", got, tc.want)
+			}
+		})
+	}
+}
