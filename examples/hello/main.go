@@ -2,6 +2,7 @@
 // tests deploy.
 //
 //	GET /              "Hello World!\n", nothing else, whatever the env says
+//	                   (but HELLO_FAIL_EVERY, below)
 //	GET /up            200 "ok" (the health endpoint)
 //	GET /version       the version set at build time: -ldflags "-X main.version=v2"
 //	GET /env/{name}    the value of GREETING, PORT, HOST or ADDR (no other name)
