@@ -375,3 +375,57 @@ func TestE2ECanaryAgentRestart(t *testing.T) {
 		t.Errorf("%d 5xx, lost %d requests: %v", c5, len(lost), lost[:min(len(lost), 10)])
 	}
 }
+
+// TestE2ECanaryAgentKilled: an agent killed (SIGKILL) during a canary
+// leaves the route split; the next agent reads it as drifted, deploys the
+// new release again, runs its canary from the first step and promotes it,
+// ending with the plain route. Under load, no request fails but those a
+// reload of Caddy dropped (matched to its log).
+func TestE2ECanaryAgentKilled(t *testing.T) {
+	testenv.Command(t, "go")
+	e := newEnv(t, "@every 1s")
+	e.commit("add hello", map[string]string{"services/hello.yaml": e.helloManifest("hello", "v1", "")})
+	ag := startChild(t, e, "")
+	e.waitVersion("hello", "v1", 60*time.Second)
+	load := startCanaryLoad(e, 4)
+	e.commit("hello v2 as a canary", map[string]string{"services/hello.yaml": e.helloManifest("hello", "v2",
+		"canary: {steps: [10, 50], interval: 3s, max_failures: 5}\n")})
+	waitUntil(t, "canary step 1", 60*time.Second, func() error {
+		if tag := e.canaryTag(); tag != "10" {
+			return fmt.Errorf("split %q", tag)
+		}
+		return nil
+	})
+	_ = ag.cmd.Process.Kill()
+	<-ag.done
+	if r := e.routes(t)["hello"]; r.Canary == nil || !r.Drifted || r.Canary.Step != 1 {
+		t.Errorf("route after the kill: %+v, want the canary left at step 1", r)
+	}
+	ag = startChild(t, e, "")
+	defer ag.terminate(t)
+	var tags []string
+	waitUntil(t, "v2 live with the plain route", 90*time.Second, func() error {
+		if tag := e.canaryTag(); len(tags) == 0 || tags[len(tags)-1] != tag {
+			tags = append(tags, tag)
+		}
+		st, _, err := e.readStatus()
+		if err != nil {
+			return err
+		}
+		r := e.routes(t)["hello"]
+		if e.version("hello") != "v2" || len(st.Memory.InFlight) > 0 || r.Canary != nil || r.Drifted {
+			return fmt.Errorf("serving %s, in flight %+v, route %+v", e.version("hello"), st.Memory.InFlight, r)
+		}
+		return nil
+	})
+	t.Logf("splits seen after the restart: %v", tags)
+	if !slices.Contains(tags, "50") {
+		t.Errorf("splits after the restart %v: the canary did not reach step 2", tags)
+	}
+	answers, _ := load.stop()
+	c5, drops, lost := classify(t, e, answers)
+	t.Logf("%d requests, %d dropped at a reload, %d 5xx", len(answers), drops, c5)
+	if c5 != 0 || len(lost) > 0 {
+		t.Errorf("%d 5xx, lost %d requests: %v", c5, len(lost), lost[:min(len(lost), 10)])
+	}
+}
