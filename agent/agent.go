@@ -141,6 +141,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		Rebase:          cfg.Rebase.Options(),
 		RebaseResumedAt: a.rebaseResume.At,
 	})
+	a.metrics.watchCanaries(a.exec.Memory)
 	return a, nil
 }
 
@@ -175,6 +176,7 @@ func (a *Agent) Status() Status {
 	// remote's message) is shown: no secrets, no terminal escapes.
 	st.Error = redact.Shown(strings.Join(errs, "; "))
 	st.Services = slices.Clone(st.Services)
+	showCanaries(st.Services, mem)
 	for i := range st.Services {
 		st.Services[i].Message = redact.Shown(st.Services[i].Message)
 	}
@@ -523,8 +525,11 @@ func (a *Agent) event(ev reconcile.Event) {
 	if ev.Duration > 0 {
 		attrs = append(attrs, "duration", ev.Duration.Round(time.Millisecond).String())
 	}
+	if ev.Percent > 0 {
+		attrs = append(attrs, "canary_step", ev.CanaryStep, "percent", ev.Percent)
+	}
 	level := slog.LevelInfo
-	if ev.Kind == reconcile.EventFailed || ev.Kind == reconcile.EventReverted {
+	if ev.Kind == reconcile.EventFailed || ev.Kind == reconcile.EventReverted || ev.Kind == reconcile.EventCanaryAborted {
 		level = slog.LevelWarn
 	}
 	a.log.Log(context.Background(), level, "deploy event", attrs...)

@@ -50,6 +50,7 @@ type Metrics struct {
 	inited sync.Map
 	// rebase feeds the jailkeeper_rebase_* series (rebase.go).
 	rebase []reconcile.RebaseStatus
+	canary canaryMetrics // canary.go
 }
 
 // NewMetrics registers every jailkeeper metric plus the Go and process
@@ -87,7 +88,7 @@ func NewMetrics() *Metrics {
 		Name: "jailkeeper_signature_verification_failures_total", Help: "Deploy-repo heads refused for a missing or bad signature.",
 	})
 	m.phaseSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "jailkeeper_deploy_phase_seconds", Help: "Duration of each phase of a deploy (fetch, create, start, gate, switch, watch, drain).", Buckets: durationBuckets,
+		Name: "jailkeeper_deploy_phase_seconds", Help: "Duration of each phase of a deploy (fetch, create, start, migrate, gate, canary, switch, watch, drain).", Buckets: durationBuckets,
 	}, []string{"phase"})
 	m.Registry.MustRegister(m.phaseSeconds, m.reconcileTotal, m.reconcileDuration, m.deploysTotal, m.deployDuration,
 		m.commitToLive, m.rollbacksTotal, m.healthFailures, m.fetchTotal, m.lastSuccess, m.sigFailures,
@@ -102,6 +103,7 @@ func NewMetrics() *Metrics {
 	for _, p := range reconcile.Phases {
 		m.phaseSeconds.WithLabelValues(string(p))
 	}
+	m.registerCanary()
 	return m
 }
 
@@ -267,6 +269,8 @@ func (m *Metrics) stateEvent(ev reconcile.Event) {
 		if slices.ContainsFunc(m.releases, func(r release.Release) bool { return r.Name == ev.Release }) {
 			m.setReleaseLocked(ev.Service, ev.Release, release.StateFailed)
 		}
+	case reconcile.EventCanaryAborted: // traffic never left the live release for good
+		m.setReleaseLocked(ev.Service, ev.Release, release.StateFailed)
 	case reconcile.EventReverted:
 		m.setReleaseLocked(ev.Service, ev.Release, release.StateFailed)
 		before := m.beforeSwitch[ev.Service]
@@ -279,6 +283,7 @@ func (m *Metrics) stateEvent(ev reconcile.Event) {
 
 func (m *Metrics) event(ev reconcile.Event) {
 	m.stateEvent(ev)
+	m.canaryEvent(ev)
 	switch ev.Kind {
 	case reconcile.EventDeployStarted:
 		m.initService(ev.Service)

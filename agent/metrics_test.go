@@ -51,6 +51,12 @@ var designMetrics = []struct {
 	{"jailkeeper_rebase_services", dto.MetricType_GAUGE, []string{"state", "template"}},
 	{"jailkeeper_rebase_paused", dto.MetricType_GAUGE, []string{"template"}},
 	{"jailkeeper_template_snapshot_info", dto.MetricType_GAUGE, []string{"snapshot", "template"}},
+	// Issue 13's canary adds its own series (docs/metrics.md).
+	{"jailkeeper_canary_total", dto.MetricType_COUNTER, []string{"result", "service"}},
+	{"jailkeeper_canary_step", dto.MetricType_GAUGE, []string{"service"}},
+	{"jailkeeper_canary_weight_percent", dto.MetricType_GAUGE, []string{"service"}},
+	{"jailkeeper_canary_failures", dto.MetricType_GAUGE, []string{"service"}},
+	{"jailkeeper_canary_max_failures", dto.MetricType_GAUGE, []string{"service"}},
 }
 
 const (
@@ -76,6 +82,11 @@ func exercise(m *Metrics) {
 		Releases: []release.Release{{Name: testRel, Service: "hello", SHA: testSHA, State: release.StateLive}},
 		Rebase:   []reconcile.RebaseStatus{{Template: "14.3-RELEASE", Snapshot: "20261129T150405Z", Current: 1}},
 	}, nil, 4*time.Second)
+	m.event(reconcile.Event{Kind: reconcile.EventCanaryPromoted, Service: "hello", Release: testRel, CanaryStep: 2, Percent: 100})
+	m.watchCanaries(func() reconcile.Memory {
+		return reconcile.Memory{InFlight: []reconcile.InFlight{{Service: "hello", Release: testRel2, Step: reconcile.KindDeploy,
+			Canary: &reconcile.CanaryStatus{Release: testRel2, Step: 1, Steps: []int{10, 50}, Percent: 10, Failures: 2, MaxFailures: 5, Since: t0}}}}
+	})
 }
 
 func gather(t *testing.T, m *Metrics) map[string]*dto.MetricFamily {
@@ -193,9 +204,10 @@ func TestCounterLabelsAreBounded(t *testing.T) {
 	exercise(m)
 	m.event(reconcile.Event{Kind: reconcile.EventReverted, Service: "hello", Release: testRel2, SHA: testSHA,
 		Revision: testRev, Reason: "watch: GET /up: connection refused", HealthFailure: true})
-	// phase: DESIGN's fixed set (migrate comes with migrations).
-	allowed := map[string][]string{"result": {"ok", "error", "success", "failed", "reverted"}, "service": {"hello"},
-		"phase": {"fetch", "create", "start", "migrate", "gate", "switch", "watch", "drain"}}
+	// phase: DESIGN's fixed set (migrate comes with migrations, canary
+	// with canaries); result: canary_total's too.
+	allowed := map[string][]string{"result": {"ok", "error", "success", "failed", "reverted", "promoted", "aborted", "preempted"}, "service": {"hello"},
+		"phase": {"fetch", "create", "start", "migrate", "gate", "canary", "switch", "watch", "drain"}}
 	for name, mf := range gather(t, m) {
 		if !strings.HasPrefix(name, "jailkeeper_") {
 			continue

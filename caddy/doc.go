@@ -34,6 +34,11 @@
 // reload (routes added, removed or changed, Ensure) are held for
 // ReloadWindow after the previous one and merged; switches never wait.
 //
+// A canary route (Route.Canary, canary.go) splits a service's requests
+// between two releases by percentage with slot files of its own, so that
+// its steps are file writes too; entering and leaving a canary are one
+// reload each.
+//
 // Every handler is written with an explicit transport, a stream_close_delay
 // and load_balancing try_duration/try_interval, and without active health
 // checks; DESIGN.md ("Caddy") has the measurements behind each. The package

@@ -138,6 +138,9 @@ func (r Route) validate() error {
 	if r.StreamCloseDelay < 0 {
 		return fmt.Errorf("caddy route %s: negative stream close delay: %w", r.Service, ErrInvalid)
 	}
+	if r.Canary != nil {
+		return r.Canary.validate(r.Service)
+	}
 	return nil
 }
 
@@ -150,19 +153,27 @@ func (r Route) Normalize() Route {
 	}
 	r.Hostnames = append([]string(nil), r.Hostnames...)
 	r.Drifted = false
+	if r.Canary != nil {
+		c := *r.Canary
+		c.Steps = append([]int(nil), c.Steps...)
+		r.Canary = &c
+	}
 	return r
 }
 
 // render returns the route as Caddy config JSON (compact), its upstream
 // dialled at r.Upstream.
-func (r Route) render() ([]byte, error) { return r.renderDial(r.Upstream) }
+func (r Route) render() ([]byte, error) { return r.renderIn("") }
 
 // renderIn renders the route as Set writes it for Config.UpstreamDir dir:
 // with dir, its upstream is dialled at the file placeholder (UpstreamFile);
-// without, at r.Upstream.
+// without, at r.Upstream. A canary route is rendered by renderCanary.
 func (r Route) renderIn(dir string) ([]byte, error) {
+	if r.Canary != nil {
+		return r.renderCanary(dir)
+	}
 	if dir == "" {
-		return r.render()
+		return r.renderDial(r.Upstream)
 	}
 	return r.renderDial(filePlaceholder(dir, r.Service))
 }
@@ -224,6 +235,8 @@ type routeInfo struct {
 	// file: the route dials its service's upstream file (UpstreamFile);
 	// route.Upstream is then that file's content, "" when it is missing.
 	file bool
+	// slots: what a file canary route's slot files hold, in order.
+	slots []string
 }
 
 // parseRoutesIn reads the server's routes array as a client with
@@ -290,6 +303,9 @@ func parseRouteIn(raw json.RawMessage, dir string) (service string, r Route, leg
 	service, legacy, ok = serviceOfID(head.ID)
 	if !ok {
 		return "", Route{}, false, false
+	}
+	if cr, isCanary := parseCanaryRoute(raw, service, dir); isCanary {
+		return service, cr, legacy, true
 	}
 	r.Service = service
 	if len(head.Match) > 0 {

@@ -20,4 +20,9 @@ type Route struct {
 	// edited by hand, a missing transport, an extra matcher). Set ignores
 	// it; setting the route again rewrites it.
 	Drifted bool
+	// Canary, when set, splits the requests between Upstream and
+	// Canary.Upstream (see Canary). Routes reports a canary route with
+	// Drifted set: outside a canary it is a leftover, and setting the
+	// plain route ends it.
+	Canary *Canary
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"time"
@@ -156,14 +157,17 @@ func movesTraffic(infos []routeInfo, set []Route) bool {
 	return false
 }
 
-// fileWrite is one upstream file to write: service's upstream host:port.
+// fileWrite is one upstream file to write: service is the file's name
+// under the UpstreamDir (a service, or a canary slot: SlotFile), upstream
+// the host:port it holds.
 type fileWrite struct{ service, upstream string }
 
 // switchFiles returns the file writes that make the routes in set live,
 // and ok when nothing else is needed: each route is in Caddy's config as
-// Set would write it for dir, so only its upstream file may change. Files
-// that already hold the upstream are not rewritten; written, the files
-// written since infos was read, says what they hold where infos is stale.
+// Set would write it for dir, so only its upstream file (and a canary
+// route's slot files) may change. Files that already hold the upstream
+// are not rewritten; written, the files written since infos was read,
+// says what they hold where infos is stale.
 func switchFiles(infos []routeInfo, written map[string]string, set []Route, dir string) (files []fileWrite, ok bool) {
 	byService := map[string]routeInfo{}
 	for _, ri := range infos {
@@ -173,7 +177,9 @@ func switchFiles(infos []routeInfo, written map[string]string, set []Route, dir 
 			}
 		}
 	}
+	// current is what each file holds after the writes chosen so far.
 	current := map[string]string{}
+	maps.Copy(current, written)
 	for _, r := range set {
 		ri, exists := byService[r.Service]
 		if !exists || !ri.file {
@@ -185,14 +191,15 @@ func switchFiles(infos []routeInfo, written map[string]string, set []Route, dir 
 		}
 		cur, seen := current[r.Service]
 		if !seen {
-			cur, seen = written[r.Service]
-		}
-		if !seen {
 			cur = ri.route.Upstream
 		}
 		if cur != r.Upstream {
 			files = append(files, fileWrite{r.Service, r.Upstream})
 			current[r.Service] = r.Upstream
+		}
+		for _, f := range slotChanges(ri.slots, current, r) {
+			files = append(files, f)
+			current[f.service] = f.upstream
 		}
 	}
 	return files, true

@@ -331,8 +331,8 @@ type routePlan struct {
 	routes     []json.RawMessage // the whole new routes array, or nil: no routes write
 	// With an UpstreamDir: upstream files to write before the routes
 	// write (no route in Caddy reads them yet) and after it (live routes
-	// read them: the switch), and services whose file goes once their
-	// route is gone.
+	// read them: the switch), and files (of services, of canary slots)
+	// that go once no route reads them.
 	before, after []fileWrite
 	gone          []string
 }
@@ -375,6 +375,7 @@ func planIn(infos []routeInfo, changes []change, dir string) (routePlan, error) 
 				n++
 				if dir != "" {
 					p.gone = append(p.gone, ch.service)
+					p.gone = append(p.gone, staleSlots(infos[i], nil)...)
 				}
 			}
 			continue
@@ -389,10 +390,12 @@ func planIn(infos []routeInfo, changes []change, dir string) (routePlan, error) 
 			n++
 			if dir != "" {
 				p.before = append(p.before, file)
+				p.before = append(p.before, ch.route.slotFiles()...)
 			}
 			continue
 		}
 		cur := infos[i]
+		same := sameJSON(cur.raw, want)
 		if dir != "" {
 			switch {
 			case !cur.file:
@@ -400,8 +403,19 @@ func planIn(infos []routeInfo, changes []change, dir string) (routePlan, error) 
 			case cur.route.Upstream != ch.route.Upstream:
 				p.after = append(p.after, file)
 			}
+			// A canary's slot files: rewritten after the routes write
+			// when the route reads them already (a step), before it
+			// when the write makes it read them (a canary begins);
+			// removed after the write once no route reads them.
+			slots := slotChanges(cur.slots, nil, *ch.route)
+			if same {
+				p.after = append(p.after, slots...)
+			} else {
+				p.before = append(p.before, slots...)
+			}
+			p.gone = append(p.gone, staleSlots(cur, ch.route)...)
 		}
-		if sameJSON(cur.raw, want) {
+		if same {
 			continue
 		}
 		if dir == "" && onlyUpstreamDiffers(cur.route, *ch.route) {
@@ -411,7 +425,7 @@ func planIn(infos []routeInfo, changes []change, dir string) (routePlan, error) 
 		n++
 	}
 	if n == 0 {
-		p.changed = len(p.after) > 0
+		p.changed = len(p.after) > 0 || len(p.gone) > 0
 		return p, nil
 	}
 	if err := claimedOnce(infos, changes, removed); err != nil {
@@ -490,7 +504,7 @@ func isFallback(raw json.RawMessage) bool {
 // onlyUpstreamDiffers reports whether want is cur with another upstream.
 // cur must not have drifted: its JSON is then exactly what render gives.
 func onlyUpstreamDiffers(cur, want Route) bool {
-	if cur.Drifted {
+	if cur.Drifted || cur.Canary != nil || want.Canary != nil {
 		return false
 	}
 	cur, want = cur.Normalize(), want.Normalize()
@@ -557,6 +571,9 @@ func (c *Client) readRoutes(ctx context.Context) ([]routeInfo, string, error) {
 		return nil, "", fmt.Errorf("caddy read routes: %w", err)
 	}
 	if err := c.fillUpstreams(infos, true); err != nil {
+		return nil, "", fmt.Errorf("caddy read routes: %w", err)
+	}
+	if err := c.fillCanaries(infos); err != nil {
 		return nil, "", fmt.Errorf("caddy read routes: %w", err)
 	}
 	return infos, resp.etag, nil

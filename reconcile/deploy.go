@@ -32,6 +32,7 @@ type deployment struct {
 	snapped  bool        // the data snapshot of this deploy is taken
 	switched time.Time   // when traffic moved to the target
 	clock    *phaseClock // the phases timed so far; nil before the first
+	canary   *canaryRun  // the canary step's, once it began (canary.go)
 }
 
 // deployStep is one step of a deploy. run does its work and returns nil to
@@ -60,6 +61,7 @@ var deploySteps = []deployStep{
 	{name: "migrate", run: migrateTarget, preemptible: true, fail: migrateFailed}, // migrate.go
 	{name: "gate", run: gateTarget, preemptible: true, fail: gateFailed},
 	{name: "snapshot", run: snapshotData, preemptible: true, fail: snapshotFailed},
+	{name: "canary", run: canaryTarget, preemptible: true, fail: canaryAborted}, // canary.go
 	{name: "switch", run: switchRoute},
 	{name: "watch", run: watchTarget, fail: switchBack},
 	{name: "promote", run: promoteTarget},
@@ -162,6 +164,9 @@ func (e *Executor) runSteps(ctx context.Context, dp *deployment, steps []deployS
 // started is stopped (it never got traffic); one it created stays, for a
 // later pass to use or collect.
 func (e *Executor) abandon(ctx context.Context, dp *deployment) error {
+	if err := e.abandonCanary(ctx, dp); err != nil {
+		return err
+	}
 	if dp.started {
 		dp.log.Info("deploy preempted by a newer commit")
 		if err := e.rt.Stop(ctx, dp.target.Name); err != nil {

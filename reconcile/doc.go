@@ -4,8 +4,9 @@
 // per service, one Step. The Executor carries steps out through the Runtime,
 // Proxy, Prober and Fetcher interfaces declared here. A deploy is an ordered
 // list of steps (deploySteps): create or reuse the target, start it, gate it
-// on its health endpoint, switch the route, watch, promote it, drain and
-// retire the previous release, and collect what the plan does not keep.
+// on its health endpoint, run its canary when the manifest asks for one
+// (canary.go), switch the route, watch, promote it, drain and retire the
+// previous release, and collect what the plan does not keep.
 //
 // A Hold (hold.go) keeps a service from changing: an operator's suspend
 // freezes it on its live release, a sync window makes its new deploys and

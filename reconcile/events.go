@@ -36,4 +36,8 @@ type Event struct {
 	Standby time.Duration `json:"standby_ns,omitempty"`
 	// HealthFailure is set when the event is a failed health gate or watch.
 	HealthFailure bool `json:"-"`
+	// CanaryStep and Percent, on canary events, are the step in force
+	// (from 1) and the requests the new release gets, in percent.
+	CanaryStep int `json:"canary_step,omitempty"`
+	Percent    int `json:"percent,omitempty"`
 }

@@ -335,6 +335,8 @@ type job struct {
 	// Under Executor.mu:
 	preemptible bool // a newer commit may still cancel it (until its switch)
 	detached    bool // its pass stopped waiting for it
+	// canary is the deploy's canary once it began, for Memory.
+	canary *CanaryStatus
 }
 
 // launch starts dp's step in its own goroutine and returns its job, or nil

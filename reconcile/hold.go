@@ -299,12 +299,13 @@ func preemptedBy(j *job) error {
 
 // Suspended tells the Executor that an operator suspended service: a
 // deploy of it still before its switch is abandoned (one past its switch
-// finishes its watch). Safe for concurrent use; the next pass plans the
-// service as suspended.
+// finishes its watch), except one in its canary, which stays at its step
+// (Gate holds the next one). Safe for concurrent use; the next pass plans
+// the service as suspended.
 func (e *Executor) Suspended(service string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if j := e.jobs[service]; j != nil && j.preemptible {
+	if j := e.jobs[service]; j != nil && j.preemptible && j.canary == nil {
 		j.cancel(errSuspended)
 	}
 }

@@ -26,6 +26,8 @@ type InFlight struct {
 	Service string `json:"service"`
 	Release string `json:"release,omitempty"`
 	Step    Kind   `json:"step"`
+	// Canary is the deploy's canary, once it began.
+	Canary *CanaryStatus `json:"canary,omitempty"`
 }
 
 // CreateFailure records consecutive failed fetches or creates of one spec.
@@ -59,7 +61,7 @@ func (e *Executor) Memory() Memory {
 	defer e.mu.Unlock()
 	var m Memory
 	for _, j := range e.jobs {
-		m.InFlight = append(m.InFlight, InFlight{Service: j.service, Release: j.release, Step: j.kind})
+		m.InFlight = append(m.InFlight, InFlight{Service: j.service, Release: j.release, Step: j.kind, Canary: j.canary})
 	}
 	for _, f := range e.fails {
 		m.CreateFailures = append(m.CreateFailures, f.CreateFailure)

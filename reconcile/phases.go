@@ -24,7 +24,7 @@ const (
 )
 
 // Phases lists every Phase, in deploy order.
-var Phases = []Phase{PhaseFetch, PhaseCreate, PhaseStart, PhaseMigrate, PhaseGate, PhaseSwitch, PhaseWatch, PhaseDrain}
+var Phases = []Phase{PhaseFetch, PhaseCreate, PhaseStart, PhaseMigrate, PhaseGate, PhaseCanary, PhaseSwitch, PhaseWatch, PhaseDrain}
 
 // stepPhase maps a deploy step to the phase it times; steps not listed
 // (prepare, promote, report, collect) are bookkeeping and time no phase.
@@ -33,6 +33,7 @@ var stepPhase = map[string]Phase{
 	"start":   PhaseStart,
 	"migrate": PhaseMigrate,
 	"gate":    PhaseGate,
+	"canary":  PhaseCanary,
 	"switch":  PhaseSwitch,
 	"watch":   PhaseWatch,
 	"retire":  PhaseDrain,
@@ -100,7 +101,7 @@ func (t timedFetcher) Fetch(ctx context.Context, url, sum string) (string, error
 func (e *Executor) timeStep(ctx context.Context, dp *deployment, s deployStep, run func(context.Context) error) error {
 	p, timed := stepPhase[s.name]
 	if !timed || (p == PhaseCreate && dp.st.Existing) || (p == PhaseDrain && !dp.hasPrev) ||
-		(p == PhaseMigrate && !dp.migrates()) {
+		(p == PhaseMigrate && !dp.migrates()) || (p == PhaseCanary && !dp.canaries()) {
 		return run(ctx)
 	}
 	if dp.clock == nil {

@@ -124,6 +124,7 @@ func (s Step) String() string {
 	if s.Previous != "" && s.Previous != s.Target && s.Kind != KindBackoff && s.Kind != KindStalled && s.Kind != KindBusy {
 		fmt.Fprintf(&b, " replacing %s", s.Previous)
 	}
+	s.canaryString(&b) // canary.go
 	if s.Restore != "" {
 		fmt.Fprintf(&b, "; first restore %s", s.Restore)
 	}

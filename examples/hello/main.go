@@ -2,6 +2,7 @@
 // tests deploy.
 //
 //	GET /              "Hello World!\n", nothing else, whatever the env says
+//	                   (but HELLO_FAIL_EVERY, below)
 //	GET /up            200 "ok" (the health endpoint)
 //	GET /version       the version set at build time: -ldflags "-X main.version=v2"
 //	GET /env/{name}    the value of GREETING, PORT, HOST or ADDR (no other name)
@@ -19,6 +20,7 @@
 //	HELLO_FAIL_UP_IF_FILE=<path>    /up answers 503 while path exists (relative
 //	                                to the working directory: the release root),
 //	                                as an app that breaks on a patched template
+//	HELLO_FAIL_EVERY=<n>            every n-th request but /up answers 500 (a bad canary)
 //
 // `hello migrate` is the demo's migration (see migrate.go).
 package main
@@ -33,6 +35,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -54,13 +57,15 @@ type config struct {
 	failUp      bool
 	failUpAfter time.Duration // 0: never
 	failUpIf    string        // a path; "": none
+	failEvery   int64         // 0: never
+	served      *atomic.Int64 // requests but /up, for failEvery
 	getenv      func(string) string
 	start       time.Time
 	now         func() time.Time
 }
 
 func parseConfig(getenv func(string) string, now func() time.Time) (config, error) {
-	c := config{getenv: getenv, now: now, start: now()}
+	c := config{getenv: getenv, now: now, start: now(), served: new(atomic.Int64)}
 	switch {
 	case getenv("ADDR") != "":
 		c.addr = getenv("ADDR")
@@ -84,6 +89,13 @@ func parseConfig(getenv func(string) string, now func() time.Time) (config, erro
 		c.failUpAfter = d
 	}
 	c.failUpIf = getenv("HELLO_FAIL_UP_IF_FILE")
+	if v := getenv("HELLO_FAIL_EVERY"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return c, fmt.Errorf("HELLO_FAIL_EVERY=%q: want a count of at least 1", v)
+		}
+		c.failEvery = n
+	}
 	return c, nil
 }
 
@@ -141,7 +153,16 @@ func newHandler(c config) http.Handler {
 		case <-r.Context().Done():
 		}
 	})
-	return mux
+	if c.failEvery == 0 {
+		return mux
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/up" && c.served.Add(1)%c.failEvery == 0 {
+			http.Error(w, "failing on purpose", http.StatusInternalServerError)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // run serves until ctx is done, then shuts down gracefully.

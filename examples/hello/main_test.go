@@ -94,6 +94,24 @@ func TestFailUpAfter(t *testing.T) {
 	}
 }
 
+// TestFailEvery: every n-th request but /up answers 500; /up never does
+// and is not counted.
+func TestFailEvery(t *testing.T) {
+	c, err := parseConfig(env(map[string]string{"HELLO_FAIL_EVERY": "3"}), time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHandler(c)
+	var got []int
+	for _, p := range []string{"/", "/up", "/version", "/", "/up", "/", "/version", "/"} {
+		code, _ := get(t, h, p)
+		got = append(got, code)
+	}
+	if diff := cmp.Diff([]int{200, 200, 200, 500, 200, 200, 200, 500}, got); diff != "" {
+		t.Errorf("codes (-want +got):\n%s", diff)
+	}
+}
+
 func TestParseConfig(t *testing.T) {
 	tests := []struct {
 		env     map[string]string
@@ -105,6 +123,7 @@ func TestParseConfig(t *testing.T) {
 		{nil, "127.0.0.1:8080", ""},
 		{map[string]string{"HELLO_FAIL_UP": "maybe"}, "", "HELLO_FAIL_UP"},
 		{map[string]string{"HELLO_FAIL_UP_AFTER": "soon"}, "", "HELLO_FAIL_UP_AFTER"},
+		{map[string]string{"HELLO_FAIL_EVERY": "0"}, "", "HELLO_FAIL_EVERY"},
 	}
 	for _, tt := range tests {
 		c, err := parseConfig(env(tt.env), time.Now)
