@@ -84,6 +84,7 @@ type Runtime struct {
 	zfs *zfs.Client // cfg.ZFS
 
 	allocMu sync.Mutex // address choice and the first write of release.json
+	book    addrBook   // under allocMu
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex // per release

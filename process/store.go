@@ -128,18 +128,9 @@ func (p *Runtime) SetStatus(ctx context.Context, name string, st release.Status)
 func (p *Runtime) reserve(r *release.Release) error {
 	p.allocMu.Lock()
 	defer p.allocMu.Unlock()
-	used := map[netip.Addr]bool{}
-	entries, err := os.ReadDir(p.cfg.Root)
+	used, err := p.book.used(p) // release.json files read only when changed
 	if err != nil {
 		return err
-	}
-	for _, e := range entries {
-		if !e.IsDir() || release.ValidName(e.Name()) != nil {
-			continue
-		}
-		if o, err := p.read(e.Name()); err == nil {
-			used[o.IP] = true
-		}
 	}
 	port := strconv.Itoa(r.Port)
 	nheld := 0
