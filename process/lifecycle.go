@@ -187,6 +187,7 @@ func (p *Runtime) create(ctx context.Context, spec release.Spec) (_ release.Rele
 	if err := p.write(r); err != nil {
 		return release.Release{}, err
 	}
+	p.setStrayFree(spec.Name, true) // a new directory: no process works in it
 	return r, nil
 }
 
@@ -315,8 +316,10 @@ func (p *Runtime) start(ctx context.Context, name string) error {
 	if running, err := p.running(name); err != nil || running {
 		return err
 	}
-	if err := p.killStrays(ctx, name, r); err != nil {
-		return err
+	if !p.strayFree(name) {
+		if err := p.killStrays(ctx, name, r); err != nil {
+			return err
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -372,6 +375,7 @@ func (p *Runtime) start(ctx context.Context, name string) error {
 		return err
 	}
 	p.setExit(name, rec)
+	p.setStrayFree(name, false) // its app may leave children when it dies
 	pid := cmd.Process.Pid
 	// At once: the app runs unlimited until then (applyLimits).
 	limErr := applyLimits(pid, r.Limits)
@@ -512,6 +516,7 @@ func (p *Runtime) stop(ctx context.Context, name string) error {
 		if err := p.killStrays(ctx, name, r); err != nil {
 			return err
 		}
+		p.setStrayFree(name, true)
 	}
 	if err := os.Remove(filepath.Join(p.dir(name), pidFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
@@ -577,5 +582,6 @@ func (p *Runtime) Destroy(ctx context.Context, name string) error {
 		return fmt.Errorf("destroy %s: %w", name, err)
 	}
 	p.setExit(name, nil)
+	p.setStrayFree(name, false)
 	return nil
 }

@@ -89,6 +89,8 @@ type Runtime struct {
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex // per release
 	exits map[string]*exitRecord // per release this value started, see Exit
+	// releases that can have no stray process (strayfree.go)
+	noStrays map[string]bool
 
 	listed listCache // what the last List read
 }
