@@ -539,6 +539,13 @@ var errServerMissing = errors.New("caddy: server missing")
 
 // readRoutes GETs the server's routes with their ETag.
 func (c *Client) readRoutes(ctx context.Context) ([]routeInfo, string, error) {
+	return c.readRoutesOf(ctx, nil)
+}
+
+// readRoutesOf is readRoutes reading the upstream files of the services
+// in only, or of all when only is nil: the others' Upstream is left
+// empty. A switch needs its own service's file, not the fleet's.
+func (c *Client) readRoutesOf(ctx context.Context, only map[string]bool) ([]routeInfo, string, error) {
 	path := c.srvPath + "/routes"
 	resp, err := c.do(ctx, http.MethodGet, path, nil, "")
 	var ae *APIError
@@ -557,7 +564,7 @@ func (c *Client) readRoutes(ctx context.Context) ([]routeInfo, string, error) {
 		return nil, "", fmt.Errorf("caddy read routes: %w", err)
 	}
 	for i := range infos {
-		if infos[i].file {
+		if infos[i].file && (only == nil || only[infos[i].service]) {
 			if infos[i].route.Upstream, err = c.readUpstream(infos[i].service); err != nil {
 				return nil, "", fmt.Errorf("caddy read routes: %w", err)
 			}
