@@ -14,10 +14,12 @@ import (
 	"github.com/jailkeeper/jailkeeper/release"
 )
 
-// reserve reads a release.json only when it is new or changed (issue 11),
-// and still never hands out an address that a release records: the
-// addresses it finds in use are always those a fresh Runtime finds.
-func TestReserveReadsOnlyWhatChanged(t *testing.T) {
+// reserve reads the release.json of a release only when it has not seen
+// it (issue 11), and still never hands out an address that a release
+// records: the addresses it finds in use are always those a fresh Runtime
+// finds, after creates, a status change, a removal and a create again of
+// a removed name.
+func TestReserveReadsOnlyNewReleases(t *testing.T) {
 	root := t.TempDir()
 	pool := netip.PrefixFrom(netip.AddrFrom4([4]byte{127, 77, byte(128 + rand.IntN(128)), 0}), 24)
 	p, err := New(Config{Root: root, Pool: pool})
@@ -69,21 +71,31 @@ func TestReserveReadsOnlyWhatChanged(t *testing.T) {
 		seen[r.IP] = r.Name
 		rels = append(rels, r)
 	}
-	// The first reserve found nothing; each later one read the file the
-	// one before it wrote; the check reads the last one's.
-	if n := reads("after 5 creates"); n != 5 {
-		t.Errorf("reserve read %d release.json files for 5 creates, want 5 (each new one once)", n)
+	// Each reserve records its own choice: no release.json is read but by
+	// the fresh Runtimes of the checks.
+	if n := reads("after 5 creates"); n != 0 {
+		t.Errorf("reserve read %d release.json files for 5 creates, want 0", n)
 	}
-	if n := reads("nothing changed"); n != 0 {
-		t.Errorf("with nothing changed reserve read %d release.json files, want 0", n)
-	}
-
-	// A status change replaces the file: it is read again.
+	// A status change keeps the address: nothing to read again.
 	if err := p.SetStatus(context.Background(), rels[2].Name, release.Status{State: release.StateLive}); err != nil {
 		t.Fatal(err)
 	}
-	if n := reads("after a status change"); n != 1 {
-		t.Errorf("after one status change reserve read %d release.json files, want 1", n)
+	if n := reads("after a status change"); n != 0 {
+		t.Errorf("after a status change reserve read %d release.json files, want 0", n)
+	}
+	// A release another Runtime made (an agent before a restart) is read
+	// once.
+	other, err := New(Config{Root: root, Pool: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := release.Release{Name: "other_0123456789ab_abcdef", Service: "other", SHA: "0123456789ab",
+		Spec: "abcdef", Port: port, State: release.StateCreating, Created: time.Unix(1700000000, 0).UTC()}
+	if err := other.reserve(&r); err != nil {
+		t.Fatal(err)
+	}
+	if n := reads("after another Runtime's create"); n != 1 {
+		t.Errorf("after another Runtime's create reserve read %d release.json files, want 1", n)
 	}
 
 	// A release gone frees its address: the next create gets it, being
@@ -95,4 +107,16 @@ func TestReserveReadsOnlyWhatChanged(t *testing.T) {
 		t.Errorf("after %s was removed the next create got %s, want its address %s", rels[0].Name, r.IP, rels[0].IP)
 	}
 	reads("after a removal and a create")
+	// A name created again (an interrupted create replaced) gets a new
+	// address, which the book knows.
+	if err := os.RemoveAll(p.dir(rels[1].Name)); err != nil {
+		t.Fatal(err)
+	}
+	if r := reserve(7); r.IP != rels[1].IP {
+		t.Errorf("after %s was removed the next create got %s, want its address %s", rels[1].Name, r.IP, rels[1].IP)
+	}
+	if r := reserve(1); r.IP == rels[1].IP {
+		t.Errorf("%s created again got %s, the address of svc7 now", r.Name, r.IP)
+	}
+	reads("after a name was created again")
 }

@@ -128,7 +128,7 @@ func (p *Runtime) SetStatus(ctx context.Context, name string, st release.Status)
 func (p *Runtime) reserve(r *release.Release) error {
 	p.allocMu.Lock()
 	defer p.allocMu.Unlock()
-	used, err := p.book.used(p) // release.json files read only when changed
+	used, err := p.book.used(p) // release.json files read only when new
 	if err != nil {
 		return err
 	}
@@ -156,7 +156,11 @@ func (p *Runtime) reserve(r *release.Release) error {
 	if err := os.Mkdir(p.dir(r.Name), 0o750); err != nil {
 		return err
 	}
-	return p.write(*r)
+	if err := p.write(*r); err != nil {
+		return err
+	}
+	p.book.record(r.Name, ip)
+	return nil
 }
 
 // pickAddr returns the lowest address of pool, after its first two,
