@@ -145,6 +145,8 @@ type Client struct {
 	// testHookBatch, when set, runs at the start of every batch with the
 	// number of calls merged into it.
 	testHookBatch func(n int)
+	// testHookFileWrite, when set, runs before every upstream file write.
+	testHookFileWrite func(service string)
 }
 
 // New checks cfg, fills in defaults and starts the writer goroutine; it

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jailkeeper/jailkeeper/internal/atomicfile"
@@ -106,6 +107,8 @@ func (c *Client) switchNow(held, ops []*op, urgent bool) ([]*op, bool) {
 		// written holds the files written in this round: infos, read
 		// once, does not show them.
 		written = map[string]string{}
+		// wb: the switches whose files are being written together.
+		wb switchWrites
 	)
 	for _, o := range ops {
 		if err := o.ctx.Err(); err != nil {
@@ -120,6 +123,10 @@ func (c *Client) switchNow(held, ops []*op, urgent bool) ([]*op, bool) {
 			infos, _, readErr = c.readRoutesOf(c.ctx, setServices(ops))
 			read = true
 		}
+		if wb.names(o.set) {
+			// A later call for a service: after the earlier one's file.
+			wb.flush(c, written)
+		}
 		var files []fileWrite
 		if now {
 			// A failed read holds the op: the batch reads again and
@@ -132,16 +139,78 @@ func (c *Client) switchNow(held, ops []*op, urgent bool) ([]*op, bool) {
 			hold(o)
 			continue
 		}
-		var err error
-		for _, f := range files {
-			if err = c.writeUpstream(f.service, f.upstream); err != nil {
-				break
+		wb.add(o, files)
+	}
+	wb.flush(c, written)
+	return held, urgent
+}
+
+// switchWrites are the file switches of one round of switchNow, written
+// together: one after another, each waited for under load (13 ms median,
+// 90 ms at the 90th percentile in a change of 200 services on two busy
+// cores), a round of 70 switches took seconds (issue 11).
+type switchWrites struct {
+	ops      []*op
+	files    [][]fileWrite
+	services map[string]bool
+}
+
+// maxFileWrites bounds the upstream files written at once.
+const maxFileWrites = 16
+
+// names reports whether a switch in wb is for one of the services of set.
+func (wb *switchWrites) names(set []Route) bool {
+	for _, r := range set {
+		if wb.services[r.Service] {
+			return true
+		}
+	}
+	return false
+}
+
+func (wb *switchWrites) add(o *op, files []fileWrite) {
+	if wb.services == nil {
+		wb.services = map[string]bool{}
+	}
+	for _, r := range o.set {
+		wb.services[r.Service] = true
+	}
+	wb.ops = append(wb.ops, o)
+	wb.files = append(wb.files, files)
+}
+
+// flush writes the files of wb's switches, at most maxFileWrites at once,
+// finishes each switch with its error in order, notes what was written in
+// written, and empties wb.
+func (wb *switchWrites) flush(c *Client, written map[string]string) {
+	errs := make([]error, len(wb.ops))
+	done := make([]int, len(wb.ops)) // files written, in order
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxFileWrites)
+	for i, files := range wb.files {
+		if len(files) == 0 {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			for _, f := range files {
+				if errs[i] = c.writeUpstream(f.service, f.upstream); errs[i] != nil {
+					return
+				}
+				done[i]++
 			}
+		}()
+	}
+	wg.Wait()
+	for i, o := range wb.ops {
+		for _, f := range wb.files[i][:done[i]] {
 			written[f.service] = f.upstream
 		}
-		o.finish(err)
+		o.finish(errs[i])
 	}
-	return held, urgent
+	*wb = switchWrites{}
 }
 
 // setServices returns the services the ops set routes for: the only
@@ -235,6 +304,9 @@ func (c *Client) readUpstream(service string) (string, error) {
 // sets each route, rewriting a file that lost its content (an empty or
 // stale upstream reads as a route to fix).
 func (c *Client) writeUpstream(service, upstream string) error {
+	if c.testHookFileWrite != nil {
+		c.testHookFileWrite(service)
+	}
 	if err := os.MkdirAll(c.cfg.UpstreamDir, 0o755); err != nil {
 		return fmt.Errorf("caddy switch %s: %w", service, err)
 	}
