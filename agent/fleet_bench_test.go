@@ -40,7 +40,8 @@ import (
 // The agent runs in the test process (its CPU and RSS are the process's:
 // the releases are separate processes, and the bench itself is idle
 // while it measures). JAILKEEPER_BENCH_CPUPROFILE=DIR writes a CPU
-// profile of the idle window per size.
+// profile of the idle window per size, and a CPU and a mutex profile of
+// the change of every service (profileWindow).
 func TestFleetBench(t *testing.T) {
 	if os.Getenv("JAILKEEPER_BENCH_FLEET") == "" {
 		t.Skip("make bench-fleet runs this (JAILKEEPER_BENCH_FLEET=1)")
@@ -115,9 +116,11 @@ func benchFleet(t *testing.T, n int) []string {
 	// The whole fleet in one commit, under load.
 	stop := f.load(4)
 	rev = f.commitAll("fleet: GEN=b everywhere", "v1", "b")
+	endProfile := profileWindow(t, fmt.Sprintf("change-%d", n))
 	start = time.Now()
 	f.sync()
 	took := f.waitConverged(rev, start, 60*time.Minute)
+	endProfile()
 	okN, failed, last := stop()
 	var creates, totals []float64
 	phases := map[string][]float64{}
@@ -329,4 +332,39 @@ func rssKB(t *testing.T) int {
 	}
 	t.Fatal("no VmRSS in /proc/self/status")
 	return 0
+}
+
+// profileWindow starts a CPU profile and mutex sampling of a window of
+// the bench when JAILKEEPER_BENCH_CPUPROFILE names a directory, and
+// returns what ends it and writes DIR/name.pprof and DIR/name.mutex.pprof:
+// where a fleet change spends the agent's CPU, and which locks it waits
+// on (issue 11).
+func profileWindow(t *testing.T, name string) (end func()) {
+	t.Helper()
+	dir := os.Getenv("JAILKEEPER_BENCH_CPUPROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	pf, err := os.Create(filepath.Join(dir, name+".pprof"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(pf); err != nil {
+		pf.Close()
+		t.Fatal(err)
+	}
+	runtime.SetMutexProfileFraction(10)
+	return func() {
+		pprof.StopCPUProfile()
+		pf.Close()
+		runtime.SetMutexProfileFraction(0)
+		mf, err := os.Create(filepath.Join(dir, name+".mutex.pprof"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mf.Close()
+		if err := pprof.Lookup("mutex").WriteTo(mf, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -302,13 +302,14 @@ func (ri *routeInfo) fillCanary(slots []string) {
 	ri.slots = slots
 }
 
-// fillCanaries fills in the slots of infos' canary routes, read from
-// their files every time: unlike a service's upstream file (fillUpstreams),
-// a slot is not cached, as the step a canary is at is read from them.
-func (c *Client) fillCanaries(infos []routeInfo) error {
+// fillCanaries fills in the slots of infos' canary routes (of the
+// services in only; nil: all), read from their files every time: unlike a
+// service's upstream file (fillUpstreams), a slot is not cached, as the
+// step a canary is at is read from them.
+func (c *Client) fillCanaries(infos []routeInfo, only map[string]bool) error {
 	for i := range infos {
 		ri := &infos[i]
-		if !ri.file || ri.route.Canary == nil {
+		if !ri.file || ri.route.Canary == nil || (only != nil && !only[ri.service]) {
 			continue
 		}
 		slots := make([]string, len(ri.route.Canary.Steps))

@@ -95,7 +95,7 @@ type Config struct {
 	// config reload. Each route's upstream is then dialled as
 	// {file.<UpstreamDir>/<service>}, a placeholder Caddy resolves on
 	// every request by reading that file, and Set switches the upstream
-	// by replacing the file atomically (write, fsync, rename): Caddy's
+	// by replacing the file atomically (write, rename): Caddy's
 	// config, and so its servers, stay as they are. Without it every
 	// switch is an admin write, and every admin write restarts Caddy's
 	// servers, which drops a request on a connection the old server had
@@ -149,6 +149,8 @@ type Client struct {
 	// testHookBatch, when set, runs at the start of every batch with the
 	// number of calls merged into it.
 	testHookBatch func(n int)
+	// testHookFileWrite, when set, runs before every upstream file write.
+	testHookFileWrite func(service string)
 }
 
 // New checks cfg, fills in defaults and starts the writer goroutine; it

@@ -11,6 +11,9 @@ func SetTestHookBeforeWrite(c *Client, f func(method, path string)) { c.testHook
 // SetTestHookBatch makes c call f at the start of every batch.
 func SetTestHookBatch(c *Client, f func(n int)) { c.testHookBatch = f }
 
+// SetTestHookFileWrite makes c call f before it writes an upstream file.
+func SetTestHookFileWrite(c *Client, f func(service string)) { c.testHookFileWrite = f }
+
 // Pending returns how many calls wait for the writer.
 func Pending(c *Client) int {
 	c.mu.Lock()

@@ -47,7 +47,7 @@ func (c *Client) ensuredRoutes(ctx context.Context) (map[string]Route, bool) {
 		}
 		c.ensured.put(resp.body, infos)
 	}
-	if c.fillUpstreams(infos, false) != nil || c.fillCanaries(infos) != nil {
+	if c.fillUpstreams(infos, false) != nil || c.fillCanaries(infos, nil) != nil {
 		return nil, false
 	}
 	out := make(map[string]Route, len(infos))

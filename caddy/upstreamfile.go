@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/jailkeeper/jailkeeper/internal/atomicfile"
@@ -106,6 +107,8 @@ func (c *Client) switchNow(held, ops []*op, urgent bool) ([]*op, bool) {
 		// written holds the files written in this round: infos, read
 		// once, does not show them.
 		written = map[string]string{}
+		// wb: the switches whose files are being written together.
+		wb switchWrites
 	)
 	for _, o := range ops {
 		if err := o.ctx.Err(); err != nil {
@@ -117,8 +120,12 @@ func (c *Client) switchNow(held, ops []*op, urgent bool) ([]*op, bool) {
 			now = now && !waiting[r.Service]
 		}
 		if len(o.set) > 0 && !read {
-			infos, _, readErr = c.readRoutes(c.ctx)
+			infos, _, readErr = c.readRoutesOf(c.ctx, setServices(ops))
 			read = true
+		}
+		if wb.names(o.set) {
+			// A later call for a service: after the earlier one's file.
+			wb.flush(c, written)
 		}
 		var files []fileWrite
 		if now {
@@ -132,16 +139,90 @@ func (c *Client) switchNow(held, ops []*op, urgent bool) ([]*op, bool) {
 			hold(o)
 			continue
 		}
-		var err error
-		for _, f := range files {
-			if err = c.writeUpstream(f.service, f.upstream); err != nil {
-				break
+		wb.add(o, files)
+	}
+	wb.flush(c, written)
+	return held, urgent
+}
+
+// switchWrites are the file switches of one round of switchNow, written
+// together: one after another, each waited for under load (13 ms median,
+// 90 ms at the 90th percentile in a change of 200 services on two busy
+// cores), a round of 70 switches took seconds (issue 11).
+type switchWrites struct {
+	ops      []*op
+	files    [][]fileWrite
+	services map[string]bool
+}
+
+// maxFileWrites bounds the upstream files written at once.
+const maxFileWrites = 16
+
+// names reports whether a switch in wb is for one of the services of set.
+func (wb *switchWrites) names(set []Route) bool {
+	for _, r := range set {
+		if wb.services[r.Service] {
+			return true
+		}
+	}
+	return false
+}
+
+func (wb *switchWrites) add(o *op, files []fileWrite) {
+	if wb.services == nil {
+		wb.services = map[string]bool{}
+	}
+	for _, r := range o.set {
+		wb.services[r.Service] = true
+	}
+	wb.ops = append(wb.ops, o)
+	wb.files = append(wb.files, files)
+}
+
+// flush writes the files of wb's switches, at most maxFileWrites at once,
+// finishes each switch with its error in order, notes what was written in
+// written, and empties wb.
+func (wb *switchWrites) flush(c *Client, written map[string]string) {
+	errs := make([]error, len(wb.ops))
+	done := make([]int, len(wb.ops)) // files written, in order
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxFileWrites)
+	for i, files := range wb.files {
+		if len(files) == 0 {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			for _, f := range files {
+				if errs[i] = c.writeUpstream(f.service, f.upstream); errs[i] != nil {
+					return
+				}
+				done[i]++
 			}
+		}()
+	}
+	wg.Wait()
+	for i, o := range wb.ops {
+		for _, f := range wb.files[i][:done[i]] {
 			written[f.service] = f.upstream
 		}
-		o.finish(err)
+		o.finish(errs[i])
 	}
-	return held, urgent
+	*wb = switchWrites{}
+}
+
+// setServices returns the services the ops set routes for: the only
+// upstream files switchNow needs to read.
+func setServices(ops []*op) map[string]bool {
+	out := map[string]bool{}
+	for _, o := range ops {
+		for _, r := range o.set {
+			out[r.Service] = true
+		}
+	}
+	return out
 }
 
 // movesTraffic reports whether a route in set exists in infos with another
@@ -206,14 +287,22 @@ func switchFiles(infos []routeInfo, written map[string]string, set []Route, dir 
 }
 
 // writeUpstream replaces service's upstream file with upstream, atomically
-// (internal/atomicfile: write, fsync, rename), so that Caddy reads either
-// the old address or the new one, never a part. From the next request on,
-// Caddy dials the new one; requests in flight finish where they are.
+// (internal/atomicfile: write, rename), so that Caddy reads either the old
+// address or the new one, never a part. From the next request on, Caddy
+// dials the new one; requests in flight finish where they are. There is
+// no fsync: it took 3 to 15 ms here, more than the rest of a rollback's
+// switch, and it buys nothing: a crash of the machine stops Caddy and
+// every release with it, and after the reboot the agent starts them and
+// sets each route, rewriting a file that lost its content (an empty or
+// stale upstream reads as a route to fix).
 func (c *Client) writeUpstream(service, upstream string) error {
+	if c.testHookFileWrite != nil {
+		c.testHookFileWrite(service)
+	}
 	if err := os.MkdirAll(c.cfg.UpstreamDir, 0o755); err != nil {
 		return fmt.Errorf("caddy switch %s: %w", service, err)
 	}
-	err := atomicfile.WriteFile(UpstreamFile(c.cfg.UpstreamDir, service), []byte(upstream+"\n"), 0o644)
+	err := atomicfile.WriteFileUnsynced(UpstreamFile(c.cfg.UpstreamDir, service), []byte(upstream+"\n"), 0o644)
 	c.forgetUpstream(service) // read again, as written
 	if err != nil {
 		return fmt.Errorf("caddy switch %s: %w", service, err)

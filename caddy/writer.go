@@ -553,6 +553,13 @@ var errServerMissing = errors.New("caddy: server missing")
 
 // readRoutes GETs the server's routes with their ETag.
 func (c *Client) readRoutes(ctx context.Context) ([]routeInfo, string, error) {
+	return c.readRoutesOf(ctx, nil)
+}
+
+// readRoutesOf is readRoutes reading the upstream files of the services
+// in only, or of all when only is nil: the others' Upstream is left
+// empty. A switch needs its own service's file, not the fleet's.
+func (c *Client) readRoutesOf(ctx context.Context, only map[string]bool) ([]routeInfo, string, error) {
 	path := c.srvPath + "/routes"
 	resp, err := c.do(ctx, http.MethodGet, path, nil, "")
 	var ae *APIError
@@ -570,10 +577,19 @@ func (c *Client) readRoutes(ctx context.Context) ([]routeInfo, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("caddy read routes: %w", err)
 	}
-	if err := c.fillUpstreams(infos, true); err != nil {
-		return nil, "", fmt.Errorf("caddy read routes: %w", err)
+	if only == nil {
+		if err := c.fillUpstreams(infos, true); err != nil {
+			return nil, "", fmt.Errorf("caddy read routes: %w", err)
+		}
 	}
-	if err := c.fillCanaries(infos); err != nil {
+	for i := range infos {
+		if infos[i].file && only != nil && only[infos[i].service] {
+			if infos[i].route.Upstream, err = c.upstreamOf(infos[i].service, true); err != nil {
+				return nil, "", fmt.Errorf("caddy read routes: %w", err)
+			}
+		}
+	}
+	if err := c.fillCanaries(infos, only); err != nil {
 		return nil, "", fmt.Errorf("caddy read routes: %w", err)
 	}
 	return infos, resp.etag, nil

@@ -31,7 +31,7 @@ var (
 // only a started release is switched to.
 func (p *Runtime) killStrays(ctx context.Context, name string, r release.Release) error {
 	root := filepath.Join(p.dir(name), rootDir)
-	pids := strays(root, r.Addr())
+	pids := scanStrays(root, r.Addr())
 	if len(pids) == 0 {
 		return nil
 	}
@@ -40,7 +40,7 @@ func (p *Runtime) killStrays(ctx context.Context, name string, r release.Release
 		_ = sysKill(pid, syscall.SIGKILL) // one that left its group
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for len(strays(root, r.Addr())) > 0 {
+	for len(scanStrays(root, r.Addr())) > 0 {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("processes %v of an interrupted start survived SIGKILL", pids)
 		}

@@ -187,6 +187,7 @@ func (p *Runtime) create(ctx context.Context, spec release.Spec) (_ release.Rele
 	if err := p.write(r); err != nil {
 		return release.Release{}, err
 	}
+	p.setStrayFree(spec.Name, true) // a new directory: no process works in it
 	return r, nil
 }
 
@@ -316,8 +317,10 @@ func (p *Runtime) start(ctx context.Context, name string) error {
 	if running, err := p.running(name); err != nil || running {
 		return err
 	}
-	if err := p.killStrays(ctx, name, r); err != nil {
-		return err
+	if !p.strayFree(name) {
+		if err := p.killStrays(ctx, name, r); err != nil {
+			return err
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -373,6 +376,7 @@ func (p *Runtime) start(ctx context.Context, name string) error {
 		return err
 	}
 	p.setExit(name, rec)
+	p.setStrayFree(name, false) // its app may leave children when it dies
 	pid := cmd.Process.Pid
 	// At once: the app runs unlimited until then (applyLimits).
 	limErr := applyLimits(pid, r.Limits)
@@ -410,7 +414,11 @@ func (p *Runtime) start(ctx context.Context, name string) error {
 		return fmt.Errorf("resource limits of pid %d (killed it): %w", pid, limErr)
 	}
 	pidfile := fmt.Appendf(nil, "%d %s\n", pid, id)
-	if err := atomicfile.WriteFile(filepath.Join(dir, pidFile), pidfile, 0o644); err != nil {
+	// No fsync: a pidfile means something only while the machine that
+	// wrote it is up (a crash of the machine ends the process, and a
+	// lost or empty pidfile then reads as not running, which is true),
+	// and the fsync was one of the costliest parts of a start under load.
+	if err := atomicfile.WriteFileUnsynced(filepath.Join(dir, pidFile), pidfile, 0o644); err != nil {
 		signalGroup(pid, syscall.SIGKILL)
 		return fmt.Errorf("write pidfile: %w", err)
 	}
@@ -516,6 +524,7 @@ func (p *Runtime) stop(ctx context.Context, name string) error {
 		if err := p.killStrays(ctx, name, r); err != nil {
 			return err
 		}
+		p.setStrayFree(name, true)
 	}
 	if err := os.Remove(filepath.Join(p.dir(name), pidFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
@@ -582,5 +591,6 @@ func (p *Runtime) Destroy(ctx context.Context, name string) error {
 		return fmt.Errorf("destroy %s: %w", name, err)
 	}
 	p.setExit(name, nil)
+	p.setStrayFree(name, false)
 	return nil
 }

@@ -84,10 +84,13 @@ type Runtime struct {
 	zfs *zfs.Client // cfg.ZFS
 
 	allocMu sync.Mutex // address choice and the first write of release.json
+	book    addrBook   // under allocMu
 
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex // per release
 	exits map[string]*exitRecord // per release this value started, see Exit
+	// releases that can have no stray process (strayfree.go)
+	noStrays map[string]bool
 
 	listed listCache // what the last List read
 

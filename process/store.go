@@ -137,18 +137,9 @@ func (p *Runtime) SetStatus(ctx context.Context, name string, st release.Status)
 func (p *Runtime) reserve(r *release.Release) error {
 	p.allocMu.Lock()
 	defer p.allocMu.Unlock()
-	used := map[netip.Addr]bool{}
-	entries, err := os.ReadDir(p.cfg.Root)
+	used, err := p.book.used(p) // release.json files read only when new
 	if err != nil {
 		return err
-	}
-	for _, e := range entries {
-		if !e.IsDir() || release.ValidName(e.Name()) != nil {
-			continue
-		}
-		if o, err := p.read(e.Name()); err == nil {
-			used[o.IP] = true
-		}
 	}
 	port := strconv.Itoa(r.Port)
 	nheld := 0
@@ -174,7 +165,11 @@ func (p *Runtime) reserve(r *release.Release) error {
 	if err := os.Mkdir(p.dir(r.Name), 0o750); err != nil {
 		return err
 	}
-	return p.write(*r)
+	if err := p.write(*r); err != nil {
+		return err
+	}
+	p.book.record(r.Name, ip)
+	return nil
 }
 
 // pickAddr returns the lowest address of pool, after its first two,

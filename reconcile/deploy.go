@@ -407,8 +407,13 @@ func reportLive(_ context.Context, dp *deployment) error {
 }
 
 // collect stops and destroys what the plan decided (Step.AfterStop and
-// AfterDestroy), skipping releases that are gone meanwhile.
+// AfterDestroy), skipping releases that are gone meanwhile. With nothing
+// to collect it lists nothing: a List per deploy cost a change of N
+// services N Lists of 2N releases (issue 11).
 func collect(ctx context.Context, dp *deployment) error {
+	if len(dp.st.AfterStop) == 0 && len(dp.st.AfterDestroy) == 0 {
+		return nil
+	}
 	rels, err := dp.e.rt.List(ctx)
 	if err != nil {
 		return fmt.Errorf("list releases: %w", err)

@@ -33,6 +33,7 @@ type fakeRuntime struct {
 	heldAll    bool
 	exits      map[string]error
 	dieOnStart map[string]bool
+	lists      int // List calls
 }
 
 func newFakeRuntime(rels ...release.Release) *fakeRuntime {
@@ -51,6 +52,7 @@ func (f *fakeRuntime) record(format string, args ...any) {
 func (f *fakeRuntime) List(context.Context) ([]release.Release, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.lists++
 	var out []release.Release
 	for _, r := range f.rels {
 		out = append(out, *r)

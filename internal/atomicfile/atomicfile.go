@@ -12,7 +12,12 @@ import (
 // followed. On error path is unchanged and the temporary file is removed.
 // The directory itself is not synced. Safe for concurrent use on different
 // paths; concurrent writes of one path leave one of the writes.
-func WriteFile(path string, data []byte, mode fs.FileMode) (err error) {
+func WriteFile(path string, data []byte, mode fs.FileMode) error {
+	return write(path, data, mode, true)
+}
+
+// write is WriteFile, with the fsync when sync is set.
+func write(path string, data []byte, mode fs.FileMode, sync bool) (err error) {
 	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
 	if err != nil {
 		return err
@@ -29,8 +34,10 @@ func WriteFile(path string, data []byte, mode fs.FileMode) (err error) {
 	if err := f.Chmod(mode); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		return err
+	if sync {
+		if err := f.Sync(); err != nil {
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err

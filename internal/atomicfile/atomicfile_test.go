@@ -8,7 +8,18 @@ import (
 	"github.com/jailkeeper/jailkeeper/internal/atomicfile"
 )
 
+// Both writes replace alike; WriteFileUnsynced only skips the fsync,
+// which no test can see.
 func TestWriteFile(t *testing.T) {
+	for name, write := range map[string]func(string, []byte, os.FileMode) error{
+		"WriteFile":         atomicfile.WriteFile,
+		"WriteFileUnsynced": atomicfile.WriteFileUnsynced,
+	} {
+		t.Run(name, func(t *testing.T) { testWriteFile(t, write) })
+	}
+}
+
+func testWriteFile(t *testing.T, write func(string, []byte, os.FileMode) error) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "x.conf")
 	for _, tc := range []struct {
@@ -18,7 +29,7 @@ func TestWriteFile(t *testing.T) {
 		{"first\n", 0o600},
 		{"second\n", 0o644}, // replaces, mode included
 	} {
-		if err := atomicfile.WriteFile(path, []byte(tc.data), tc.mode); err != nil {
+		if err := write(path, []byte(tc.data), tc.mode); err != nil {
 			t.Fatal(err)
 		}
 		b, err := os.ReadFile(path)
@@ -38,7 +49,7 @@ func TestWriteFile(t *testing.T) {
 	if err := os.Symlink(target, link); err != nil {
 		t.Fatal(err)
 	}
-	if err := atomicfile.WriteFile(link, []byte("new\n"), 0o644); err != nil {
+	if err := write(link, []byte("new\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(target); string(b) != "target\n" {
@@ -56,7 +67,7 @@ func TestWriteFile(t *testing.T) {
 		t.Errorf("directory has %d entries, want 3 (x.conf, target, link)", len(entries))
 	}
 	// A missing directory is an error and leaves nothing.
-	if err := atomicfile.WriteFile(filepath.Join(dir, "no", "x"), nil, 0o644); err == nil {
+	if err := write(filepath.Join(dir, "no", "x"), nil, 0o644); err == nil {
 		t.Error("write into a missing directory succeeded")
 	}
 }
