@@ -452,18 +452,6 @@ func TestE2EArtifactStoreSlow(t *testing.T) {
 	}
 }
 
-// checkLoad fails the test when a request of the load failed, or when too
-// few went through for the load to show anything.
-func checkLoad(t *testing.T, ok, bad int64, last string) {
-	t.Helper()
-	if bad != 0 {
-		t.Errorf("%d failed requests (last: %s)", bad, last)
-	}
-	if ok < 50 {
-		t.Errorf("only %d requests ok: the load shows nothing", ok)
-	}
-}
-
 // checkNoVerdict fails the test when the agent's log shows a release
 // marked failed or reverted: the fault (why) was the host's.
 func (e *env) checkNoVerdict(t *testing.T, why string) {

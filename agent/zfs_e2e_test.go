@@ -219,3 +219,15 @@ func TestE2EZFSBusyOnDestroy(t *testing.T) {
 	checkLoad(t, ok, bad, last)
 	e.checkNoVerdict(t, "a busy dataset")
 }
+
+// checkLoad fails the test when a request of the load failed, or when too
+// few went through for the load to show anything.
+func checkLoad(t *testing.T, ok, bad int64, last string) {
+	t.Helper()
+	if bad != 0 {
+		t.Errorf("%d failed requests (last: %s)", bad, last)
+	}
+	if ok < 50 {
+		t.Errorf("only %d requests ok: the load shows nothing", ok)
+	}
+}
