@@ -57,11 +57,7 @@ func split(t *testing.T, in *caddytest.Instance, host string, n int) map[string]
 func TestCanaryStepsAreFileWrites(t *testing.T) {
 	in := caddytest.Start(t)
 	dir := t.TempDir()
-	c, err := caddy.New(caddy.Config{Admin: in.Admin, Listen: []string{in.Listen}, UpstreamDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := newFileClientIn(t, in, dir)
 	a, b := backend(t, "A"), backend(t, "B")
 	ctx := t.Context()
 	if err := c.Set(ctx, route("web", a)); err != nil {

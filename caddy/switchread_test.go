@@ -18,11 +18,7 @@ import (
 func TestFileSwitchReadsOnlyItsFile(t *testing.T) {
 	in := caddytest.Start(t)
 	dir := t.TempDir()
-	c, err := caddy.New(caddy.Config{Admin: in.Admin, Listen: []string{in.Listen}, UpstreamDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := newFileClientIn(t, in, dir)
 	a, b := backend(t, "A"), backend(t, "B")
 	if err := c.Set(t.Context(), route("web", a), route("api", a)); err != nil {
 		t.Fatal(err)

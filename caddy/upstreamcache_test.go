@@ -19,11 +19,7 @@ import (
 func TestEnsureRoutesUpstreamFiles(t *testing.T) {
 	in := caddytest.Start(t)
 	dir := t.TempDir()
-	c, err := caddy.New(caddy.Config{Admin: in.Admin, Listen: []string{in.Listen}, UpstreamDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := newFileClientIn(t, in, dir)
 	ctx := t.Context()
 	const n = 2 * caddy.UpstreamRounds
 	var routes []caddy.Route

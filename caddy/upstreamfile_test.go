@@ -21,7 +21,14 @@ import (
 // files in a fresh directory (Config.UpstreamDir).
 func newFileClient(t testing.TB, in *caddytest.Instance) *caddy.Client {
 	t.Helper()
-	c, err := caddy.New(caddy.Config{Admin: in.Admin, Listen: []string{in.Listen}, UpstreamDir: t.TempDir()})
+	return newFileClientIn(t, in, t.TempDir())
+}
+
+// newFileClientIn is newFileClient with its upstream files in dir, for
+// tests that look at them.
+func newFileClientIn(t testing.TB, in *caddytest.Instance, dir string) *caddy.Client {
+	t.Helper()
+	c, err := caddy.New(caddy.Config{Admin: in.Admin, Listen: []string{in.Listen}, UpstreamDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,11 +57,7 @@ func dials(t *testing.T, in *caddytest.Instance, service string) []string {
 func TestFileSwitchNoReload(t *testing.T) {
 	in := caddytest.Start(t)
 	dir := t.TempDir()
-	c, err := caddy.New(caddy.Config{Admin: in.Admin, Listen: []string{in.Listen}, UpstreamDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := newFileClientIn(t, in, dir)
 	a, b := backend(t, "A"), backend(t, "B")
 	if err := c.Set(t.Context(), route("web", a)); err != nil {
 		t.Fatal(err)
